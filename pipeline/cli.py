@@ -1,0 +1,86 @@
+"""`igaudit run` and `igaudit demo`. Flags igaudit does not know go to Beam's PipelineOptions.
+
+Errors a user can cause end in one line on stderr and exit code 2; a failed run
+exits 1; `--debug` shows the traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import traceback
+
+DEMO_CONFIG = "configs/local.yaml"
+
+
+def _quiet_tensorflow() -> None:
+    # TF's C++ start-up chatter hides the lines a user needs; --debug keeps it.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="igaudit", description="Integrated Gradients audits of image datasets on Apache Beam.",
+        epilog="Any other flag (e.g. --runner=PortableRunner --job_endpoint=...) is passed to Beam.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override one config value, e.g. --set attribution.steps=100 (repeatable)")
+    common.add_argument("--debug", action="store_true", help="show tracebacks and library logs")
+    run = sub.add_parser("run", parents=[common], help="run an audit from a config file")
+    run.add_argument("--config", required=True, help="YAML config, e.g. configs/local.yaml")
+    demo = sub.add_parser("demo", parents=[common],
+                          help="build the demo dataset and model if missing, then audit them")
+    demo.add_argument("--config", default=DEMO_CONFIG, help=f"default: {DEMO_CONFIG}")
+    return parser
+
+
+def _split_beam_args(argv: list[str]) -> tuple[list[str], list[str]]:
+    """Everything after a bare `--` is Beam's, whatever it looks like."""
+    if "--" in argv:
+        i = argv.index("--")
+        return argv[:i], argv[i + 1:]
+    return argv, []
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    ours, beam_args = _split_beam_args(argv)
+    args, unknown = _parser().parse_known_args(ours)
+    beam_args = unknown + beam_args
+    if not args.debug:
+        _quiet_tensorflow()
+    import logging
+    logging.basicConfig(level=logging.INFO if args.debug else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+
+    from pipeline.config import ConfigError, load_config
+    from pipeline.job import UserError, absolute, run_job
+    from transforms.models import ModelError
+    try:
+        if args.command == "demo":
+            from pipeline.demo import ensure_demo
+            ensure_demo()
+        cfg = load_config(args.config, args.overrides)
+        summary = run_job(cfg, beam_args)
+    except (ConfigError, UserError, ModelError) as e:
+        print(f"igaudit: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("igaudit: interrupted; the output has no _SUCCESS marker and is incomplete", file=sys.stderr)
+        return 130
+    except Exception as e:  # a failed run, not a user mistake
+        if args.debug:
+            traceback.print_exc()
+        first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+        print(f"igaudit: run failed: {type(e).__name__}: {first[:500]} (rerun with --debug for the traceback)",
+              file=sys.stderr)
+        return 1
+    print(f"igaudit: attributed {summary.attributed} of {summary.matched} images "
+          f"({summary.rejected} rejected) in {summary.seconds:.1f} s")
+    print(f"igaudit: report: {absolute(summary.report)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

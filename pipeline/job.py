@@ -1,0 +1,233 @@
+"""One audit run: check inputs up front, run the Beam graph, then write run.json, report.html, _SUCCESS.
+
+Everything a user can get wrong (config, model, inputs, output dir) is checked
+before any work starts and ends in a `UserError` naming the thing and the fix.
+"""
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import logging
+import platform
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Optional
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+from apache_beam.options.pipeline_options import PipelineOptions
+
+from pipeline.build import build_pipeline, model_spec
+from pipeline.config import Config
+from transforms.models import ModelError, load_classifier
+from transforms.read import label_from_uri, match_files, read_manifest
+from transforms.records import ImageFile
+
+log = logging.getLogger("igaudit")
+
+# Everything a run writes; a rerun into the same directory removes these first.
+OUTPUT_ENTRIES = ("_SUCCESS", "images", "masks", "overlays", "raw", "classes.parquet", "skew.parquet",
+                  "rejected.parquet", "report.html", "run.json")
+
+
+class UserError(Exception):
+    """A problem the user can fix; the message names the thing and the fix."""
+
+
+@dataclasses.dataclass
+class RunSummary:
+    out_dir: str
+    matched: int
+    attributed: int
+    rejected: int
+    class_names: list
+    seconds: float
+    report: str
+
+
+def _versions() -> dict:
+    import numpy
+    import PIL
+    import pyarrow
+    import tensorflow as tf
+    import keras
+    return {"python": platform.python_version(), "apache_beam": beam.__version__, "tensorflow": tf.__version__,
+            "keras": keras.__version__, "numpy": numpy.__version__, "pyarrow": pyarrow.__version__,
+            "pillow": PIL.__version__}
+
+
+def find_inputs(cfg: Config) -> tuple[list[ImageFile], Optional[list[ImageFile]]]:
+    """(all inputs, the manifest's rows or None). Raises UserError when nothing matches."""
+    if cfg.input.manifest:
+        try:
+            files = read_manifest(cfg.input.manifest)
+        except FileNotFoundError:
+            raise UserError(f"input.manifest '{cfg.input.manifest}' not found: point it at a CSV, JSONL or "
+                            f"Parquet file with columns uri,label") from None
+        except (OSError, ValueError) as e:
+            raise UserError(f"input.manifest '{cfg.input.manifest}' cannot be read: {e}") from None
+        if not files:
+            raise UserError(f"input.manifest '{cfg.input.manifest}' has no rows")
+        return files, files
+    try:
+        uris = match_files(cfg.input.pattern)
+    except Exception as e:  # a filesystem that cannot be listed (bad bucket, missing plugin)
+        raise UserError(f"input.pattern '{cfg.input.pattern}' cannot be listed ({type(e).__name__}: {e})") from None
+    if not uris:
+        raise UserError(f"input.pattern '{cfg.input.pattern}' matches no files: check the glob (label = parent "
+                        f"folder, e.g. data/train/*/*.png); for the demo run `igaudit demo`")
+    return [ImageFile(u, label_from_uri(u), "") for u in uris], None
+
+
+def resolve_class_names(cfg: Config, files: list[ImageFile]) -> list[str]:
+    if cfg.model.class_names:
+        try:
+            with FileSystems.open(cfg.model.class_names) as f:
+                names = [line.strip() for line in f.read().decode("utf-8").splitlines() if line.strip()]
+        except Exception:
+            raise UserError(f"model.class_names '{cfg.model.class_names}' cannot be read: give a text file with "
+                            f"one class name per model output, or leave it null to use the sorted labels") from None
+        if not names:
+            raise UserError(f"model.class_names '{cfg.model.class_names}' is empty")
+        return names
+    return sorted({f.label for f in files if f.label is not None})
+
+
+def check_model(cfg: Config, class_names: list[str]) -> int:
+    """Load the model once here so a missing or mismatched model stops the run before any work."""
+    try:
+        classifier = load_classifier(model_spec(cfg))
+    except ModelError as e:
+        raise UserError(str(e)) from None
+    n = classifier.num_classes
+    if cfg.model.class_names is None and n != len(class_names):
+        raise UserError(f"the model has {n} outputs but the input has {len(class_names)} labels "
+                        f"({', '.join(class_names[:8])}{'...' if len(class_names) > 8 else ''}): set "
+                        f"model.class_names to a file with one name per output")
+    if cfg.model.class_names is not None and n != len(class_names):
+        raise UserError(f"model.class_names '{cfg.model.class_names}' lists {len(class_names)} names but the "
+                        f"model has {n} outputs")
+    return n
+
+
+def prepare_output_dir(out_dir: str) -> None:
+    """Make the dir, prove it is writable, and remove an earlier run's outputs (_SUCCESS first)."""
+    try:
+        FileSystems.mkdirs(out_dir)
+    except OSError:
+        pass  # exists already
+    probe = FileSystems.join(out_dir, ".igaudit-write-test")
+    try:
+        with FileSystems.create(probe) as f:
+            f.write(b"ok")
+        FileSystems.delete([probe])
+    except Exception as e:
+        raise UserError(f"output.dir '{out_dir}' cannot be written ({type(e).__name__}): choose a writable "
+                        f"directory with --set output.dir=...") from None
+    stale = [FileSystems.join(out_dir, name) for name in OUTPUT_ENTRIES]
+    present = [p for p in stale if FileSystems.exists(p)]
+    if present:
+        FileSystems.delete(present)
+
+
+def pipeline_options(cfg: Config, beam_args: list[str]) -> PipelineOptions:
+    """Config `beam:` options first, then command-line Beam flags (which win)."""
+    from_config = []
+    for key, value in cfg.beam.items():
+        if isinstance(value, bool):
+            from_config.append(f"--{key}" if value else f"--no{key}")
+        elif isinstance(value, list):
+            from_config.extend(f"--{key}={v}" for v in value)
+        else:
+            from_config.append(f"--{key}={value}")
+    return PipelineOptions(from_config + list(beam_args))
+
+
+def make_pipeline(options: PipelineOptions) -> beam.Pipeline:
+    """Use the requested runner; with none, the in-process FnApiRunner.
+
+    Beam's default DirectRunner first tries to download and start a Prism
+    binary, which fails offline; going straight to the FnApiRunner keeps the
+    local default offline and deterministic. It honours --direct_num_workers
+    and --direct_running_mode.
+    """
+    if options.get_all_options().get("runner"):
+        return beam.Pipeline(options=options)
+    from apache_beam.portability.api import beam_provision_api_pb2
+    from apache_beam.runners.portability.fn_api_runner import fn_runner
+    from apache_beam.runners.portability.portable_runner import JobServiceHandle
+    encoded = JobServiceHandle.encode_pipeline_options(options.get_all_options())
+    provision = fn_runner.ExtendedProvisionInfo(beam_provision_api_pb2.ProvisionInfo(pipeline_options=encoded))
+    return beam.Pipeline(runner=fn_runner.FnApiRunner(provision_info=provision), options=options)
+
+
+def _read_table(path: str):
+    import pyarrow.parquet as pq
+    with FileSystems.open(path) as f:
+        return pq.read_table(io.BytesIO(f.read()))
+
+
+def read_images_table(out_dir: str):
+    import pyarrow as pa
+    from transforms.records import images_schema
+    paths = [m.path for m in FileSystems.match([FileSystems.join(out_dir, "images", "*.parquet")])[0].metadata_list]
+    tables = [_read_table(p) for p in sorted(paths)]
+    return pa.concat_tables(tables) if tables else images_schema().empty_table()
+
+
+def write_text(path: str, text: str) -> None:
+    with FileSystems.create(path) as f:
+        f.write(text.encode("utf-8"))
+
+
+def run_job(cfg: Config, beam_args: list[str] = ()) -> RunSummary:
+    """Run one audit into cfg.output.dir and return what it did. Raises UserError before any work."""
+    started = time.time()
+    files, manifest_files = find_inputs(cfg)
+    class_names = resolve_class_names(cfg, files)
+    check_model(cfg, class_names)
+    out_dir = cfg.output.dir
+    prepare_output_dir(out_dir)
+    log.info("matched %d input files; classes: %s", len(files), ", ".join(class_names))
+    print(f"igaudit: {len(files)} images matched, {len(class_names)} classes; writing to {out_dir}", flush=True)
+
+    options = pipeline_options(cfg, list(beam_args))
+    p = make_pipeline(options)
+    build_pipeline(p, cfg, class_names, out_dir, manifest_files)
+    pipeline_started = time.time()
+    result = p.run()
+    result.wait_until_finish()
+    pipeline_seconds = time.time() - pipeline_started
+
+    images = read_images_table(out_dir)
+    rejected = _read_table(FileSystems.join(out_dir, "rejected.parquet"))
+    counts = {"matched": len(files), "attributed": images.num_rows, "rejected": rejected.num_rows}
+    status = "ok" if counts["matched"] == counts["attributed"] + counts["rejected"] else "count_mismatch"
+    run_info = {
+        "status": status,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config": cfg.to_dict(),
+        "class_names": class_names,
+        "beam_args": list(beam_args),
+        "versions": _versions(),
+        "counts": counts,
+        "timings": {"total_seconds": round(time.time() - started, 3),
+                    "pipeline_seconds": round(pipeline_seconds, 3)},
+    }
+    from pipeline.report import write_report
+    report_path = write_report(out_dir, run_info)
+    run_info["timings"]["total_seconds"] = round(time.time() - started, 3)
+    write_text(FileSystems.join(out_dir, "run.json"), json.dumps(run_info, indent=2, default=str))
+    if status != "ok":
+        raise RuntimeError(f"counts do not reconcile: matched {counts['matched']} != attributed "
+                           f"{counts['attributed']} + rejected {counts['rejected']}; outputs in {out_dir} are "
+                           f"incomplete (no _SUCCESS)")
+    write_text(FileSystems.join(out_dir, "_SUCCESS"), "")
+    return RunSummary(out_dir=out_dir, class_names=class_names, seconds=time.time() - started,
+                      report=report_path, **counts)
+
+
+def absolute(path: str) -> str:
+    return path if "://" in path else str(Path(path).resolve())

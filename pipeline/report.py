@@ -1,0 +1,121 @@
+"""A static report.html built from a run's Parquet outputs (opens from disk, no server).
+
+Mean heatmaps are embedded as data URIs; overlays are linked relatively
+(overlays/<image_id>.png), so the folder can be copied or served as is.
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+
+from transforms.render import grid_heatmap_png
+
+_STYLE = """
+body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}
+table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
+th{background:#f4f4f4}td.l,th.l{text-align:left}.class{border-top:2px solid #ddd;padding:1em 0}
+.class img{margin-right:.4em;vertical-align:top;image-rendering:pixelated}.muted{color:#777}
+figure{display:inline-block;margin:0 .6em 0 0}figcaption{font-size:.8em;color:#555;max-width:128px}
+"""
+
+
+def _read_table(path: str):
+    import pyarrow.parquet as pq
+    with FileSystems.open(path) as f:
+        return pq.read_table(io.BytesIO(f.read()))
+
+
+def _data_uri(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+
+
+def _fmt(v, digits=3) -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return html.escape(str(v))
+
+
+def _histogram(values: np.ndarray, bins: int = 10) -> str:
+    """A small text-free bar chart (inline SVG) of relative completeness gaps."""
+    if values.size == 0:
+        return "<p class=muted>no attributed images</p>"
+    counts, edges = np.histogram(values, bins=bins)
+    top = max(counts.max(), 1)
+    bars = "".join(
+        f'<rect x="{i * 30}" y="{100 - 100 * c / top:.1f}" width="26" height="{100 * c / top:.1f}" fill="#b5367a">'
+        f"<title>{edges[i]:.4f}–{edges[i + 1]:.4f}: {c}</title></rect>" for i, c in enumerate(counts))
+    return (f'<svg width="{bins * 30}" height="100" role="img" aria-label="completeness gap histogram">{bars}</svg>'
+            f"<p class=muted>relative |gap| from {edges[0]:.4f} to {edges[-1]:.4f}; median "
+            f"{np.median(values):.4f}</p>")
+
+
+def render_report(out_dir: str, run_info: dict) -> str:
+    """The report's HTML text."""
+    from pipeline.job import read_images_table
+    images = read_images_table(out_dir).to_pylist()
+    classes = _read_table(FileSystems.join(out_dir, "classes.parquet")).to_pylist()
+    rejected = _read_table(FileSystems.join(out_dir, "rejected.parquet")).to_pylist()
+    cfg = run_info["config"]
+    counts = run_info["counts"]
+    overlays = {r["image_id"]: r["overlay_path"] for r in images if r["overlay_path"]}
+    parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>igaudit report</title>"
+             f"<style>{_STYLE}</style></head><body>",
+             "<h1>igaudit report</h1>",
+             "<h2>Summary</h2><table>",
+             *(f"<tr><th class=l>{html.escape(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in (
+                 ("images matched", counts["matched"]), ("attributed", counts["attributed"]),
+                 ("rejected", counts["rejected"]), ("model", cfg["model"]["path"]),
+                 ("steps / rule", f"{cfg['attribution']['steps']} / {cfg['attribution']['rule']}"),
+                 ("baseline", cfg["attribution"]["baseline"]), ("target", cfg["attribution"]["target"]),
+                 ("score", cfg["attribution"]["score"]),
+                 ("wall time (s)", run_info["timings"].get("total_seconds")))),
+             "</table>"]
+
+    by_label = sorted((c for c in classes if c["group_by"] == "label"), key=lambda c: c["class_name"])
+    parts.append("<h2>Classes (by true label)</h2>"
+                 "<p class=muted>Left: where attribution mass falls on average (|IG| pooled to a grid, brighter "
+                 "= more). Right: overlays of the class's most confident images.</p>")
+    for c in by_label:
+        g = int(c["grid_size"])
+        grid = np.array(c["mean_grid"], np.float64).reshape(g, g) if g else np.zeros((1, 1))
+        heat = _data_uri(grid_heatmap_png(grid, scale=max(1, 128 // max(g, 1))))
+        thumbs = "".join(
+            f'<figure><img src="{html.escape(overlays[i])}" width=128 height=128 alt="overlay {html.escape(i)}">'
+            f"<figcaption>{html.escape(i)}</figcaption></figure>"
+            for i in c["typical_images"] if i in overlays)
+        parts.append(
+            f'<div class=class><h3>{html.escape(c["class_name"])}</h3>'
+            f'<figure><img src="{heat}" width=128 height=128 alt="mean attribution of {html.escape(c["class_name"])}">'
+            f"<figcaption>mean |IG| grid</figcaption></figure>{thumbs}"
+            f"<table><tr><th>images</th><th>accuracy</th><th>mean confidence</th><th>border mass</th>"
+            f"<th>concentration</th><th>mean |gap|</th></tr><tr><td>{c['count']}</td><td>{_fmt(c['accuracy'])}</td>"
+            f"<td>{_fmt(c['mean_confidence'])}</td><td>{_fmt(c['mean_border_mass'])}</td>"
+            f"<td>{_fmt(c['mean_concentration'])}</td><td>{_fmt(c['mean_abs_completeness_gap'], 4)}</td></tr>"
+            f"</table></div>")
+
+    parts.append("<h2>Completeness</h2><p>IG's completeness axiom says the attributions sum to "
+                 "F(x) − F(x′); the gap is the quadrature error. Raise <code>attribution.steps</code> if it is "
+                 "large.</p>")
+    parts.append(_histogram(np.array([r["relative_gap"] for r in images], np.float64)))
+
+    parts.append(f"<h2>Rejected inputs ({len(rejected)})</h2>")
+    if rejected:
+        parts.append("<table><tr><th class=l>uri</th><th class=l>stage</th><th class=l>reason</th></tr>")
+        parts.extend(f"<tr><td class=l>{html.escape(r['uri'])}</td><td class=l>{html.escape(r['stage'])}</td>"
+                     f"<td class=l>{html.escape(r['reason'])}</td></tr>" for r in rejected[:200])
+        parts.append("</table>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(out_dir: str, run_info: dict) -> str:
+    path = FileSystems.join(out_dir, "report.html")
+    with FileSystems.create(path) as f:
+        f.write(render_report(out_dir, run_info).encode("utf-8"))
+    return path

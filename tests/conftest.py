@@ -1,0 +1,71 @@
+"""Shared fixtures: a tiny labelled dataset with broken files mixed in, and a tiny saved model."""
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from pathlib import Path  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+CLASSES = ("ant", "bee", "cat")
+SIZE = 24
+
+
+def make_tiny_dataset(root: Path, per_class: int = 4, broken: bool = True) -> dict:
+    """PNG/JPEG images under root/<class>/, odd sizes included; a few broken files."""
+    rng = np.random.default_rng(0)
+    good = 0
+    for ci, name in enumerate(CLASSES):
+        folder = root / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            h, w = (SIZE, SIZE) if i % 2 == 0 else (SIZE + 7, SIZE * 2)  # some need padding
+            pixels = rng.integers(0, 80, size=(h, w, 3), dtype=np.uint8)
+            pixels[h // 4: 3 * h // 4, w // 4: 3 * w // 4, ci] = 230     # a class-coloured square
+            ext = "png" if i % 3 else "jpg"
+            Image.fromarray(pixels).save(folder / f"img{i}.{ext}")
+            good += 1
+    bad = 0
+    if broken:
+        (root / "ant" / "empty.png").write_bytes(b"")
+        (root / "bee" / "notes.png").write_bytes(b"this is not an image")
+        png = (root / "cat" / "img1.png").read_bytes()
+        (root / "cat" / "truncated.png").write_bytes(png[: len(png) // 2])
+        bad = 3
+    return {"good": good, "bad": bad}
+
+
+def make_tiny_model(path: Path, classes: int = len(CLASSES), size: int = SIZE, seed: int = 0) -> Path:
+    import keras
+    keras.utils.set_random_seed(seed)
+    model = keras.Sequential([
+        keras.Input((size, size, 3)),
+        keras.layers.Conv2D(4, 3, activation="relu"),
+        keras.layers.GlobalAveragePooling2D(),
+        keras.layers.Dense(classes),
+    ])
+    model.save(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_assets(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    counts = make_tiny_dataset(root / "data")
+    model = make_tiny_model(root / "tiny.keras")
+    return {"root": root, "data": root / "data", "model": model, **counts}
+
+
+def tiny_config(assets, out_dir: Path, **sections) -> dict:
+    raw = {
+        "input": {"pattern": str(assets["data"] / "*" / "*")},
+        "model": {"path": str(assets["model"]), "input_size": [SIZE, SIZE]},
+        "attribution": {"steps": 8, "batch_size": 4, "chunk_size": 16},
+        "output": {"dir": str(out_dir)},
+        "analysis": {"grid": 4},
+    }
+    for name, values in sections.items():
+        raw.setdefault(name, {}).update(values)
+    return raw

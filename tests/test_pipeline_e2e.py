@@ -1,0 +1,103 @@
+"""End to end on the local runner: every output in the contract, counts that reconcile."""
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from pipeline.config import from_dict
+from pipeline.job import UserError, read_images_table, run_job
+from tests.conftest import CLASSES, SIZE, tiny_config
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_assets, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "out"
+    cfg = from_dict(tiny_config(tiny_assets, out, output={"raw": True}))
+    summary = run_job(cfg)
+    return {"out": out, "summary": summary, "assets": tiny_assets, "cfg": cfg}
+
+
+def test_every_output_in_the_contract_exists(tiny_run):
+    out = tiny_run["out"]
+    for name in ("classes.parquet", "rejected.parquet", "report.html", "run.json", "_SUCCESS"):
+        assert (out / name).is_file(), name
+    assert list((out / "images").glob("*.parquet"))
+
+
+def test_counts_reconcile_and_rows_match_files(tiny_run):
+    assets, out = tiny_run["assets"], tiny_run["out"]
+    images = read_images_table(str(out)).to_pylist()
+    rejected = pq.read_table(out / "rejected.parquet").to_pylist()
+    files = sorted(str(p) for p in assets["data"].glob("*/*"))
+    assert len(images) == assets["good"] and len(rejected) == assets["bad"]
+    assert sorted([r["uri"] for r in images] + [r["uri"] for r in rejected]) == files
+    assert len({r["image_id"] for r in images}) == len(images)
+    run = json.loads((out / "run.json").read_text())
+    assert run["counts"] == {"matched": len(files), "attributed": len(images), "rejected": len(rejected)}
+    assert run["status"] == "ok"
+    assert {r["stage"] for r in rejected} == {"decode"} and all(r["reason"] for r in rejected)
+    for r in images:
+        assert r["label"] == r["uri"].split("/")[-2]
+        assert r["steps"] == 8 and r["rule"] == "trapezoid"
+        assert len(r["grid"]) == 16 and np.isclose(sum(r["grid"]), 1.0)
+        assert np.isclose(r["completeness_gap"], r["attribution_sum"] - (r["score_input"] - r["score_baseline"]))
+        assert r["predicted_name"] in CLASSES and r["target"] == r["predicted"]
+
+
+def test_masks_overlays_raw_are_model_sized(tiny_run):
+    out = tiny_run["out"]
+    images = read_images_table(str(out)).to_pylist()
+    for r in images:
+        mask = Image.open(out / "masks" / f"{r['image_id']}.png")
+        assert mask.size == (SIZE, SIZE) and mask.mode == "L"
+        overlay = Image.open(out / "overlays" / f"{r['image_id']}.png")
+        assert overlay.size == (SIZE, SIZE) and overlay.mode == "RGB"
+        raw = np.load(out / "raw" / f"{r['image_id']}.npy")
+        assert raw.shape == (SIZE, SIZE, 3) and raw.dtype == np.float32
+        # the raw array is the attribution the row summarises
+        assert np.isclose(raw.sum(dtype=np.float64), r["attribution_sum"], rtol=1e-4, atol=1e-6)
+        assert np.asarray(mask).max() > 0
+
+
+def test_per_class_rows(tiny_run):
+    out = tiny_run["out"]
+    classes = pq.read_table(out / "classes.parquet").to_pylist()
+    by_label = {r["class_name"]: r for r in classes if r["group_by"] == "label"}
+    assert set(by_label) == set(CLASSES)
+    assert all(r["count"] == 4 for r in by_label.values())
+    predicted_total = sum(r["count"] for r in classes if r["group_by"] == "predicted")
+    assert predicted_total == 12
+    for r in by_label.values():
+        assert np.isclose(sum(r["mean_grid"]), 1.0) and 0 <= r["accuracy"] <= 1
+        assert r["typical_images"]
+
+
+def test_image_ids_are_stable_across_reruns(tiny_run, tmp_path):
+    cfg = from_dict(tiny_config(tiny_run["assets"], tmp_path / "again", output={"overlays": False}))
+    run_job(cfg)
+    first = {r["uri"]: (r["image_id"], r["attribution_sum"]) for r in read_images_table(str(tiny_run["out"])).to_pylist()}
+    second = {r["uri"]: (r["image_id"], r["attribution_sum"]) for r in read_images_table(str(tmp_path / "again")).to_pylist()}
+    assert first.keys() == second.keys()
+    for uri in first:
+        assert first[uri][0] == second[uri][0]
+        assert np.isclose(first[uri][1], second[uri][1], rtol=1e-5, atol=1e-7)
+    assert not (tmp_path / "again" / "overlays").exists()
+
+
+def test_rerun_into_same_dir_replaces_outputs(tiny_assets, tmp_path):
+    out = tmp_path / "out"
+    run_job(from_dict(tiny_config(tiny_assets, out, output={"raw": True})))
+    assert list((out / "raw").glob("*.npy"))
+    run_job(from_dict(tiny_config(tiny_assets, out)))
+    assert not (out / "raw").exists()       # no stale files from the earlier run
+    assert (out / "_SUCCESS").exists()
+
+
+def test_user_errors_stop_before_any_work(tiny_assets, tmp_path):
+    with pytest.raises(UserError, match="matches no files"):
+        run_job(from_dict(tiny_config(tiny_assets, tmp_path / "o", input={"pattern": str(tmp_path / "none/*.png")})))
+    with pytest.raises(UserError, match="does not exist|not found"):
+        run_job(from_dict(tiny_config(tiny_assets, tmp_path / "o", model={"path": str(tmp_path / "nope.keras")})))
+    assert not (tmp_path / "o").exists()

@@ -1,0 +1,169 @@
+"""Element types that flow between stages, and the Parquet schemas beside them.
+
+Heavy arrays (pixels, attributions) live only in the elements that stay inside
+the fused read -> decode -> attribute -> write stage. What crosses a shuffle is
+an `ImageSummary` row (scalars and a G x G grid) or a `Rejected` row.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from typing import Optional
+
+import numpy as np
+import pyarrow as pa
+
+
+def make_image_id(key: str) -> str:
+    """A stable, file-name-safe id for an image: readable stem + short hash of the key.
+
+    The key is the uri (or a manifest-provided id); the same key always gives the
+    same id, on any worker, in any run.
+    """
+    stem = key.rstrip("/").rsplit("/", 1)[-1]
+    stem = stem.rsplit(".", 1)[0] if "." in stem else stem
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "_", stem).strip("_-")[:40] or "image"
+    digest = hashlib.sha1(key.encode("utf-8")).hexdigest()[:12]
+    return f"{stem}-{digest}"
+
+
+def seed_from_id(image_id: str) -> int:
+    """A 32-bit seed derived from the image id, so random draws repeat across reruns."""
+    return int.from_bytes(hashlib.sha256(image_id.encode("utf-8")).digest()[:4], "little")
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageFile:
+    """A matched input: where it is and what label it carries (no bytes yet)."""
+    uri: str
+    label: Optional[str]
+    image_id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageBytes:
+    """The raw bytes of one input file."""
+    uri: str
+    label: Optional[str]
+    image_id: str
+    data: bytes
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class DecodedImage:
+    """A model-ready image: float32 H x W x 3 in [0, 1] at the model's input size."""
+    uri: str
+    label: Optional[str]
+    image_id: str
+    pixels: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True)
+class Rejected:
+    """An input that could not be attributed, with the stage that gave up and why."""
+    uri: str
+    image_id: str
+    stage: str
+    reason: str
+
+    def to_row(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class AttributionResult:
+    """One image's IG attribution and the scores around it (stays in the fused stage)."""
+    uri: str
+    label: Optional[str]
+    image_id: str
+    pixels: np.ndarray          # H x W x 3 float32 in [0, 1], what the model saw
+    attribution: np.ndarray     # H x W x 3 float32, IG w.r.t. pixels in [0, 1]
+    label_index: int            # -1 when the label is unknown to the model
+    predicted: int
+    confidence: float           # softmax probability of the predicted class
+    target: int
+    score_input: float          # F(x)
+    score_baseline: float       # F(x')
+    completeness_gap: float     # sum(IG) - (F(x) - F(x'))
+    steps: int
+    rule: str
+
+
+REJECTED_SCHEMA = pa.schema([
+    ("uri", pa.string()),
+    ("image_id", pa.string()),
+    ("stage", pa.string()),
+    ("reason", pa.string()),
+])
+
+
+def images_schema() -> pa.Schema:
+    """One row per attributed image (images/*.parquet)."""
+    return pa.schema([
+        ("image_id", pa.string()),
+        ("uri", pa.string()),
+        ("label", pa.string()),
+        ("label_index", pa.int64()),
+        ("predicted", pa.int64()),
+        ("predicted_name", pa.string()),
+        ("confidence", pa.float64()),
+        ("correct", pa.bool_()),
+        ("target", pa.int64()),
+        ("target_name", pa.string()),
+        ("score_input", pa.float64()),
+        ("score_baseline", pa.float64()),
+        ("completeness_gap", pa.float64()),
+        ("relative_gap", pa.float64()),
+        ("attribution_sum", pa.float64()),
+        ("abs_attribution_sum", pa.float64()),
+        ("steps", pa.int64()),
+        ("rule", pa.string()),
+        ("border_mass", pa.float64()),
+        ("concentration", pa.float64()),
+        ("entropy", pa.float64()),
+        ("positive_share", pa.float64()),
+        ("channel_shares", pa.list_(pa.float64())),
+        ("grid_size", pa.int64()),
+        ("grid", pa.list_(pa.float64())),
+        ("mask_path", pa.string()),
+        ("overlay_path", pa.string()),
+    ])
+
+
+def classes_schema() -> pa.Schema:
+    """One row per (group_by, class) (classes.parquet)."""
+    return pa.schema([
+        ("group_by", pa.string()),
+        ("class_name", pa.string()),
+        ("count", pa.int64()),
+        ("accuracy", pa.float64()),
+        ("mean_confidence", pa.float64()),
+        ("mean_completeness_gap", pa.float64()),
+        ("mean_abs_completeness_gap", pa.float64()),
+        ("mean_relative_gap", pa.float64()),
+        ("mean_border_mass", pa.float64()),
+        ("std_border_mass", pa.float64()),
+        ("mean_concentration", pa.float64()),
+        ("mean_entropy", pa.float64()),
+        ("mean_channel_shares", pa.list_(pa.float64())),
+        ("grid_size", pa.int64()),
+        ("mean_grid", pa.list_(pa.float64())),
+        ("predicted_counts", pa.map_(pa.string(), pa.int64())),
+        ("typical_images", pa.list_(pa.string())),
+    ])
+
+
+def skew_schema() -> pa.Schema:
+    """One row per (class, metric) (skew.parquet)."""
+    return pa.schema([
+        ("group_by", pa.string()),
+        ("class_name", pa.string()),
+        ("metric", pa.string()),
+        ("value", pa.float64()),
+        ("reference", pa.float64()),
+        ("score", pa.float64()),
+        ("threshold", pa.float64()),
+        ("flagged", pa.bool_()),
+        ("detail", pa.string()),
+    ])

@@ -1,0 +1,67 @@
+"""Per-image statistics from one attribution map (plain numpy, no Beam).
+
+Everything here is small: scalars and a G x G grid, the only things that flow
+on to grouping.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+
+def pool_grid(magnitude: np.ndarray, grid: int) -> np.ndarray:
+    """Sum an H x W map into a grid x grid array of cell masses (cells of near-equal size)."""
+    h, w = magnitude.shape
+    rows = (np.arange(h) * grid) // h
+    cols = (np.arange(w) * grid) // w
+    pooled = np.zeros((grid, grid), np.float64)
+    np.add.at(pooled, (rows[:, None], cols[None, :]), magnitude)
+    return pooled
+
+
+def border_mask(h: int, w: int, border: float) -> np.ndarray:
+    """True in the band of `border` x side on each edge."""
+    bh, bw = int(round(border * h)), int(round(border * w))
+    inner = np.zeros((h, w), bool)
+    inner[bh:h - bh, bw:w - bw] = True
+    return ~inner
+
+
+@dataclasses.dataclass(frozen=True)
+class AttributionStats:
+    grid: np.ndarray            # G x G, sums to 1 (uniform when there is no attribution)
+    border_mass: float          # share of |IG| in the border band
+    concentration: float        # share of |IG| in the top 5% of pixels
+    entropy: float              # entropy of the grid / log(G^2), in [0, 1]
+    positive_share: float       # positive mass / (positive + negative mass)
+    channel_shares: np.ndarray  # share of |IG| per channel
+    abs_sum: float
+
+
+def summarize_attribution(attribution: np.ndarray, grid: int = 16, border: float = 0.1) -> AttributionStats:
+    """Statistics of an H x W x C attribution map."""
+    a = np.asarray(attribution, np.float64)
+    magnitude = np.abs(a).sum(axis=-1)
+    total = float(magnitude.sum())
+    h, w = magnitude.shape
+    if total <= 0 or not np.isfinite(total):
+        cells = grid * grid
+        return AttributionStats(np.full((grid, grid), 1.0 / cells), float(border_mask(h, w, border).mean()),
+                                0.0, 1.0, 0.5, np.full(a.shape[-1], 1.0 / a.shape[-1]), 0.0)
+    pooled = pool_grid(magnitude, grid) / total
+    flat = np.sort(magnitude.ravel())[::-1]
+    top = max(1, int(np.ceil(0.05 * flat.size)))
+    nonzero = pooled[pooled > 0]
+    entropy = float(-(nonzero * np.log(nonzero)).sum() / np.log(grid * grid))
+    positive = float(a[a > 0].sum())
+    negative = float(-a[a < 0].sum())
+    return AttributionStats(
+        grid=pooled,
+        border_mass=float(magnitude[border_mask(h, w, border)].sum() / total),
+        concentration=float(flat[:top].sum() / total),
+        entropy=entropy,
+        positive_share=positive / (positive + negative),
+        channel_shares=np.abs(a).sum(axis=(0, 1)) / total,
+        abs_sum=total,
+    )

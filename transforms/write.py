@@ -1,0 +1,117 @@
+"""Writing per-image artifacts (in the fused IG stage) and the Parquet tables.
+
+The full-resolution attribution never crosses a shuffle: `WriteArtifacts` writes
+the mask, overlay and raw array right where IG computed them, and emits only a
+small summary row.
+"""
+from __future__ import annotations
+
+import io
+import uuid
+from typing import Optional, Sequence
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+
+from transforms import render
+from transforms.records import AttributionResult, REJECTED_SCHEMA, classes_schema, images_schema
+from transforms.summarize import summarize_attribution
+
+
+def write_file_atomically(path: str, data: bytes) -> None:
+    """Write to a temporary name beside `path`, then rename into place (retries stay clean)."""
+    folder, name = path.rsplit("/", 1)
+    tmp = FileSystems.join(folder, f".{name}.tmp-{uuid.uuid4().hex[:8]}")
+    with FileSystems.create(tmp) as f:
+        f.write(data)
+    if FileSystems.exists(path):
+        FileSystems.delete([path])
+    FileSystems.rename([tmp], [path])
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array.astype(np.float32), allow_pickle=False)
+    return buffer.getvalue()
+
+
+def class_name(index: int, class_names: Sequence[str]) -> Optional[str]:
+    return class_names[index] if 0 <= index < len(class_names) else str(index)
+
+
+def summary_row(r: AttributionResult, class_names: Sequence[str], grid: int, border: float,
+                mask_path: Optional[str], overlay_path: Optional[str]) -> dict:
+    """The images.parquet row for one attribution."""
+    stats = summarize_attribution(r.attribution, grid=grid, border=border)
+    delta = r.score_input - r.score_baseline
+    return {
+        "image_id": r.image_id, "uri": r.uri, "label": r.label, "label_index": r.label_index,
+        "predicted": r.predicted, "predicted_name": class_name(r.predicted, class_names),
+        "confidence": r.confidence, "correct": r.label_index >= 0 and r.label_index == r.predicted,
+        "target": r.target, "target_name": class_name(r.target, class_names),
+        "score_input": r.score_input, "score_baseline": r.score_baseline,
+        "completeness_gap": r.completeness_gap,
+        "relative_gap": abs(r.completeness_gap) / max(abs(delta), 1e-12),
+        "attribution_sum": float(r.attribution.sum(dtype=np.float64)), "abs_attribution_sum": stats.abs_sum,
+        "steps": r.steps, "rule": r.rule,
+        "border_mass": stats.border_mass, "concentration": stats.concentration, "entropy": stats.entropy,
+        "positive_share": stats.positive_share, "channel_shares": [float(v) for v in stats.channel_shares],
+        "grid_size": grid, "grid": [float(v) for v in stats.grid.ravel()],
+        "mask_path": mask_path, "overlay_path": overlay_path,
+    }
+
+
+class _WriteArtifactsFn(beam.DoFn):
+    def __init__(self, out_dir: str, class_names: Sequence[str], masks: bool, overlays: bool, raw: bool,
+                 grid: int, border: float):
+        self.out_dir = out_dir
+        self.class_names = list(class_names)
+        self.masks, self.overlays, self.raw = masks, overlays, raw
+        self.grid, self.border = grid, border
+
+    def process(self, r: AttributionResult):
+        mask = render.attribution_mask(r.attribution)
+        mask_rel = overlay_rel = None
+        if self.masks:
+            mask_rel = f"masks/{r.image_id}.png"
+            write_file_atomically(FileSystems.join(self.out_dir, mask_rel), render.png_bytes(render.mask_image(mask)))
+        if self.overlays:
+            overlay_rel = f"overlays/{r.image_id}.png"
+            write_file_atomically(FileSystems.join(self.out_dir, overlay_rel),
+                                  render.png_bytes(render.overlay_image(r.pixels, mask)))
+        if self.raw:
+            write_file_atomically(FileSystems.join(self.out_dir, f"raw/{r.image_id}.npy"), npy_bytes(r.attribution))
+        yield summary_row(r, self.class_names, self.grid, self.border, mask_rel, overlay_rel)
+
+
+class WriteArtifacts(beam.PTransform):
+    """PCollection[AttributionResult] -> PCollection[dict] (images.parquet rows); writes masks/overlays/raw."""
+
+    def __init__(self, out_dir: str, class_names: Sequence[str], *, masks: bool = True, overlays: bool = True,
+                 raw: bool = False, grid: int = 16, border: float = 0.1):
+        super().__init__()
+        self.fn = _WriteArtifactsFn(out_dir, class_names, masks, overlays, raw, grid, border)
+
+    def expand(self, results):
+        return results | "WriteArtifacts" >> beam.ParDo(self.fn)
+
+
+def write_images_table(rows, out_dir: str):
+    """images/part-*.parquet, one row per attributed image."""
+    return rows | "WriteImages" >> beam.io.WriteToParquet(
+        FileSystems.join(out_dir, "images", "part"), images_schema(), file_name_suffix=".parquet")
+
+
+def write_single_table(rows, out_dir: str, name: str, schema, label: str):
+    """One Parquet file `name` (an empty table when there are no rows)."""
+    return rows | label >> beam.io.WriteToParquet(
+        FileSystems.join(out_dir, name), schema, num_shards=1, shard_name_template="")
+
+
+def write_classes_table(rows, out_dir: str):
+    return write_single_table(rows, out_dir, "classes.parquet", classes_schema(), "WriteClasses")
+
+
+def write_rejected_table(rows, out_dir: str):
+    return write_single_table(rows, out_dir, "rejected.parquet", REJECTED_SCHEMA, "WriteRejected")
