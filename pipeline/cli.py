@@ -13,9 +13,19 @@ import traceback
 DEMO_CONFIG = "configs/local.yaml"
 
 
-def _quiet_tensorflow() -> None:
-    # TF's C++ start-up chatter hides the lines a user needs; --debug keeps it.
+def _import_tensorflow_quietly() -> None:
+    """Import TensorFlow with stderr closed: its C++ start-up chatter (CUDA probing) ignores
+    TF_CPP_MIN_LOG_LEVEL and would bury the one line a user needs. --debug keeps it."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    sys.stderr.flush()
+    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -48,11 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     ours, beam_args = _split_beam_args(argv)
     args, unknown = _parser().parse_known_args(ours)
     beam_args = unknown + beam_args
-    if not args.debug:
-        _quiet_tensorflow()
     import logging
-    logging.basicConfig(level=logging.INFO if args.debug else logging.WARNING,
+    # Library warnings (Beam's optional GCP clients, TF) are noise unless debugging.
+    logging.basicConfig(level=logging.INFO if args.debug else logging.ERROR,
                         format="%(levelname)s %(name)s: %(message)s")
+    if not args.debug:
+        _import_tensorflow_quietly()
 
     from pipeline.config import ConfigError, load_config
     from pipeline.job import UserError, absolute, run_job
