@@ -6,6 +6,7 @@ the field and what would be accepted.
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 from typing import Any, Callable, Optional
 
@@ -64,6 +65,8 @@ def _pair(kind: type, positive: bool = False) -> Callable[[Any], tuple]:
         if (not isinstance(v, (list, tuple)) or len(v) != 2
                 or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in v)):
             raise ValueError(f"expected a list of two numbers, like [{'64, 64' if kind is int else '0, 1'}]")
+        if not all(math.isfinite(x) for x in v):   # .inf/.nan would otherwise slip through or crash int()
+            raise ValueError("expected two finite numbers")
         if kind is int and any(int(x) != x for x in v):
             raise ValueError("expected two whole numbers")
         if positive and any(x <= 0 for x in v):
@@ -215,7 +218,11 @@ def load_config(path: Optional[str | Path], overrides: tuple[str, ...] | list[st
             raise ConfigError(f"config file '{path}' not found: pass --config with the path of a YAML "
                               f"file such as configs/local.yaml")
         try:
-            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+            text = p.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"config file '{path}' cannot be read as UTF-8 text ({e})") from None
+        try:
+            raw = yaml.safe_load(text) or {}
         except yaml.YAMLError as e:
             first = str(e).splitlines()[0] if str(e) else "parse error"
             raise ConfigError(f"config file '{path}' is not valid YAML ({first})") from None

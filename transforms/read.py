@@ -16,7 +16,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from transforms.records import ImageBytes, ImageFile, Rejected, make_image_id
 
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+# fullmatch, not match + "$": "$" also matches before a trailing newline, so "abc\n" would pass.
+_SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
 
 
 def label_from_uri(uri: str) -> Optional[str]:
@@ -27,7 +28,7 @@ def label_from_uri(uri: str) -> Optional[str]:
 
 def image_file_for(uri: str, label: Optional[str] = None, image_id: Optional[str] = None) -> ImageFile:
     """An ImageFile with a stable, path-safe id: a safe manifest id is kept, anything else hashed."""
-    if image_id is not None and _SAFE_ID.match(image_id) and ".." not in image_id:
+    if image_id is not None and _SAFE_ID.fullmatch(image_id) and ".." not in image_id:
         safe_id = image_id
     else:
         safe_id = make_image_id(image_id if image_id is not None else uri)

@@ -23,6 +23,8 @@ PNG_COMPRESS_LEVEL = 1  # fast; masks are small and compress well anyway
 def attribution_mask(attribution: np.ndarray, clip_percentile: float = 99.0) -> np.ndarray:
     """H x W x C attribution -> H x W float in [0, 1]: sum of |IG| over channels, clipped."""
     magnitude = np.abs(attribution).sum(axis=-1)
+    # NaN/inf (e.g. overflowed gradients) would poison the percentile and index the colour map out of range
+    magnitude = np.where(np.isfinite(magnitude), magnitude, 0.0)
     top = np.percentile(magnitude, clip_percentile) if magnitude.size else 0.0
     if not np.isfinite(top) or top <= 0:
         top = magnitude.max() if magnitude.size and magnitude.max() > 0 else 1.0
