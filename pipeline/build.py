@@ -2,7 +2,7 @@
 
     files --MatchImages--> ImageFile --ReadImageBytes--> ImageBytes --DecodeImages--> DecodedImage
       --Attribute (RunInference + IG)--> AttributionResult --WriteArtifacts--> images rows
-      images rows --AggregateClasses--> classes rows
+      images rows --AggregateClasses--> classes rows --FlagSkew (vs dataset, vs reference run)--> skew rows
       rejected from read / decode / attribute --> rejected rows
 """
 from __future__ import annotations
@@ -18,7 +18,9 @@ from transforms.decode import DecodeImages
 from transforms.models import ModelSpec
 from transforms.read import MatchImages, ReadImageBytes
 from transforms.records import ImageFile
-from transforms.write import WriteArtifacts, write_classes_table, write_images_table, write_rejected_table
+from transforms.skew import FlagSkew
+from transforms.write import (WriteArtifacts, write_classes_table, write_images_table, write_rejected_table,
+                              write_skew_table)
 
 
 def model_spec(cfg: Config) -> ModelSpec:
@@ -36,8 +38,9 @@ def model_handler(cfg: Config, class_names: Sequence[str]) -> IGModelHandler:
 
 
 def build_pipeline(p: beam.Pipeline, cfg: Config, class_names: Sequence[str], out_dir: str,
-                   manifest_files: Optional[list[ImageFile]] = None) -> None:
-    """Add the audit's stages to `p`, writing under `out_dir`."""
+                   manifest_files: Optional[list[ImageFile]] = None,
+                   reference_classes: Optional[list[dict]] = None) -> None:
+    """Add the audit's stages to `p`, writing under `out_dir` (reference: an earlier run's class rows)."""
     files = p | "MatchImages" >> MatchImages(cfg.input.pattern, manifest_files)
     read = files | "ReadImageBytes" >> ReadImageBytes()
     decoded = read.images | "DecodeImages" >> DecodeImages(
@@ -47,7 +50,10 @@ def build_pipeline(p: beam.Pipeline, cfg: Config, class_names: Sequence[str], ou
         out_dir, class_names, masks=cfg.output.masks, overlays=cfg.output.overlays, raw=cfg.output.raw,
         grid=cfg.analysis.grid, border=cfg.analysis.border)
     write_images_table(rows, out_dir)
-    write_classes_table(rows | "AggregateClasses" >> AggregateClasses(), out_dir)
+    classes = rows | "AggregateClasses" >> AggregateClasses()
+    write_classes_table(classes, out_dir)
+    skew = classes | "FlagSkew" >> FlagSkew(reference_classes, cfg.analysis.thresholds)
+    write_skew_table(skew, out_dir)
     rejected = ((read.rejected, decoded.rejected, attributed.rejected)
                 | "FlattenRejected" >> beam.Flatten()
                 | "RejectedRow" >> beam.Map(lambda r: r.to_row()))

@@ -126,10 +126,22 @@ class OutputConfig:
     raw: bool = _field(False, _bool)
 
 
+def _thresholds(v):
+    from transforms.skew import resolve_thresholds
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise ValueError("expected a mapping of threshold names to numbers")
+    resolve_thresholds(v)  # raises ValueError naming the bad threshold
+    return dict(v)
+
+
 @dataclasses.dataclass(frozen=True)
 class AnalysisConfig:
     grid: int = _field(16, _int(2))
     border: float = _field(0.1, _float(0.0, 0.5))
+    reference: Optional[str] = _field(None, _opt_str)   # an earlier run's output dir to compare against
+    thresholds: dict = dataclasses.field(default_factory=dict, metadata={"check": _thresholds})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -43,6 +43,7 @@ class RunSummary:
     attributed: int
     rejected: int
     class_names: list
+    flagged: list
     seconds: float
     report: str
 
@@ -177,6 +178,19 @@ def read_images_table(out_dir: str):
     return pa.concat_tables(tables) if tables else images_schema().empty_table()
 
 
+def read_reference_classes(reference: Optional[str]) -> Optional[list[dict]]:
+    """The class rows of an earlier, complete run (its _SUCCESS must exist)."""
+    if not reference:
+        return None
+    if not FileSystems.exists(FileSystems.join(reference, "_SUCCESS")):
+        raise UserError(f"analysis.reference '{reference}' is not a complete igaudit run (no _SUCCESS): point it "
+                        f"at an earlier run's output dir, or set it to null")
+    try:
+        return _read_table(FileSystems.join(reference, "classes.parquet")).to_pylist()
+    except Exception as e:
+        raise UserError(f"analysis.reference '{reference}': classes.parquet cannot be read ({e})") from None
+
+
 def write_text(path: str, text: str) -> None:
     with FileSystems.create(path) as f:
         f.write(text.encode("utf-8"))
@@ -193,9 +207,10 @@ def run_job(cfg: Config, beam_args: list[str] = ()) -> RunSummary:
     log.info("matched %d input files; classes: %s", len(files), ", ".join(class_names))
     print(f"igaudit: {len(files)} images matched, {len(class_names)} classes; writing to {out_dir}", flush=True)
 
+    reference = read_reference_classes(cfg.analysis.reference)
     options = pipeline_options(cfg, list(beam_args))
     p = make_pipeline(options)
-    build_pipeline(p, cfg, class_names, out_dir, manifest_files)
+    build_pipeline(p, cfg, class_names, out_dir, manifest_files, reference)
     pipeline_started = time.time()
     result = p.run()
     result.wait_until_finish()
@@ -203,6 +218,8 @@ def run_job(cfg: Config, beam_args: list[str] = ()) -> RunSummary:
 
     images = read_images_table(out_dir)
     rejected = _read_table(FileSystems.join(out_dir, "rejected.parquet"))
+    skew = _read_table(FileSystems.join(out_dir, "skew.parquet")).to_pylist()
+    flagged = sorted({(r["group_by"], r["class_name"]) for r in skew if r["flagged"]})
     counts = {"matched": len(files), "attributed": images.num_rows, "rejected": rejected.num_rows}
     status = "ok" if counts["matched"] == counts["attributed"] + counts["rejected"] else "count_mismatch"
     run_info = {
@@ -213,6 +230,8 @@ def run_job(cfg: Config, beam_args: list[str] = ()) -> RunSummary:
         "beam_args": list(beam_args),
         "versions": _versions(),
         "counts": counts,
+        "reference": cfg.analysis.reference,
+        "flagged": [{"group_by": g, "class_name": c} for g, c in flagged],
         "timings": {"total_seconds": round(time.time() - started, 3),
                     "pipeline_seconds": round(pipeline_seconds, 3)},
     }
@@ -225,7 +244,8 @@ def run_job(cfg: Config, beam_args: list[str] = ()) -> RunSummary:
                            f"{counts['attributed']} + rejected {counts['rejected']}; outputs in {out_dir} are "
                            f"incomplete (no _SUCCESS)")
     write_text(FileSystems.join(out_dir, "_SUCCESS"), "")
-    return RunSummary(out_dir=out_dir, class_names=class_names, seconds=time.time() - started,
+    return RunSummary(out_dir=out_dir, class_names=class_names, flagged=run_info["flagged"],
+                      seconds=time.time() - started,
                       report=report_path, **counts)
 
 

@@ -57,6 +57,7 @@ import math
 from collections import Counter
 from typing import Iterable, Mapping, Optional
 
+import apache_beam as beam
 import numpy as np
 
 # 1.4826 * MAD estimates the standard deviation of normally distributed data.
@@ -569,3 +570,21 @@ def class_skew_scores(rows: Iterable[dict]) -> dict:
         if s is not None:
             best[key].append(s)
     return {key: max(scores) if scores else 0.0 for key, scores in best.items()}
+
+
+
+class FlagSkew(beam.PTransform):
+    """PCollection[classes row dict] -> PCollection[skew row dict].
+
+    All class rows are gathered in one place: they are few and small (one grid each).
+    """
+
+    def __init__(self, reference: Optional[list] = None, thresholds: Optional[Mapping] = None):
+        super().__init__()
+        self.reference = reference
+        self.thresholds = dict(thresholds or {})
+
+    def expand(self, classes):
+        return (classes
+                | "AllClasses" >> beam.combiners.ToList()
+                | "SkewRows" >> beam.FlatMap(skew_rows, self.reference, self.thresholds))

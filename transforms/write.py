@@ -15,7 +15,7 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
 from transforms import render
-from transforms.records import AttributionResult, REJECTED_SCHEMA, classes_schema, images_schema
+from transforms.records import AttributionResult, REJECTED_SCHEMA, classes_schema, images_schema, skew_schema
 from transforms.summarize import summarize_attribution
 
 
@@ -115,3 +115,7 @@ def write_classes_table(rows, out_dir: str):
 
 def write_rejected_table(rows, out_dir: str):
     return write_single_table(rows, out_dir, "rejected.parquet", REJECTED_SCHEMA, "WriteRejected")
+
+
+def write_skew_table(rows, out_dir: str):
+    return write_single_table(rows, out_dir, "skew.parquet", skew_schema(), "WriteSkew")
