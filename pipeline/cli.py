@@ -39,6 +39,17 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", help="show tracebacks and library logs")
     run = sub.add_parser("run", parents=[common], help="run an audit from a config file")
     run.add_argument("--config", required=True, help="YAML config, e.g. configs/local.yaml")
+    audit = sub.add_parser("audit", parents=[common],
+                           help="a dated run under output.dir, compared with the newest earlier complete run; "
+                                "exit 0 nothing flagged, 3 flagged, 1 failed, 2 user error")
+    audit.add_argument("--config", required=True, help="YAML config, e.g. configs/audit.yaml")
+    audit.add_argument("--reference", help="compare with this run dir instead of the newest earlier one")
+    compare = sub.add_parser("compare", help="compare two existing runs without recomputing IG "
+                                             "(exit 0 nothing flagged, 3 flagged)")
+    compare.add_argument("run", help="the current run's output dir")
+    compare.add_argument("reference", help="the reference run's output dir")
+    compare.add_argument("--output", help="also write the rows to this Parquet file")
+    compare.add_argument("--debug", action="store_true", help="show tracebacks")
     demo = sub.add_parser("demo", parents=[common],
                           help="build the demo dataset and model if missing, then audit them")
     demo.add_argument("--config", default=DEMO_CONFIG, help=f"default: {DEMO_CONFIG}")
@@ -65,15 +76,22 @@ def main(argv: list[str] | None = None) -> int:
     if not args.debug:
         _import_tensorflow_quietly()
 
+    from pipeline import audit
     from pipeline.config import ConfigError, load_config
     from pipeline.job import UserError, absolute, run_job
     from transforms.models import ModelError
+    reference = None
     try:
+        if args.command == "compare":
+            return _compare(args)
         if args.command == "demo":
             from pipeline.demo import ensure_demo
             ensure_demo()
         cfg = load_config(args.config, args.overrides)
-        summary = run_job(cfg, beam_args)
+        if args.command == "audit":
+            summary, reference = audit.audit(cfg, beam_args, reference=args.reference)
+        else:
+            summary = run_job(cfg, beam_args)
     except (ConfigError, UserError, ModelError) as e:
         print(f"igaudit: error: {e}", file=sys.stderr)
         return 2
@@ -89,8 +107,31 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"igaudit: attributed {summary.attributed} of {summary.matched} images "
           f"({summary.rejected} rejected) in {summary.seconds:.1f} s")
+    if summary.flagged:
+        names = ", ".join(f"{c['class_name']} (by {c['group_by']})" for c in summary.flagged)
+        print(f"igaudit: flagged: {names}")
+    else:
+        print("igaudit: nothing flagged")
+    if args.command == "audit":
+        print(f"igaudit: reference run: {reference or 'none (first run)'}")
     print(f"igaudit: report: {absolute(summary.report)}")
-    return 0
+    return audit.exit_code_for(summary.flagged) if args.command == "audit" else 0
+
+
+def _compare(args) -> int:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.audit import compare_runs, exit_code_for
+    from transforms.records import skew_schema
+    rows = compare_runs(args.run, args.reference)
+    flagged = [r for r in rows if r["flagged"]]
+    for r in flagged:
+        print(f"FLAGGED {r['group_by']}/{r['class_name']} {r['metric']}: {r['detail']}")
+    print(f"igaudit: {len(rows)} comparisons, {len(flagged)} flagged")
+    if args.output:
+        pq.write_table(pa.Table.from_pylist(rows, schema=skew_schema()), args.output)
+    return exit_code_for(flagged)
 
 
 if __name__ == "__main__":

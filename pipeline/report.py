@@ -13,6 +13,7 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
 from transforms.render import grid_heatmap_png
+from transforms.skew import class_skew_scores
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}
@@ -61,6 +62,9 @@ def render_report(out_dir: str, run_info: dict) -> str:
     images = read_images_table(out_dir).to_pylist()
     classes = _read_table(FileSystems.join(out_dir, "classes.parquet")).to_pylist()
     rejected = _read_table(FileSystems.join(out_dir, "rejected.parquet")).to_pylist()
+    skew = _read_table(FileSystems.join(out_dir, "skew.parquet")).to_pylist()
+    scores = class_skew_scores(skew)
+    flagged = [r for r in skew if r["flagged"]]
     cfg = run_info["config"]
     counts = run_info["counts"]
     overlays = {r["image_id"]: r["overlay_path"] for r in images if r["overlay_path"]}
@@ -77,8 +81,19 @@ def render_report(out_dir: str, run_info: dict) -> str:
                  ("wall time (s)", run_info["timings"].get("total_seconds")))),
              "</table>"]
 
-    by_label = sorted((c for c in classes if c["group_by"] == "label"), key=lambda c: c["class_name"])
-    parts.append("<h2>Classes (by true label)</h2>"
+    parts.append(f"<h2>Flagged ({len(flagged)})</h2>")
+    if flagged:
+        parts.append("<ul class=flagged>")
+        parts.extend(f"<li><b>{html.escape(r['metric'])}</b> (score {_fmt(r['score'], 2)}): "
+                     f"{html.escape(r['detail'] or '')}</li>"
+                     for r in sorted(flagged, key=lambda r: -(r["score"] or 0)))
+        parts.append("</ul>")
+    else:
+        parts.append("<p>Nothing crossed a threshold.</p>")
+
+    by_label = sorted((c for c in classes if c["group_by"] == "label"),
+                      key=lambda c: (-scores.get(("label", c["class_name"]), 0.0), c["class_name"]))
+    parts.append("<h2>Classes (by true label, most skewed first)</h2>"
                  "<p class=muted>Left: where attribution mass falls on average (|IG| pooled to a grid, brighter "
                  "= more). Right: overlays of the class's most confident images.</p>")
     for c in by_label:
@@ -90,7 +105,8 @@ def render_report(out_dir: str, run_info: dict) -> str:
             f"<figcaption>{html.escape(i)}</figcaption></figure>"
             for i in c["typical_images"] if i in overlays)
         parts.append(
-            f'<div class=class><h3>{html.escape(c["class_name"])}</h3>'
+            f'<div class=class><h3>{html.escape(c["class_name"])} '
+            f'<span class=muted>skew score {_fmt(scores.get(("label", c["class_name"])), 2)}</span></h3>'
             f'<figure><img src="{heat}" width=128 height=128 alt="mean attribution of {html.escape(c["class_name"])}">'
             f"<figcaption>mean |IG| grid</figcaption></figure>{thumbs}"
             f"<table><tr><th>images</th><th>accuracy</th><th>mean confidence</th><th>border mass</th>"
@@ -98,6 +114,17 @@ def render_report(out_dir: str, run_info: dict) -> str:
             f"<td>{_fmt(c['mean_confidence'])}</td><td>{_fmt(c['mean_border_mass'])}</td>"
             f"<td>{_fmt(c['mean_concentration'])}</td><td>{_fmt(c['mean_abs_completeness_gap'], 4)}</td></tr>"
             f"</table></div>")
+
+    if run_info.get("reference"):
+        ref_rows = [r for r in skew if r["metric"].startswith("ref_") or r["metric"] == "class_presence"]
+        parts.append(f"<h2>Compared with the reference run</h2><p class=muted>{html.escape(run_info['reference'])}"
+                     f"</p><table><tr><th class=l>group</th><th class=l>class</th><th class=l>metric</th>"
+                     f"<th>value</th><th>reference</th><th>threshold</th><th>flagged</th></tr>")
+        parts.extend(f"<tr><td class=l>{html.escape(r['group_by'])}</td><td class=l>{html.escape(r['class_name'])}"
+                     f"</td><td class=l>{html.escape(r['metric'])}</td><td>{_fmt(r['value'])}</td>"
+                     f"<td>{_fmt(r['reference'])}</td><td>{_fmt(r['threshold'])}</td>"
+                     f"<td>{'yes' if r['flagged'] else ''}</td></tr>" for r in ref_rows)
+        parts.append("</table>")
 
     parts.append("<h2>Completeness</h2><p>IG's completeness axiom says the attributions sum to "
                  "F(x) − F(x′); the gap is the quadrature error. Raise <code>attribution.steps</code> if it is "
