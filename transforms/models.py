@@ -1,0 +1,453 @@
+"""Load a classifier named by a `ModelSpec` as a differentiable callable.
+
+Supported forms, all reachable through `load_classifier`:
+- a Keras 3 file (`.keras`, legacy `.h5`), read with `keras.models.load_model`;
+- a SavedModel directory (`saved_model.pb`), read with `tf.saved_model.load` and
+  called through a named signature or, failing that, the object's `__call__`;
+- a TF-Hub handle (an http(s) URL such as https://tfhub.dev/... or a Kaggle
+  models URL) or a local hub directory, read with `tensorflow_hub.load`.
+
+`hub.KerasLayer` is deliberately not used: it only works inside tf_keras
+models and Keras 3 rejects it, while `hub.load` objects are plain trackables
+that GradientTape differentiates through.
+
+The `Classifier` takes pixels in [0, 1] and scales them to the model's input
+range itself, so input gradients (and so IG) are always w.r.t. [0, 1] pixels.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tempfile
+import zipfile
+from typing import Any, Callable, Optional
+
+import tensorflow as tf
+
+FORMATS = ("auto", "keras", "saved_model", "hub")
+OUTPUTS = ("logits", "probabilities")
+
+_KERAS_SUFFIXES = (".keras", ".h5")
+_WHAT_TO_POINT_AT = "a .keras file, a SavedModel directory or a TF-Hub handle"
+# Output keys tried, in order, when a signature returns several tensors.
+_OUTPUT_KEYS = {
+    "logits": ("logits", "output_0", "predictions", "outputs", "default", "probabilities"),
+    "probabilities": ("probabilities", "probs", "predictions", "output_0", "outputs",
+                      "default", "logits"),
+}
+
+
+class ModelError(Exception):
+    """A model that cannot be used; the message names the path and the fix."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSpec:
+    """Where the model is and what it expects.
+
+    input_size is (height, width); input_range is what the model wants pixels
+    scaled to, e.g. (0, 1), (-1, 1) or (0, 255); output says whether the model
+    returns logits or probabilities.
+    """
+    path: str
+    input_size: tuple[int, int]
+    input_range: tuple[float, float]
+    output: str
+    format: str = "auto"
+    signature: str = "serving_default"
+
+    def __post_init__(self):
+        # Accept Path objects and YAML lists; store plain str / tuples so specs compare and hash.
+        try:
+            object.__setattr__(self, "path", os.fspath(self.path))
+            object.__setattr__(self, "input_size", tuple(int(v) for v in self.input_size))
+            object.__setattr__(self, "input_range", tuple(float(v) for v in self.input_range))
+        except (TypeError, ValueError) as e:
+            raise ModelError(f"model spec is malformed: {_one_line(e)}") from e
+        if len(self.input_range) != 2:
+            raise ModelError(f"model.input_range {self.input_range!r} must be (low, high)")
+        if self.format not in FORMATS:
+            raise ModelError(f"model.format {self.format!r} is not one of {', '.join(FORMATS)}")
+        if self.output not in OUTPUTS:
+            raise ModelError(f"model.output {self.output!r} is not one of {', '.join(OUTPUTS)}")
+        if len(self.input_size) != 2 or min(self.input_size) < 1:
+            raise ModelError(f"model.input_size {self.input_size!r} must be (height, width)")
+        lo, hi = self.input_range
+        if not hi > lo:
+            raise ModelError(f"model.input_range {self.input_range!r} must be (low, high) with low < high")
+
+
+class Classifier:
+    """A loaded model as a function of [0, 1] pixels: (N, H, W, 3) -> (N, K) float32.
+
+    `fn` is the raw model entry point taking inputs already in the model's
+    input range; the loaded object is kept alive here because a SavedModel's
+    variables are freed with it.
+    """
+
+    def __init__(self, spec: ModelSpec, fn: Callable[[tf.Tensor], Any], kind: str,
+                 entry: str, model: Any = None, input_dtype: tf.DType = tf.float32):
+        self._spec = spec
+        self._fn = fn
+        self._kind = kind
+        self._entry = entry
+        self._model = model
+        self._input_dtype = input_dtype
+        self._num_classes = self._probe()
+
+    @property
+    def spec(self) -> ModelSpec:
+        return self._spec
+
+    @property
+    def kind(self) -> str:
+        """Which loader was used: "keras", "saved_model" or "hub"."""
+        return self._kind
+
+    @property
+    def entry(self) -> str:
+        """How the model is called: "keras model", "__call__" or
+        "signature 'serving_default' (keras_tensor -> output_0)"."""
+        return self._entry
+
+    @property
+    def num_classes(self) -> int:
+        return self._num_classes
+
+    def __call__(self, pixels) -> tf.Tensor:
+        pixels = tf.convert_to_tensor(pixels, tf.float32)
+        lo, hi = (float(v) for v in self._spec.input_range)
+        # Scaling here, not in the caller, keeps gradients w.r.t. [0, 1] pixels.
+        x = lo + pixels * (hi - lo)
+        if self._input_dtype != tf.float32:
+            x = tf.cast(x, self._input_dtype)
+        return tf.cast(self._fn(x), tf.float32)
+
+    def _probe(self) -> int:
+        """One forward pass on zeros: checks the input size and the output rank."""
+        h, w = self._spec.input_size
+        try:
+            out = self(tf.zeros((1, h, w, 3), tf.float32))
+        except ModelError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any failure here means "wrong input"
+            raise ModelError(
+                f"model {self._spec.path!r} does not accept input of shape (N, {h}, {w}, 3): "
+                f"{_one_line(e)}; set model.input_size to the model's input size") from e
+        if out.shape.rank != 2 or out.shape[0] != 1:
+            raise ModelError(
+                f"model {self._spec.path!r} returns shape {tuple(out.shape)} for one image; "
+                f"igaudit needs a classifier returning (batch, classes) scores")
+        return int(out.shape[1])
+
+    def __repr__(self) -> str:
+        return (f"Classifier(path={self._spec.path!r}, kind={self._kind!r}, "
+                f"entry={self._entry!r}, num_classes={self._num_classes})")
+
+
+def load_classifier(spec: ModelSpec) -> Classifier:
+    """Load the model `spec` names and wrap it as a `Classifier`.
+
+    Raises ModelError for a missing or unreadable model, one whose input does
+    not fit spec.input_size, or one whose output is not (batch, classes).
+    """
+    loaders = {"keras": _load_keras, "saved_model": _load_saved_model, "hub": _load_hub}
+    fmt = spec.format
+    try:
+        if fmt == "auto":
+            fmt = _detect_format(spec.path)
+        return loaders[fmt](spec)
+    except ModelError:
+        raise
+    except Exception as e:  # noqa: BLE001 - loaders raise many types; the user needs one
+        if _is_url(spec.path):
+            fix = ("check network access to the handle, or download the model and point "
+                   "model.path at the local directory")
+        else:
+            fix = f"point model.path at {_WHAT_TO_POINT_AT} (or set model.format)"
+        raise ModelError(
+            f"could not load model.path {spec.path!r} as {fmt}: {_one_line(e)}; {fix}") from e
+
+
+# --- format detection -------------------------------------------------------
+
+def _is_url(path: str) -> bool:
+    return path.startswith(("http://", "https://"))
+
+
+def _is_remote(path: str) -> bool:
+    """A Beam filesystem path such as gs://bucket/x (not a local path, not a URL)."""
+    return "://" in path and not _is_url(path) and not path.startswith("file://")
+
+
+def _local(path: str) -> str:
+    return path[len("file://"):] if path.startswith("file://") else path
+
+
+def _exists(path: str) -> bool:
+    if _is_remote(path):
+        from apache_beam.io.filesystems import FileSystems
+        return FileSystems.exists(path)
+    return os.path.exists(_local(path))
+
+
+def _join(path: str, name: str) -> str:
+    if _is_remote(path):
+        from apache_beam.io.filesystems import FileSystems
+        return FileSystems.join(path, name)
+    return os.path.join(_local(path), name)
+
+
+def _missing(path: str) -> ModelError:
+    return ModelError(
+        f"model.path {path!r} does not exist: build it with `igaudit demo` "
+        f"or point model.path at {_WHAT_TO_POINT_AT}")
+
+
+def _detect_format(path: str) -> str:
+    if _is_url(path):
+        return "hub"
+    if path.lower().endswith(_KERAS_SUFFIXES):
+        return "keras"
+    if not _exists(path):
+        raise _missing(path)
+    # A TF1 hub module also holds saved_model.pb, so look for the hub marker first.
+    if _exists(_join(path, "tfhub_module.pb")):
+        return "hub"
+    if _exists(_join(path, "saved_model.pb")):
+        return "saved_model"
+    if _is_remote(path) or os.path.isdir(_local(path)):
+        raise ModelError(
+            f"model.path {path!r} is a directory without saved_model.pb: "
+            f"point model.path at {_WHAT_TO_POINT_AT}")
+    raise ModelError(
+        f"model.path {path!r} is not a .keras/.h5 file or a SavedModel directory: "
+        f"point model.path at {_WHAT_TO_POINT_AT} (or set model.format)")
+
+
+# --- copying remote models to local disk ------------------------------------
+
+def _copy_file_local(path: str) -> str:
+    """Copy a file on a Beam filesystem to a local temp file (Keras reads local files only)."""
+    from apache_beam.io.filesystems import FileSystems
+    suffix = os.path.splitext(path)[1]
+    fd, local = tempfile.mkstemp(prefix="igaudit-model-", suffix=suffix)
+    with os.fdopen(fd, "wb") as dst, FileSystems.open(path) as src:
+        shutil.copyfileobj(src, dst, length=1 << 20)
+    return local
+
+
+def _copy_tree_local(path: str) -> str:
+    """Copy a directory on a Beam filesystem (e.g. a SavedModel on gs://) to a local temp dir.
+
+    Going through Beam's FileSystems means any filesystem the pipeline can read
+    works, whether or not TensorFlow has a plugin for it.
+    """
+    from apache_beam.io.filesystems import FileSystems
+    root = path.rstrip("/") + "/"
+    local_root = tempfile.mkdtemp(prefix="igaudit-model-")
+    for match in FileSystems.match([root + "**"]):
+        for meta in match.metadata_list:
+            rel = meta.path[len(root):]
+            if not rel or rel.endswith("/"):
+                continue
+            dest = os.path.join(local_root, *rel.split("/"))
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            with open(dest, "wb") as dst, FileSystems.open(meta.path) as src:
+                shutil.copyfileobj(src, dst, length=1 << 20)
+    return local_root
+
+
+# --- loaders -----------------------------------------------------------------
+
+def _load_keras(spec: ModelSpec) -> Classifier:
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        # Input gradients are taken with tf.GradientTape, which needs TF tensors.
+        raise ModelError(
+            f"model.path {spec.path!r}: Keras backend is {keras.backend.backend()!r}; "
+            f"igaudit needs KERAS_BACKEND=tensorflow")
+    if not _exists(spec.path):
+        raise _missing(spec.path)
+    local = _copy_file_local(spec.path) if _is_remote(spec.path) else _local(spec.path)
+    if os.path.isdir(local):
+        raise ModelError(
+            f"model.path {spec.path!r} is a directory, not a .keras file: "
+            f"use model.format: saved_model for SavedModel directories")
+    try:
+        # Keras reports a non-zip .keras file as "File not found", which misleads.
+        if local.lower().endswith(".keras") and not zipfile.is_zipfile(local):
+            raise ModelError(
+                f"model.path {spec.path!r} is not a valid .keras file (not a zip archive): "
+                f"re-save the model with model.save('name.keras') or point model.path at "
+                f"{_WHAT_TO_POINT_AT}")
+        model = keras.models.load_model(local, compile=False)
+    finally:
+        if local != _local(spec.path):
+            os.remove(local)
+    _check_input_shape(spec, _keras_input_shape(model))
+
+    def call(x):
+        return _pick_output(model(x, training=False), spec, "model")
+
+    return Classifier(spec, call, "keras", "keras model", model=model)
+
+
+def _keras_input_shape(model) -> Optional[tf.TensorShape]:
+    inputs = getattr(model, "inputs", None)
+    if not inputs or len(inputs) != 1:
+        return None  # subclassed or multi-input: leave it to the forward probe
+    return tf.TensorShape(inputs[0].shape)
+
+
+def _load_saved_model(spec: ModelSpec) -> Classifier:
+    path = _local_dir(spec)
+    obj = tf.saved_model.load(path)
+    return _wrap_trackable(spec, obj, "saved_model", prefer_signature=True)
+
+
+def _load_hub(spec: ModelSpec) -> Classifier:
+    import tensorflow_hub as hub
+
+    # URLs are resolved and cached by tensorflow_hub itself (TFHUB_CACHE_DIR).
+    path = spec.path if _is_url(spec.path) else _local_dir(spec)
+    obj = hub.load(path)
+    return _wrap_trackable(spec, obj, "hub", prefer_signature=False)
+
+
+def _local_dir(spec: ModelSpec) -> str:
+    if not _exists(spec.path):
+        raise _missing(spec.path)
+    return _copy_tree_local(spec.path) if _is_remote(spec.path) else _local(spec.path)
+
+
+def _wrap_trackable(spec: ModelSpec, obj, kind: str, prefer_signature: bool) -> Classifier:
+    """Pick the entry point of a loaded SavedModel / hub object.
+
+    SavedModel: the named signature first (that is what serving exports
+    promise), then `__call__` (TF2 hub-style SavedModels). Hub: `__call__`
+    first (the TF2 hub convention), then the named signature, then TF1 hub's
+    "default" signature.
+    """
+    signatures = dict(getattr(obj, "signatures", {}) or {})
+    has_call = callable(obj)
+
+    def by_signature(name: str) -> Classifier:
+        return _wrap_signature(spec, obj, signatures[name], name, kind)
+
+    def by_call() -> Classifier:
+        _check_input_shape(spec, _restored_input_shape(obj.__call__))
+
+        def call(x):
+            return _pick_output(obj(x), spec, "__call__")
+
+        return Classifier(spec, call, kind, "__call__", model=obj)
+
+    if prefer_signature and spec.signature in signatures:
+        return by_signature(spec.signature)
+    if has_call:
+        return by_call()
+    for name in (spec.signature, "default"):
+        if name in signatures:
+            return by_signature(name)
+    available = ", ".join(sorted(signatures)) or "none"
+    raise ModelError(
+        f"model.path {spec.path!r} has no signature {spec.signature!r} and is not callable "
+        f"(signatures: {available}); set model.signature to one of them")
+
+
+def _wrap_signature(spec: ModelSpec, obj, sig, name: str, kind: str) -> Classifier:
+    """Call a signature (keyword-only) with its single input; pick one output."""
+    args, kwargs = sig.structured_input_signature
+    if args or len(kwargs) != 1:
+        names = ", ".join(sorted(kwargs)) or "positional"
+        raise ModelError(
+            f"model.path {spec.path!r}: signature {name!r} takes inputs ({names}); "
+            f"igaudit needs a signature with exactly one image input")
+    (input_name, input_spec), = kwargs.items()
+    _check_input_shape(spec, input_spec.shape)
+    if not input_spec.dtype.is_floating:
+        raise ModelError(
+            f"model.path {spec.path!r}: signature {name!r} takes {input_spec.dtype.name} input; "
+            f"integrated gradients need a float input (export a float32 signature)")
+    output_key = _signature_output_key(spec, sig, name)
+
+    def call(x):
+        out = sig(**{input_name: x})
+        return out[output_key] if output_key is not None else out
+
+    entry = f"signature {name!r} ({input_name} -> {output_key or 'tensor'})"
+    return Classifier(spec, call, kind, entry, model=obj, input_dtype=input_spec.dtype)
+
+
+def _signature_output_key(spec: ModelSpec, sig, name: str) -> Optional[str]:
+    """Which output of a signature to use.
+
+    One output: that one. Several: the first of the names listed in
+    _OUTPUT_KEYS for spec.output (so 'logits' or 'probabilities' wins when the
+    model exports both), else an error listing the keys.
+    """
+    outputs = sig.structured_outputs
+    if not isinstance(outputs, dict):
+        return None
+    if len(outputs) == 1:
+        return next(iter(outputs))
+    for key in _OUTPUT_KEYS[spec.output]:
+        if key in outputs:
+            return key
+    raise ModelError(
+        f"model.path {spec.path!r}: signature {name!r} returns several outputs "
+        f"({', '.join(sorted(outputs))}) and none is named logits/probabilities/output_0; "
+        f"export a signature with one output")
+
+
+def _pick_output(out, spec: ModelSpec, where: str):
+    """Unwrap a single-entry dict/list output; pick by name from a multi-entry dict."""
+    if isinstance(out, dict):
+        if len(out) == 1:
+            return next(iter(out.values()))
+        for key in _OUTPUT_KEYS[spec.output]:
+            if key in out:
+                return out[key]
+        raise ModelError(
+            f"model.path {spec.path!r}: {where} returns several outputs "
+            f"({', '.join(sorted(out))}); igaudit needs one (batch, classes) output")
+    if isinstance(out, (list, tuple)):
+        if len(out) == 1:
+            return out[0]
+        raise ModelError(
+            f"model.path {spec.path!r}: {where} returns {len(out)} outputs; "
+            f"igaudit needs one (batch, classes) output")
+    return out
+
+
+def _restored_input_shape(fn) -> Optional[tf.TensorShape]:
+    signature = getattr(fn, "input_signature", None)
+    if not signature or len(signature) != 1 or not isinstance(signature[0], tf.TensorSpec):
+        return None
+    return signature[0].shape
+
+
+def _check_input_shape(spec: ModelSpec, shape: Optional[tf.TensorShape]) -> None:
+    """Compare a declared input shape with (N, H, W, 3).
+
+    Done up front because neither Keras models with global pooling nor
+    signature functions reject a wrong spatial size on their own: they would
+    silently run on images of a size the model was never trained on.
+    """
+    if shape is None or shape.rank is None:
+        return
+    h, w = spec.input_size
+    if not shape.is_compatible_with([None, h, w, 3]):
+        dims = tuple(None if d is None else int(d) for d in shape.as_list())
+        raise ModelError(
+            f"model {spec.path!r} expects input shape {dims} but model.input_size is "
+            f"({h}, {w}) with 3 channels; set model.input_size to match the model")
+
+
+def _one_line(e: BaseException, limit: int = 200) -> str:
+    text = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "")
+    text = f"{type(e).__name__}: {text}" if text else type(e).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
