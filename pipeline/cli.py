@@ -21,7 +21,8 @@ def _import_tensorflow_quietly() -> None:
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
     try:
-        import tensorflow  # noqa: F401
+        import tensorflow as tf
+        tf.config.list_physical_devices()  # device probing (cuInit) prints too
     finally:
         os.dup2(saved, 2)
         os.close(saved)

@@ -13,7 +13,7 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
 from transforms.render import grid_heatmap_png
-from transforms.skew import class_skew_scores
+from transforms.skew import DATASET_METRICS, class_skew_scores
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}
@@ -63,8 +63,10 @@ def render_report(out_dir: str, run_info: dict) -> str:
     classes = _read_table(FileSystems.join(out_dir, "classes.parquet")).to_pylist()
     rejected = _read_table(FileSystems.join(out_dir, "rejected.parquet")).to_pylist()
     skew = _read_table(FileSystems.join(out_dir, "skew.parquet")).to_pylist()
-    scores = class_skew_scores(skew)
-    flagged = [r for r in skew if r["flagged"]]
+    # Classes are ranked by skew within this run; changes against a reference run are listed apart.
+    scores = class_skew_scores(skew, DATASET_METRICS)
+    flagged = sorted((r for r in skew if r["flagged"]),
+                     key=lambda r: (r["metric"] not in DATASET_METRICS, -(r["score"] or 0)))
     cfg = run_info["config"]
     counts = run_info["counts"]
     overlays = {r["image_id"]: r["overlay_path"] for r in images if r["overlay_path"]}
@@ -86,7 +88,7 @@ def render_report(out_dir: str, run_info: dict) -> str:
         parts.append("<ul class=flagged>")
         parts.extend(f"<li><b>{html.escape(r['metric'])}</b> (score {_fmt(r['score'], 2)}): "
                      f"{html.escape(r['detail'] or '')}</li>"
-                     for r in sorted(flagged, key=lambda r: -(r["score"] or 0)))
+                     for r in flagged)
         parts.append("</ul>")
     else:
         parts.append("<p>Nothing crossed a threshold.</p>")

@@ -560,17 +560,22 @@ def skew_rows(classes: list[dict], reference: Optional[list[dict]] = None,
     return sorted(out, key=_sort_key)
 
 
-def class_skew_scores(rows: Iterable[dict]) -> dict:
-    """{(group_by, class_name): the largest score among the class's skew rows} (NaN/None scores ignored)."""
+def class_skew_scores(rows: Iterable[dict], metrics: Optional[Iterable[str]] = None) -> dict:
+    """{(group_by, class_name): the largest score among the class's skew rows} (NaN/None scores ignored).
+
+    `metrics` limits which rows count, e.g. DATASET_METRICS for skew within this run only.
+    """
+    wanted = None if metrics is None else set(metrics)
     best: dict = {}
     for r in rows:
+        if wanted is not None and r["metric"] not in wanted:
+            continue
         key = (r["group_by"], r["class_name"])
         s = _finite(r.get("score"))
         best.setdefault(key, [])
         if s is not None:
             best[key].append(s)
     return {key: max(scores) if scores else 0.0 for key, scores in best.items()}
-
 
 
 class FlagSkew(beam.PTransform):
