@@ -46,6 +46,8 @@ def test_run_with_overrides_and_beam_flags(tiny_assets, tmp_path):
     (lambda raw: raw.update(modle={}), "modle"),
     (lambda raw: raw["model"].update(path="/nonexistent/model.keras"), "/nonexistent/model.keras"),
     (lambda raw: raw["input"].update(pattern="/nonexistent/*/*.png"), "/nonexistent/*/*.png"),
+    (lambda raw: raw["model"].update(input_size=[32, 32]), "input_size"),
+    (lambda raw: raw["output"].update(dir=__file__ + "/out"), "cannot be written"),
 ])
 def test_user_errors_are_one_line_with_exit_code_2(tiny_assets, tmp_path, mutate, needle):
     raw = tiny_config(tiny_assets, tmp_path / "out")

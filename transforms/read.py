@@ -18,6 +18,14 @@ from transforms.records import ImageBytes, ImageFile, Rejected, make_image_id
 
 # fullmatch, not match + "$": "$" also matches before a trailing newline, so "abc\n" would pass.
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+# Names Windows reserves whatever the extension; an id like "CON" is hashed instead of kept.
+_RESERVED = {"CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)), *(f"LPT{i}" for i in range(1, 10))}
+
+
+def is_safe_id(image_id: str) -> bool:
+    """Usable as a file name as is: short, plain characters, no '..', not an OS-reserved name."""
+    return (bool(_SAFE_ID.fullmatch(image_id)) and ".." not in image_id
+            and image_id.split(".")[0].upper() not in _RESERVED)
 
 
 def label_from_uri(uri: str) -> Optional[str]:
@@ -28,7 +36,7 @@ def label_from_uri(uri: str) -> Optional[str]:
 
 def image_file_for(uri: str, label: Optional[str] = None, image_id: Optional[str] = None) -> ImageFile:
     """An ImageFile with a stable, path-safe id: a safe manifest id is kept, anything else hashed."""
-    if image_id is not None and _SAFE_ID.fullmatch(image_id) and ".." not in image_id:
+    if image_id is not None and is_safe_id(image_id):
         safe_id = image_id
     else:
         safe_id = make_image_id(image_id if image_id is not None else uri)
@@ -62,14 +70,20 @@ def read_manifest(path: str) -> list[ImageFile]:
         raise ValueError(f"manifest '{path}' must end in .csv, .tsv, .jsonl or .parquet")
     base = path.rsplit("/", 1)[0] if "/" in path else "."
     files = []
+    seen: dict = {}
     for n, row in enumerate(rows, start=1):
         if not isinstance(row, dict) or not row.get("uri"):
             raise ValueError(f"manifest '{path}' row {n} has no 'uri' value (columns: uri, label[, image_id])")
         label = row.get("label")
         image_id = row.get("image_id")
-        files.append(image_file_for(_resolve(str(row["uri"]), base),
-                                    None if label in (None, "") else str(label),
-                                    None if image_id in (None, "") else str(image_id)))
+        f = image_file_for(_resolve(str(row["uri"]), base), None if label in (None, "") else str(label),
+                           None if image_id in (None, "") else str(image_id))
+        if f.image_id in seen:
+            # two rows would write the same mask file: refuse rather than overwrite silently
+            raise ValueError(f"manifest '{path}' rows {seen[f.image_id]} and {n} give the same image_id "
+                             f"'{f.image_id}' (same uri or id twice); ids must be unique")
+        seen[f.image_id] = n
+        files.append(f)
     return files
 
 
