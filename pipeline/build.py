@@ -48,7 +48,7 @@ def build_pipeline(p: beam.Pipeline, cfg: Config, class_names: Sequence[str], ou
     attributed = decoded.decoded | "Attribute" >> Attribute(model_handler(cfg, class_names))
     rows = attributed.attributed | "WriteArtifacts" >> WriteArtifacts(
         out_dir, class_names, masks=cfg.output.masks, overlays=cfg.output.overlays, raw=cfg.output.raw,
-        grid=cfg.analysis.grid, border=cfg.analysis.border)
+        grid=cfg.analysis.grid, border=cfg.analysis.border, options=cfg.render_options())
     write_images_table(rows, out_dir)
     classes = rows | "AggregateClasses" >> AggregateClasses()
     write_classes_table(classes, out_dir)

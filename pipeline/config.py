@@ -151,7 +151,12 @@ class Config:
     attribution: AttributionConfig = dataclasses.field(default_factory=AttributionConfig)
     output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
     analysis: AnalysisConfig = dataclasses.field(default_factory=AnalysisConfig)
+    render: dict = dataclasses.field(default_factory=dict)  # transforms.render.RenderOptions fields
     beam: dict = dataclasses.field(default_factory=dict)   # extra Beam pipeline options
+
+    def render_options(self):
+        from transforms.render import RenderOptions
+        return RenderOptions(**self.render)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -180,6 +185,24 @@ def _build_section(name: str, cls, raw: Any):
     return cls(**values)
 
 
+def _render_section(raw: Any) -> dict:
+    """The `render:` mapping, checked by building RenderOptions from it."""
+    from transforms.render import RenderOptions
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ConfigError("config section 'render' must be a mapping of keys to values")
+    known = [f.name for f in dataclasses.fields(RenderOptions)]
+    for key in raw:
+        if key not in known:
+            raise ConfigError(f"unknown config key 'render.{key}'; known keys in 'render': {', '.join(known)}")
+    try:
+        RenderOptions(**raw)
+    except (ValueError, TypeError) as e:
+        raise ConfigError(f"bad value in 'render': {e}") from None
+    return dict(raw)
+
+
 def from_dict(raw: Any) -> Config:
     """Validate a parsed config mapping into a `Config`."""
     if raw is None:
@@ -194,7 +217,7 @@ def from_dict(raw: Any) -> Config:
     beam_options = raw.get("beam") or {}
     if not isinstance(beam_options, dict):
         raise ConfigError("config section 'beam' must be a mapping of Beam pipeline option names to values")
-    cfg = Config(beam=dict(beam_options), **sections)
+    cfg = Config(beam=dict(beam_options), render=_render_section(raw.get("render")), **sections)
     if bool(cfg.input.pattern) == bool(cfg.input.manifest):
         raise ConfigError("set exactly one of 'input.pattern' (a glob like data/train/*/*.png) "
                           "or 'input.manifest' (a CSV/JSONL/Parquet file with columns uri,label)")

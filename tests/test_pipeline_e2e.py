@@ -101,3 +101,18 @@ def test_user_errors_stop_before_any_work(tiny_assets, tmp_path):
     with pytest.raises(UserError, match="does not exist|not found"):
         run_job(from_dict(tiny_config(tiny_assets, tmp_path / "o", model={"path": str(tmp_path / "nope.keras")})))
     assert not (tmp_path / "o").exists()
+
+
+def test_render_section_changes_the_pictures(tiny_assets, tmp_path):
+    from pipeline.config import ConfigError
+    cfg = from_dict({**tiny_config(tiny_assets, tmp_path / "o"), "render": {"polarity": "both", "overlay": "outlines"}})
+    run_job(cfg)
+    row = read_images_table(str(tmp_path / "o")).to_pylist()[0]
+    overlay = np.asarray(Image.open(tmp_path / "o" / row["overlay_path"]))
+    mask = np.asarray(Image.open(tmp_path / "o" / row["mask_path"]))
+    assert overlay.shape == (SIZE, SIZE, 3) and mask.shape == (SIZE, SIZE)
+    assert mask.min() < 128 < mask.max()          # signed mask: zero sits at mid-grey, signs either side
+    with pytest.raises(ConfigError, match="render.colour"):
+        from_dict({**tiny_config(tiny_assets, tmp_path / "x"), "render": {"colour": "red"}})
+    with pytest.raises(ConfigError, match="render"):
+        from_dict({**tiny_config(tiny_assets, tmp_path / "x"), "render": {"overlay": "sparkles"}})

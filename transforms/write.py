@@ -64,22 +64,22 @@ def summary_row(r: AttributionResult, class_names: Sequence[str], grid: int, bor
 
 class _WriteArtifactsFn(beam.DoFn):
     def __init__(self, out_dir: str, class_names: Sequence[str], masks: bool, overlays: bool, raw: bool,
-                 grid: int, border: float):
+                 grid: int, border: float, options: render.RenderOptions):
         self.out_dir = out_dir
+        self.options = options
         self.class_names = list(class_names)
         self.masks, self.overlays, self.raw = masks, overlays, raw
         self.grid, self.border = grid, border
 
     def process(self, r: AttributionResult):
-        mask = render.attribution_mask(r.attribution)
         mask_rel = overlay_rel = None
         if self.masks:
             mask_rel = f"masks/{r.image_id}.png"
-            write_file_atomically(FileSystems.join(self.out_dir, mask_rel), render.png_bytes(render.mask_image(mask)))
+            write_file_atomically(FileSystems.join(self.out_dir, mask_rel), render.png_bytes(render.render_mask(r.attribution, self.options)))
         if self.overlays:
             overlay_rel = f"overlays/{r.image_id}.png"
             write_file_atomically(FileSystems.join(self.out_dir, overlay_rel),
-                                  render.png_bytes(render.overlay_image(r.pixels, mask)))
+                                  render.png_bytes(render.render_overlay(r.pixels, r.attribution, self.options)))
         if self.raw:
             write_file_atomically(FileSystems.join(self.out_dir, f"raw/{r.image_id}.npy"), npy_bytes(r.attribution))
         yield summary_row(r, self.class_names, self.grid, self.border, mask_rel, overlay_rel)
@@ -89,9 +89,10 @@ class WriteArtifacts(beam.PTransform):
     """PCollection[AttributionResult] -> PCollection[dict] (images.parquet rows); writes masks/overlays/raw."""
 
     def __init__(self, out_dir: str, class_names: Sequence[str], *, masks: bool = True, overlays: bool = True,
-                 raw: bool = False, grid: int = 16, border: float = 0.1):
+                 raw: bool = False, grid: int = 16, border: float = 0.1,
+                 options: render.RenderOptions = render.DEFAULT_OPTIONS):
         super().__init__()
-        self.fn = _WriteArtifactsFn(out_dir, class_names, masks, overlays, raw, grid, border)
+        self.fn = _WriteArtifactsFn(out_dir, class_names, masks, overlays, raw, grid, border, options)
 
     def expand(self, results):
         return results | "WriteArtifacts" >> beam.ParDo(self.fn)
