@@ -75,6 +75,16 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.debug else logging.ERROR,
                         format="%(levelname)s %(name)s: %(message)s")
     if not args.debug:
+        # Workers' progress lines (logger "igaudit", INFO) show while library logs stay quiet.
+        progress = logging.getLogger("igaudit")
+        if not any(getattr(h, "igaudit_progress", False) for h in progress.handlers):  # main() may run twice
+            handler = logging.StreamHandler(sys.stderr)
+            handler.setFormatter(logging.Formatter("%(message)s"))
+            handler.igaudit_progress = True
+            progress.addHandler(handler)
+        progress.setLevel(logging.INFO)
+        progress.propagate = False
+    if not args.debug:
         _import_tensorflow_quietly()
 
     from pipeline import audit
@@ -106,8 +116,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"igaudit: run failed: {type(e).__name__}: {first[:500]} (rerun with --debug for the traceback)",
               file=sys.stderr)
         return 1
+    if summary.template_location:
+        print(f"igaudit: job graph written to {summary.template_location}; the Dataflow job will write its "
+              f"outputs to {summary.out_dir} (run.json, report.html and _SUCCESS only come from a launcher that "
+              f"waits for the job: igaudit run/audit)")
+        return 0
     print(f"igaudit: attributed {summary.attributed} of {summary.matched} images "
-          f"({summary.rejected} rejected) in {summary.seconds:.1f} s")
+          f"({summary.rejected} rejected) in {summary.seconds:.1f} s; {summary.images_per_second:.1f} images/s")
     if summary.flagged:
         names = ", ".join(f"{c['class_name']} (by {c['group_by']})" for c in summary.flagged)
         print(f"igaudit: flagged: {names}")

@@ -6,10 +6,13 @@ before any work starts and ends in a `UserError` naming the thing and the fix.
 from __future__ import annotations
 
 import dataclasses
+import glob
 import io
 import json
 import logging
+import os
 import platform
+import re
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -21,6 +24,7 @@ from apache_beam.options.pipeline_options import PipelineOptions
 
 from pipeline.build import build_pipeline, model_spec
 from pipeline.config import Config
+from transforms.attribute import enable_gpu_memory_growth
 from transforms.models import ModelError, load_classifier
 from transforms.read import label_from_uri, match_files, read_manifest
 from transforms.records import ImageFile
@@ -46,6 +50,14 @@ class RunSummary:
     flagged: list
     seconds: float
     report: str
+    pipeline_seconds: float = 0.0
+    metrics: dict = dataclasses.field(default_factory=dict)   # {"counters": {...}, "distributions": {...}}
+    template_location: Optional[str] = None   # set when Dataflow only wrote the job graph (template launch)
+
+    @property
+    def images_per_second(self) -> float:
+        """Attributed images per second of pipeline time (start-up included)."""
+        return self.attributed / self.pipeline_seconds if self.pipeline_seconds > 0 else 0.0
 
 
 def _versions() -> dict:
@@ -127,10 +139,24 @@ def prepare_output_dir(out_dir: str) -> None:
     except Exception as e:
         raise UserError(f"output.dir '{out_dir}' cannot be written ({type(e).__name__}): choose a writable "
                         f"directory with --set output.dir=...") from None
+    # _SUCCESS goes first, so an interrupted clean-up never leaves a run that looks complete.
+    success = FileSystems.join(out_dir, "_SUCCESS")
+    if FileSystems.exists(success):
+        FileSystems.delete([success])
     stale = [FileSystems.join(out_dir, name) for name in OUTPUT_ENTRIES]
     present = [p for p in stale if FileSystems.exists(p)]
-    if present:
-        FileSystems.delete(present)
+    # Beam's sinks stage into beam-temp-* folders; a killed run leaves them behind.
+    # Their files are matched (folders are not, locally); deleting a local folder removes it whole.
+    leftovers = FileSystems.match([FileSystems.join(out_dir, "beam-temp-*"),
+                                   FileSystems.join(out_dir, "beam-temp-*", "*")])
+    present += [m.path for m in leftovers[0].metadata_list]
+    present += [m.path.rsplit("/", 1)[0] for m in leftovers[1].metadata_list]
+    if "://" not in out_dir:  # empty local folders match nothing above
+        present += glob.glob(os.path.join(out_dir, "beam-temp-*"))
+    present = sorted(set(present))
+    outermost = [p for p in present if not any(p.startswith(q + "/") for q in present)]
+    if outermost:
+        FileSystems.delete(outermost)
 
 
 def pipeline_options(cfg: Config, beam_args: list[str]) -> PipelineOptions:
@@ -143,7 +169,106 @@ def pipeline_options(cfg: Config, beam_args: list[str]) -> PipelineOptions:
             from_config.extend(f"--{key}={v}" for v in value)
         else:
             from_config.append(f"--{key}={value}")
-    return PipelineOptions(from_config + list(beam_args))
+    args = from_config + list(beam_args)
+    return PipelineOptions(args + worker_code_options(PipelineOptions(args).get_all_options()))
+
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+SETUP_FILE = PROJECT_ROOT / "setup.py"
+_LOCAL_MASTERS = ("[local]", "[auto]")   # FlinkRunner's in-process Flink (LOOPBACK workers)
+
+
+def _runner_key(runner) -> str:
+    """'DataflowRunner', 'dataflow', 'apache_beam.runners...DataflowRunner', a runner object -> 'dataflow'."""
+    if not runner:
+        return ""
+    name = (runner if isinstance(runner, str) else type(runner).__name__).rsplit(".", 1)[-1].lower()
+    return name[: -len("runner")] if name.endswith("runner") else name
+
+
+def runs_on_remote_workers(all_options: dict) -> bool:
+    """Whether the SDK workers run somewhere other than this process (so they need our code shipped)."""
+    runner = _runner_key(all_options.get("runner"))
+    if runner in ("dataflow", "testdataflow"):
+        return True
+    if runner not in ("portable", "flink", "spark"):
+        return False                   # FnApiRunner (our default), DirectRunner, Prism: workers are local
+    environment = (all_options.get("environment_type") or "").upper()
+    if environment == "LOOPBACK":
+        return False                   # workers are threads of this process
+    if not environment:                # Flink/Spark default to LOOPBACK on an in-process master
+        if runner == "flink" and (all_options.get("flink_master") or "[auto]").strip() in _LOCAL_MASTERS:
+            return False
+        if runner == "spark" and re.match(r"^local(\[.+\])?$", all_options.get("spark_master_url") or "local[4]"):
+            return False
+    return True                        # PortableRunner defaults to DOCKER
+
+
+def _container_given(all_options: dict) -> bool:
+    if all_options.get("sdk_container_image") or all_options.get("worker_harness_container_image"):
+        return True
+    environment = (all_options.get("environment_type") or "").upper()
+    env_options = all_options.get("environment_options") or []
+    return environment in ("DOCKER", "") and bool(   # unset: the portable runners' default is DOCKER
+        all_options.get("environment_config")
+        or any(o.startswith("docker_container_image=") for o in env_options))
+
+
+def worker_code_options(all_options: dict, setup_file: Path = SETUP_FILE) -> list[str]:
+    """Extra Beam flags that ship igaudit to remote workers: `--setup_file=<project>/setup.py`.
+
+    Added only when the runner's workers are remote (Dataflow, Flink, Spark, PortableRunner
+    with a non-LOOPBACK environment) and nothing else ships the code: no --setup_file, no
+    --extra_package(s), no container (--sdk_container_image, or a DOCKER environment_config),
+    since a container built from docker/Dockerfile already has the project installed.
+    """
+    if not runs_on_remote_workers(all_options):
+        return []
+    if all_options.get("setup_file") or all_options.get("extra_packages") or _container_given(all_options):
+        return []
+    if not Path(setup_file).is_file():
+        log.warning("igaudit is not installed from a source checkout (no %s): remote workers will not get "
+                    "its code unless you pass --sdk_container_image or --extra_package", setup_file)
+        return []
+    return [f"--setup_file={setup_file}"]
+
+
+METRICS_NAMESPACE = "igaudit"
+KNOWN_COUNTERS = ("images_read", "decoded", "attributed", "rejected_read", "rejected_decode",
+                  "rejected_attribute", "gradient_samples")
+
+
+def query_metrics(result) -> dict:
+    """The run's counters and distributions in namespace igaudit, summed over steps.
+
+    {"counters": {name: int}, "distributions": {name: {count, sum, min, max, mean}}}; counters that
+    never moved are 0. Empty when the runner cannot report metrics.
+    """
+    from apache_beam.metrics.metric import MetricsFilter
+    try:
+        found = result.metrics().query(MetricsFilter().with_namespace(METRICS_NAMESPACE))
+    except Exception as e:  # noqa: BLE001 - metrics are a report, never a reason to fail the run
+        log.warning("cannot query metrics from the runner: %s: %s", type(e).__name__, e)
+        return {}
+
+    def value(r):
+        return r.committed if r.committed is not None else r.attempted
+
+    counters = {name: 0 for name in KNOWN_COUNTERS}
+    for r in found.get("counters", []):
+        counters[r.key.metric.name] = counters.get(r.key.metric.name, 0) + int(value(r) or 0)
+    distributions: dict = {}
+    for r in found.get("distributions", []):
+        d = value(r)
+        if d is None or not d.count:
+            continue
+        acc = distributions.setdefault(r.key.metric.name, {"count": 0, "sum": 0, "min": d.min, "max": d.max})
+        acc["count"] += d.count
+        acc["sum"] += d.sum
+        acc["min"], acc["max"] = min(acc["min"], d.min), max(acc["max"], d.max)
+    for acc in distributions.values():
+        acc["mean"] = acc["sum"] / acc["count"]
+    return {"counters": dict(sorted(counters.items())), "distributions": dict(sorted(distributions.items()))}
 
 
 def make_pipeline(options: PipelineOptions) -> beam.Pipeline:
@@ -201,10 +326,11 @@ def run_job(cfg: Config, beam_args: list[str] = ()) -> RunSummary:
     started = time.time()
     files, manifest_files = find_inputs(cfg)
     class_names = resolve_class_names(cfg, files)
+    enable_gpu_memory_growth()  # before check_model's TF ops; an in-process run's workers share this process
     check_model(cfg, class_names)
     out_dir = cfg.output.dir
     prepare_output_dir(out_dir)
-    log.info("matched %d input files; classes: %s", len(files), ", ".join(class_names))
+    log.debug("matched %d input files; classes: %s", len(files), ", ".join(class_names))
     print(f"igaudit: {len(files)} images matched, {len(class_names)} classes; writing to {out_dir}", flush=True)
 
     reference = read_reference_classes(cfg.analysis.reference)
@@ -215,6 +341,14 @@ def run_job(cfg: Config, beam_args: list[str] = ()) -> RunSummary:
     result = p.run()
     result.wait_until_finish()
     pipeline_seconds = time.time() - pipeline_started
+    template_location = options.get_all_options().get("template_location")
+    if template_location:
+        # A template launch (e.g. the Flex Template launcher) only writes the job graph; the job runs
+        # later, so there is nothing to read back, report or mark complete here.
+        return RunSummary(out_dir=out_dir, matched=len(files), attributed=0, rejected=0, class_names=class_names,
+                          flagged=[], seconds=time.time() - started, report="", pipeline_seconds=pipeline_seconds,
+                          template_location=template_location)
+    metrics = query_metrics(result)
 
     images = read_images_table(out_dir)
     rejected = _read_table(FileSystems.join(out_dir, "rejected.parquet"))
@@ -233,7 +367,9 @@ def run_job(cfg: Config, beam_args: list[str] = ()) -> RunSummary:
         "reference": cfg.analysis.reference,
         "flagged": [{"group_by": g, "class_name": c} for g, c in flagged],
         "timings": {"total_seconds": round(time.time() - started, 3),
-                    "pipeline_seconds": round(pipeline_seconds, 3)},
+                    "pipeline_seconds": round(pipeline_seconds, 3),
+                    "images_per_second": round(counts["attributed"] / max(pipeline_seconds, 1e-9), 3)},
+        "metrics": metrics,
     }
     from pipeline.report import write_report
     report_path = write_report(out_dir, run_info)
@@ -245,7 +381,7 @@ def run_job(cfg: Config, beam_args: list[str] = ()) -> RunSummary:
                            f"incomplete (no _SUCCESS)")
     write_text(FileSystems.join(out_dir, "_SUCCESS"), "")
     return RunSummary(out_dir=out_dir, class_names=class_names, flagged=run_info["flagged"],
-                      seconds=time.time() - started,
+                      seconds=time.time() - started, pipeline_seconds=pipeline_seconds, metrics=metrics,
                       report=report_path, **counts)
 
 

@@ -105,13 +105,17 @@ def test_user_errors_stop_before_any_work(tiny_assets, tmp_path):
 
 def test_render_section_changes_the_pictures(tiny_assets, tmp_path):
     from pipeline.config import ConfigError
-    cfg = from_dict({**tiny_config(tiny_assets, tmp_path / "o"), "render": {"polarity": "both", "overlay": "outlines"}})
+    cfg = from_dict({**tiny_config(tiny_assets, tmp_path / "o", output={"raw": True}),
+                     "render": {"polarity": "both", "overlay": "outlines"}})
     run_job(cfg)
     row = read_images_table(str(tmp_path / "o")).to_pylist()[0]
     overlay = np.asarray(Image.open(tmp_path / "o" / row["overlay_path"]))
     mask = np.asarray(Image.open(tmp_path / "o" / row["mask_path"]))
     assert overlay.shape == (SIZE, SIZE, 3) and mask.shape == (SIZE, SIZE)
-    assert mask.min() < 128 < mask.max()          # signed mask: zero sits at mid-grey, signs either side
+    signed = np.load(tmp_path / "o" / "raw" / f"{row['image_id']}.npy").sum(axis=-1)
+    strong = 0.2 * np.percentile(np.abs(signed), 99)   # signed mask: zero at mid-grey, each sign on its side
+    assert np.all(mask[signed > strong] > 128) and np.all(mask[signed < -strong] < 128)
+    assert (signed > strong).any()
     with pytest.raises(ConfigError, match="render.colour"):
         from_dict({**tiny_config(tiny_assets, tmp_path / "x"), "render": {"colour": "red"}})
     with pytest.raises(ConfigError, match="render"):
