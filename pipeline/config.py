@@ -82,6 +82,39 @@ def _range_pair(v):
     return (lo, hi)
 
 
+METHODS = ("integrated_gradients", "gradients", "gradient_x_input", "expected_gradients", "grad_cam", "occlusion")
+BASELINE_KINDS = ("black", "white", "uniform", "gaussian", "blur", "mean")
+
+
+def _or_auto(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def wrapped(v):
+        if v == "auto":
+            return v
+        try:
+            return check(v)
+        except ValueError as e:
+            raise ValueError(f"{e}, or auto") from None
+    return wrapped
+
+
+def _opt(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda v: None if v is None else check(v)
+
+
+def _baseline(v):
+    """A baseline kind, or the path of a baseline image (checked when the run starts)."""
+    if not isinstance(v, str) or not v:
+        raise ValueError(f"expected one of {', '.join(BASELINE_KINDS)} or the path of an image")
+    return v
+
+
+def _target(v):
+    """predicted | label | top_k | a class name | a class index (checked against the model's classes later)."""
+    if isinstance(v, bool) or not isinstance(v, (str, int)) or v == "" or (isinstance(v, int) and v < 0):
+        raise ValueError("expected predicted, label, top_k, a class name or a class index")
+    return v
+
+
 def _field(default, check):
     return dataclasses.field(default=default, metadata={"check": check})
 
@@ -108,14 +141,39 @@ class ModelConfig:
 
 @dataclasses.dataclass(frozen=True)
 class AttributionConfig:
-    steps: int = _field(50, _int(1))
+    method: str = _field("integrated_gradients", _choice(*METHODS))
+    steps: Any = _field(50, _or_auto(_int(1)))
+    tolerance: float = _field(0.01, _float(1e-6, 1.0))
+    max_steps: int = _field(256, _int(2))
     rule: str = _field("trapezoid", _choice(*RULES))
-    baseline: str = _field("black", _choice("black", "white", "uniform"))
-    target: str = _field("predicted", _choice("predicted", "label"))
+    baseline: str = _field("black", _baseline)
+    baseline_samples: int = _field(1, _int(1))
+    blur_sigma: float = _field(5.0, _float(0.1, 1000.0))
+    baseline_stdev: float = _field(0.15, _float(0.0, 10.0))
+    references: int = _field(16, _int(1))
+    target: Any = _field("predicted", _target)
+    k: int = _field(1, _int(1))
     score: str = _field("probability", _choice(*SCORES))
+    smoothing: str = _field("none", _choice("none", "smoothgrad", "smoothgrad_sq", "vargrad"))
+    samples: int = _field(25, _int(1))
+    stdev: float = _field(0.15, _float(0.0, 10.0))
+    layer: Optional[str] = _field(None, _opt_str)
+    window: int = _field(8, _int(1))
+    stride: int = _field(4, _int(1))
+    fill: float = _field(0.0, _float(-1e6, 1e6))
     batch_size: int = _field(16, _int(1))
-    chunk_size: int = _field(64, _int(1))
+    chunk_size: Any = _field(64, _or_auto(_int(1)))
+    memory_mb: Optional[float] = _field(None, _opt(_float(1.0, 1e7)))
     jit_compile: bool = _field(False, _bool)
+
+
+@dataclasses.dataclass(frozen=True)
+class QualityConfig:
+    enabled: bool = _field(False, _bool)
+    steps: int = _field(20, _int(2))
+    ranking: str = _field("positive", _choice("positive", "absolute"))
+    infidelity_samples: int = _field(10, _int(1))
+    infidelity_stdev: float = _field(0.1, _float(1e-6, 10.0))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,6 +209,7 @@ class Config:
     attribution: AttributionConfig = dataclasses.field(default_factory=AttributionConfig)
     output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
     analysis: AnalysisConfig = dataclasses.field(default_factory=AnalysisConfig)
+    quality: QualityConfig = dataclasses.field(default_factory=QualityConfig)
     render: dict = dataclasses.field(default_factory=dict)  # transforms.render.RenderOptions fields
     beam: dict = dataclasses.field(default_factory=dict)   # extra Beam pipeline options
 
@@ -164,7 +223,7 @@ class Config:
 
 _SECTIONS = [f.name for f in dataclasses.fields(Config)]
 _SECTION_TYPES = {"input": InputConfig, "model": ModelConfig, "attribution": AttributionConfig,
-                  "output": OutputConfig, "analysis": AnalysisConfig}
+                  "output": OutputConfig, "analysis": AnalysisConfig, "quality": QualityConfig}
 
 
 def _build_section(name: str, cls, raw: Any):

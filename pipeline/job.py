@@ -125,6 +125,30 @@ def check_model(cfg: Config, class_names: list[str]) -> int:
     return n
 
 
+def resolve_settings(cfg: Config, class_names: list[str]):
+    """Attribution settings checked against the model's classes; a baseline image path is loaded here."""
+    from pipeline.build import attribution_settings
+    from pipeline.config import BASELINE_KINDS
+    from transforms.decode import DecodeError, decode_image
+    a = cfg.attribution
+    baseline_image = None
+    if a.baseline not in BASELINE_KINDS:
+        try:
+            with FileSystems.open(a.baseline) as f:
+                baseline_image = decode_image(f.read(), tuple(cfg.model.input_size), cfg.model.resize)
+        except (OSError, DecodeError) as e:
+            raise UserError(f"attribution.baseline '{a.baseline}' is neither one of {', '.join(BASELINE_KINDS)} "
+                            f"nor a readable image ({e})") from None
+    if a.method == "grad_cam" and cfg.model.format not in ("auto", "keras") or (
+            a.method == "grad_cam" and not cfg.model.path.endswith((".keras", ".h5"))):
+        raise UserError("attribution.method grad_cam needs a Keras model (model.path ending in .keras): "
+                        "SavedModel and TF-Hub models have no layers to take activations from")
+    try:
+        return attribution_settings(cfg, class_names, baseline_image)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+
+
 def prepare_output_dir(out_dir: str) -> None:
     """Make the dir, prove it is writable, and remove an earlier run's outputs (_SUCCESS first)."""
     try:
@@ -328,15 +352,16 @@ def run_job(cfg: Config, beam_args: list[str] = ()) -> RunSummary:
     class_names = resolve_class_names(cfg, files)
     enable_gpu_memory_growth()  # before check_model's TF ops; an in-process run's workers share this process
     check_model(cfg, class_names)
+    settings = resolve_settings(cfg, class_names)
+    reference = read_reference_classes(cfg.analysis.reference)
     out_dir = cfg.output.dir
     prepare_output_dir(out_dir)
     log.debug("matched %d input files; classes: %s", len(files), ", ".join(class_names))
     print(f"igaudit: {len(files)} images matched, {len(class_names)} classes; writing to {out_dir}", flush=True)
 
-    reference = read_reference_classes(cfg.analysis.reference)
     options = pipeline_options(cfg, list(beam_args))
     p = make_pipeline(options)
-    build_pipeline(p, cfg, class_names, out_dir, manifest_files, reference)
+    build_pipeline(p, cfg, class_names, out_dir, manifest_files, reference, settings)
     pipeline_started = time.time()
     result = p.run()
     result.wait_until_finish()
@@ -354,7 +379,9 @@ def run_job(cfg: Config, beam_args: list[str] = ()) -> RunSummary:
     rejected = _read_table(FileSystems.join(out_dir, "rejected.parquet"))
     skew = _read_table(FileSystems.join(out_dir, "skew.parquet")).to_pylist()
     flagged = sorted({(r["group_by"], r["class_name"]) for r in skew if r["flagged"]})
-    counts = {"matched": len(files), "attributed": images.num_rows, "rejected": rejected.num_rows}
+    # an image with several targets (top_k) has several rows: count images
+    attributed = len(set(images.column("image_id").to_pylist()))
+    counts = {"matched": len(files), "attributed": attributed, "rejected": rejected.num_rows}
     status = "ok" if counts["matched"] == counts["attributed"] + counts["rejected"] else "count_mismatch"
     run_info = {
         "status": status,

@@ -44,8 +44,9 @@ def _fmt(v, digits=3) -> str:
 
 def _histogram(values: np.ndarray, bins: int = 10) -> str:
     """A small text-free bar chart (inline SVG) of relative completeness gaps."""
+    values = values[np.isfinite(values)]   # methods without a completeness identity have none
     if values.size == 0:
-        return "<p class=muted>no attributed images</p>"
+        return "<p class=muted>no completeness gaps (none attributed, or the method has no completeness)</p>"
     counts, edges = np.histogram(values, bins=bins)
     top = max(counts.max(), 1)
     bars = "".join(

@@ -46,6 +46,10 @@ def make_rows(n=30, seed=0):
             "channel_shares": [float(v) for v in channels],
             "grid_size": GRID,
             "grid": [float(v) for v in grid],
+            # quality metrics are optional: some rows lack them (None) and must not count
+            "deletion_auc": float(rng.uniform(0, 1)) if len(rows) % 3 else None,
+            "insertion_auc": float(rng.uniform(0, 1)) if len(rows) % 3 else None,
+            "infidelity": float(rng.uniform(0, 0.1)) if len(rows) % 2 else None,
         })
     return rows
 
@@ -78,6 +82,8 @@ def expected_stats(rows):
         "mean_grid": list(np.mean([r["grid"] for r in rows], axis=0)),
         "predicted_counts": sorted(predicted.items()),
         "typical_images": [r["image_id"] for r in typical],
+        **{f"mean_{k}": (float(np.mean(present)) if (present := [r[k] for r in rows if r.get(k) is not None])
+                         else None) for k in ("deletion_auc", "insertion_auc", "infidelity")},
     }
 
 
@@ -85,7 +91,9 @@ def assert_stats_close(actual, expected):
     assert set(actual) == set(expected)
     for key, want in expected.items():
         got = actual[key]
-        if key in ("count", "grid_size", "predicted_counts", "typical_images", "group_by", "class_name"):
+        if want is None:
+            assert got is None, key
+        elif key in ("count", "grid_size", "predicted_counts", "typical_images", "group_by", "class_name"):
             assert got == want, key
         elif isinstance(want, list):
             np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12, err_msg=key)

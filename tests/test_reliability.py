@@ -20,7 +20,7 @@ from PIL import Image
 from pipeline.config import from_dict
 from pipeline.job import read_images_table, run_job
 from tests.conftest import CLASSES, SIZE, make_tiny_dataset, tiny_config
-from transforms.attribute import IGModelHandler
+from transforms.attribute import Explained, IGModelHandler
 from transforms.decode import DecodeImages
 from transforms.ig import IGBatch
 from transforms.models import ModelSpec
@@ -107,12 +107,16 @@ def test_fixture_folder_mixed_into_a_dataset_reconciles(tiny_assets, tmp_path):
 
 def test_non_finite_model_outputs_become_rejects():
     class NaNModel:
-        def attribute(self, images, baselines, targets):
+        def probabilities(self, images):
+            return np.tile([0.9, 0.1], (len(images), 1))
+
+        def explain(self, images, baselines, targets, image_ids, references=None):
             n = len(images)
             att = np.zeros_like(images)
             att[0, 0, 0, 0] = np.nan
-            return IGBatch(att, np.zeros((n, 2)), np.zeros(n, int), np.ones(n), np.zeros(n, int),
-                           np.ones(n), np.zeros(n), np.zeros(n), 3)
+            r = IGBatch(att, np.zeros((n, 2)), np.zeros(n, int), np.ones(n), np.zeros(n, int),
+                        np.ones(n), np.zeros(n), np.zeros(n), 3)
+            return Explained(r, np.full(n, 2), np.full(n, 3))
 
     handler = IGModelHandler(ModelSpec("m.keras", (4, 4), (0.0, 1.0), "logits"), ["a", "b"])
     batch = [DecodedImage(f"u{i}", "a", f"id{i}", np.zeros((4, 4, 3), np.float32)) for i in range(2)]

@@ -7,12 +7,14 @@ counts and the few most confident images: nothing heavier than a grid.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Iterable
 
 import apache_beam as beam
 import numpy as np
 
 TYPICAL_IMAGES = 4
+_OPTIONAL = ("deletion_auc", "insertion_auc", "infidelity")   # quality metrics, present when enabled
 _SCALARS = ("confidence", "completeness_gap", "abs_gap", "relative_gap", "border_mass", "concentration",
             "entropy")
 
@@ -29,6 +31,7 @@ class ClassAccumulator:
     grid_size: int = 0
     predicted: dict = dataclasses.field(default_factory=dict)
     typical: list = dataclasses.field(default_factory=list)   # [(confidence, image_id)] best first
+    optional: dict = dataclasses.field(default_factory=dict)  # metric -> [sum, count] over rows that have it
 
 
 def _add_arrays(a, b):
@@ -66,6 +69,12 @@ class ClassStatsFn(beam.CombineFn):
         name = row["predicted_name"]
         acc.predicted[name] = acc.predicted.get(name, 0) + 1
         acc.typical = _top(acc.typical + [(float(row["confidence"]), row["image_id"])])
+        for k in _OPTIONAL:
+            v = row.get(k)
+            if v is not None and math.isfinite(v):
+                total = acc.optional.setdefault(k, [0.0, 0])
+                total[0] += float(v)
+                total[1] += 1
         return acc
 
     def merge_accumulators(self, accumulators: Iterable[ClassAccumulator]) -> ClassAccumulator:
@@ -83,6 +92,10 @@ class ClassStatsFn(beam.CombineFn):
             for name, n in acc.predicted.items():
                 out.predicted[name] = out.predicted.get(name, 0) + n
             out.typical = _top(out.typical + acc.typical)
+            for k, (total, count) in acc.optional.items():
+                mine = out.optional.setdefault(k, [0.0, 0])
+                mine[0] += total
+                mine[1] += count
         return out
 
     def extract_output(self, acc: ClassAccumulator) -> dict:
@@ -105,6 +118,8 @@ class ClassStatsFn(beam.CombineFn):
             "mean_grid": [] if acc.grid_sum is None else [float(v) / n for v in acc.grid_sum],
             "predicted_counts": sorted(acc.predicted.items()),
             "typical_images": [image_id for _, image_id in acc.typical],
+            **{f"mean_{k}": (acc.optional[k][0] / acc.optional[k][1] if acc.optional.get(k, [0, 0])[1] else None)
+               for k in _OPTIONAL},
         }
 
 

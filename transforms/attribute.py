@@ -14,21 +14,25 @@ most every IGAUDIT_PROGRESS_SECONDS (default 10) seconds.
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import threading
 import time
 import uuid
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence, Union
 
 import apache_beam as beam
 import numpy as np
 from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, RunInference
 
-from transforms.ig import IGBatch, IGEngine
+from transforms.baselines import make_baselines
+from transforms.ig import IGEngine
+from transforms.methods import AttributionEngine, GradCamEngine, adaptive_ig
 from transforms.models import ModelSpec, load_classifier
-from transforms.records import AttributionResult, DecodedImage, Rejected, seed_from_id
+from transforms.records import AttributionResult, DecodedImage, Rejected
+from transforms.targets import TargetSpec, resolve_targets, target_rows
 
 
 log = logging.getLogger("igaudit")
@@ -99,96 +103,213 @@ def enable_gpu_memory_growth() -> None:
             pass
 
 
-def make_baseline(kind: str, image: DecodedImage) -> np.ndarray:
-    """The IG baseline x' for one image, in pixel space [0, 1]; random ones seeded by image id."""
-    shape = image.pixels.shape
-    if kind == "black":
-        return np.zeros(shape, np.float32)
-    if kind == "white":
-        return np.ones(shape, np.float32)
-    if kind == "uniform":
-        return np.random.default_rng(seed_from_id(image.image_id)).uniform(size=shape).astype(np.float32)
-    raise ValueError(f"unknown baseline {kind!r}")
+@dataclasses.dataclass(frozen=True)
+class AttributionSettings:
+    """What to compute: the `attribution:` and `quality:` config, resolved for the workers."""
+    method: str = "integrated_gradients"
+    rule: str = "trapezoid"
+    steps: Union[int, str] = 50                  # or "auto": adaptive per image
+    tolerance: float = 0.01
+    max_steps: int = 256
+    score: str = "probability"
+    baseline: str = "black"                      # a kind of transforms.baselines, or "image" / "mean"
+    baseline_image: Optional[np.ndarray] = None  # for baseline "image"
+    baseline_samples: int = 1
+    blur_sigma: float = 5.0
+    baseline_stdev: float = 0.15
+    target: TargetSpec = TargetSpec("predicted")
+    smoothing: str = "none"
+    samples: int = 25
+    stdev: float = 0.15
+    layer: Optional[str] = None
+    window: int = 8
+    stride: int = 4
+    fill: float = 0.0
+    chunk_size: Union[int, str] = 64
+    memory_mb: Optional[float] = None
+    jit_compile: bool = False
+    quality: bool = False
+    quality_steps: int = 20
+    quality_ranking: str = "positive"
+    infidelity_samples: int = 10
+    infidelity_stdev: float = 0.1
+
+    @property
+    def steps_label(self) -> int:
+        return self.steps if isinstance(self.steps, int) else -1
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Explained:
+    """One batch's attributions, one row per (image, target)."""
+    result: Any                        # ig.IGBatch or methods.MethodResult
+    steps: np.ndarray                  # per row
+    gradient_samples: np.ndarray       # per row
+    quality: Optional[dict] = None     # per-row arrays: deletion_auc, insertion_auc, infidelity
+
+
+# Methods without a completeness identity report NaN gaps; only these must have finite ones.
+_GAP_METHODS = ("integrated_gradients", "expected_gradients")
 
 
 class IGModel:
-    """What load_model returns: the classifier and its IG engine, used through `attribute`."""
+    """What load_model returns: the classifier and its engines, used through `explain`.
 
-    def __init__(self, spec: ModelSpec, *, rule: str, steps: int, score: str, chunk_size: int,
-                 jit_compile: bool = False):
+    Everything that needs the model (forward passes, gradients) happens in `explain`
+    and `probabilities`, methods of this object: with share_across_processes the
+    callers hold a proxy and the work runs where the model lives.
+    """
+
+    def __init__(self, spec: ModelSpec, settings: AttributionSettings):
         enable_gpu_memory_growth()  # before load_classifier runs the first TF op
+        self.spec, self.settings = spec, settings
         self.classifier = load_classifier(spec)
         h, w = spec.input_size
-        self.engine = IGEngine(self.classifier, (h, w, 3), output=spec.output, score=score, rule=rule,
-                               steps=steps, chunk_size=chunk_size, jit_compile=jit_compile)
+        self.shape = (h, w, 3)
+        s = settings
+        self.engine = IGEngine(self.classifier, self.shape, output=spec.output, score=s.score, rule=s.rule,
+                               steps=s.steps if isinstance(s.steps, int) else 2, chunk_size=s.chunk_size,
+                               memory_mb=s.memory_mb, jit_compile=s.jit_compile)
+        self._methods = None
+        self._grad_cam = None
 
-    def attribute(self, images: np.ndarray, baselines: np.ndarray, targets: np.ndarray) -> IGBatch:
-        return self.engine.attribute(images, baselines, targets)
+    @property
+    def methods(self) -> AttributionEngine:
+        if self._methods is None:
+            self._methods = AttributionEngine(self.classifier, self.shape, output=self.spec.output,
+                                              score=self.settings.score, chunk_size=self.engine.chunk_size,
+                                              jit_compile=self.settings.jit_compile)
+        return self._methods
 
     def num_classes(self) -> int:
         return self.classifier.num_classes
 
+    def probabilities(self, images: np.ndarray) -> np.ndarray:
+        return self.engine.probabilities(self.engine.forward(images))
+
+    def explain(self, images: np.ndarray, baselines: np.ndarray, targets: np.ndarray, image_ids: Sequence[str],
+                references: Optional[np.ndarray] = None) -> Explained:
+        """Attributions for rows (images[i], targets[i]); baselines (S, N, H, W, C)."""
+        s, n = self.settings, len(images)
+        ids = list(image_ids)
+        smooth = dict(smoothing=s.smoothing, samples=s.samples, stdev=s.stdev)
+        steps = np.full(n, s.steps_label)
+        if s.method == "integrated_gradients" and s.steps == "auto":
+            r = adaptive_ig(self.methods, images, baselines, targets, tolerance=s.tolerance,
+                            max_steps=s.max_steps, rule=s.rule)
+            steps = np.asarray(r.steps)
+        elif s.method == "integrated_gradients" and baselines.shape[0] == 1 and s.smoothing == "none":
+            r = self.engine.attribute(images, baselines[0], targets)       # the tuned fast path
+        elif s.method == "integrated_gradients":
+            r = self.methods.integrated_gradients(images, baselines, targets, rule=s.rule, steps=s.steps,
+                                                  image_ids=ids, **smooth)
+        elif s.method in ("gradients", "gradient_x_input"):
+            r = getattr(self.methods, s.method)(images, targets, image_ids=ids, **smooth)
+        elif s.method == "expected_gradients":
+            r = self.methods.expected_gradients(images, references, ids, targets, samples=s.baseline_samples,
+                                                smoothing=s.smoothing, smoothing_samples=s.samples,
+                                                stdev=s.stdev)
+        elif s.method == "occlusion":
+            r = self.methods.occlusion(images, targets, window=s.window, stride=s.stride, fill=s.fill)
+        elif s.method == "grad_cam":
+            if self._grad_cam is None:
+                self._grad_cam = GradCamEngine(self.classifier, s.layer, self.shape, score=s.score,
+                                               chunk_size=self.engine.chunk_size)
+            r = self._grad_cam.attribute(images, targets)
+        else:
+            raise ValueError(f"unknown attribution.method {s.method!r}")
+        samples = np.broadcast_to(np.asarray(r.gradient_samples), (n,)).astype(np.int64)
+        quality = self._quality(images, baselines[0], r, ids) if s.quality else None
+        return Explained(r, steps, samples, quality)
+
+    def _quality(self, images, baselines, r, image_ids) -> dict:
+        from transforms.quality import deletion_insertion_auc, infidelity
+        s = self.settings
+        deletion, insertion = deletion_insertion_auc(
+            self.engine.forward, self.engine.score_of, images, r.attributions, r.targets, baselines,
+            steps=s.quality_steps, chunk_size=self.engine.chunk_size, ranking=s.quality_ranking)
+        # IG-style attributions explain F(x) - F(x'): Captum's multiply_by_inputs convention
+        path = s.method in ("integrated_gradients", "expected_gradients", "gradient_x_input")
+        infid = infidelity(self.engine.forward, self.engine.score_of, images, r.attributions, r.targets,
+                           seed_ids=image_ids, baselines=baselines if path else None,
+                           samples=s.infidelity_samples, stdev=s.infidelity_stdev,
+                           chunk_size=self.engine.chunk_size)
+        return {"deletion_auc": deletion, "insertion_auc": insertion, "infidelity": infid}
+
 
 class IGModelHandler(ModelHandler[DecodedImage, Any, IGModel]):
-    """DecodedImage batches -> AttributionResult (or Rejected for images that cannot be explained)."""
+    """DecodedImage batches -> AttributionResult per (image, target), or Rejected."""
 
-    def __init__(self, spec: ModelSpec, class_names: Sequence[str], *, rule: str = "trapezoid",
-                 steps: int = 50, score: str = "probability", baseline: str = "black",
-                 target: str = "predicted", batch_size: int = 16, chunk_size: int = 64,
-                 jit_compile: bool = False, share_across_processes: bool = False,
+    def __init__(self, spec: ModelSpec, class_names: Sequence[str], settings: AttributionSettings = None, *,
+                 batch_size: int = 16, share_across_processes: bool = False,
                  progress_seconds: Optional[float] = None):
         super().__init__()
         self.spec = spec
         self.class_index = {name: i for i, name in enumerate(class_names)}
-        self.rule, self.steps, self.score = rule, steps, score
-        self.baseline, self.target = baseline, target
-        self.batch_size, self.chunk_size, self.jit_compile = batch_size, chunk_size, jit_compile
+        self.settings = settings or AttributionSettings()
+        self.batch_size = batch_size
         self.share_across_processes = share_across_processes
         # Read here, on the launcher, so remote workers use the launcher's setting.
         self.progress_seconds = progress_interval() if progress_seconds is None else float(progress_seconds)
         self.run_token = uuid.uuid4().hex
 
     def load_model(self) -> IGModel:
-        return IGModel(self.spec, rule=self.rule, steps=self.steps, score=self.score,
-                       chunk_size=self.chunk_size, jit_compile=self.jit_compile)
+        return IGModel(self.spec, self.settings)
+
+    def _baselines(self, batch: Sequence[DecodedImage], images: np.ndarray) -> np.ndarray:
+        s = self.settings
+        if s.baseline == "mean":
+            return np.stack([e.baseline for e in batch])[None].astype(np.float32)
+        kind = "image" if s.baseline_image is not None else s.baseline
+        return make_baselines(kind, images, [e.image_id for e in batch], blur_sigma=s.blur_sigma,
+                              noise_stdev=s.baseline_stdev, baseline_image=s.baseline_image,
+                              samples=s.baseline_samples if s.method == "integrated_gradients" else 1)
 
     def run_inference(self, batch: Sequence[DecodedImage], model: IGModel,
                       inference_args: Optional[dict] = None) -> Iterable[Any]:
-        label_index = [self.class_index.get(e.label, -1) if e.label is not None else -1 for e in batch]
-        keep, rejected = [], []
-        for e, li in zip(batch, label_index):
-            if self.target == "label" and li < 0:
-                rejected.append(Rejected(e.uri, e.image_id, "attribute",
-                                         f"target is 'label' but label {e.label!r} is not one of the "
-                                         f"model's classes"))
-            else:
-                keep.append((e, li))
-        yield from rejected
-        if not keep:
-            return
-        images = np.stack([e.pixels for e, _ in keep]).astype(np.float32)
-        baselines = np.stack([make_baseline(self.baseline, e) for e, _ in keep])
-        targets = np.array([li if self.target == "label" else -1 for _, li in keep], np.int64)
+        s = self.settings
         started = time.monotonic()
-        r = model.attribute(images, baselines, targets)
+        images = np.stack([e.pixels for e in batch]).astype(np.float32)
+        label_index = np.array([self.class_index.get(e.label, -1) if e.label is not None else -1 for e in batch])
+        need_probs = s.target.kind in ("predicted", "top_k")
+        probs = model.probabilities(images) if need_probs else np.zeros((len(batch), len(self.class_index)))
+        per_image = resolve_targets(s.target, probs, label_index)
+        usable = (per_image >= 0).all(axis=1)
+        for e in (e for e, ok in zip(batch, usable) if not ok):
+            yield Rejected(e.uri, e.image_id, "attribute", f"target is 'label' but label {e.label!r} is not one "
+                                                           f"of the model's classes")
+        if not usable.any():
+            return
+        keep = np.flatnonzero(usable)
+        image_index, targets = target_rows(per_image[keep])
+        rows = keep[image_index]
+        row_images = images[rows]
+        baselines = self._baselines(batch, images)[:, rows]
+        references = batch[0].references if s.method == "expected_gradients" else None
+        out = model.explain(row_images, baselines, targets, [batch[i].image_id for i in rows], references)
+        r = out.result
         done = time.monotonic()
         _IG_BATCH_MS.update(int(round((done - started) * 1000)))
-        _GRADIENT_SAMPLES.inc(int(r.gradient_samples) * len(keep))
+        _GRADIENT_SAMPLES.inc(int(out.gradient_samples.sum()))
         line = progress_reporter(self.run_token).add(len(keep), started, self.progress_seconds, done)
         if line:
             log.info(line)
-        for i, (e, li) in enumerate(keep):
-            values = (r.score_input[i], r.score_baseline[i], r.completeness_gap[i], r.confidence[i])
-            if not (np.all(np.isfinite(values)) and np.all(np.isfinite(r.attributions[i]))):
+        gap_needed = s.method in _GAP_METHODS and not (s.smoothing in ("smoothgrad_sq", "vargrad"))
+        for j, i in enumerate(rows):
+            e = batch[i]
+            values = [r.score_input[j], r.confidence[j]] + ([r.completeness_gap[j]] if gap_needed else [])
+            if not (np.all(np.isfinite(values)) and np.all(np.isfinite(r.attributions[j]))):
                 yield Rejected(e.uri, e.image_id, "attribute", "non_finite: the model produced NaN or "
                                                              "infinite scores or gradients")
                 continue
+            quality = {k: float(v[j]) for k, v in out.quality.items()} if out.quality else {}
             yield AttributionResult(
                 uri=e.uri, label=e.label, image_id=e.image_id, pixels=e.pixels,
-                attribution=r.attributions[i], label_index=li, predicted=int(r.predicted[i]),
-                confidence=float(r.confidence[i]), target=int(r.targets[i]),
-                score_input=float(r.score_input[i]), score_baseline=float(r.score_baseline[i]),
-                completeness_gap=float(r.completeness_gap[i]), steps=self.steps, rule=self.rule)
+                attribution=r.attributions[j], label_index=int(label_index[i]), predicted=int(r.predicted[j]),
+                confidence=float(r.confidence[j]), target=int(r.targets[j]),
+                score_input=float(r.score_input[j]), score_baseline=float(r.score_baseline[j]),
+                completeness_gap=float(r.completeness_gap[j]), steps=int(out.steps[j]), rule=s.rule,
+                method=s.method, gradient_samples=int(out.gradient_samples[j]), quality=quality)
 
     def batch_elements_kwargs(self) -> dict:
         return {"min_batch_size": 1, "max_batch_size": self.batch_size}

@@ -9,13 +9,25 @@ chunks of a fixed size inside one traced function (a `tf.while_loop`), so:
     its padding weighted zero): one trace per model, no retracing on ragged
     batches, targets or step counts (all are tensors);
   - weighted gradients are accumulated per image as chunks finish, so memory
-    is O(chunk x H x W x C + batch x H x W x C), never O(steps x ...);
+    is O(in-flight chunks x chunk x per-sample activations + batch x H x W x C),
+    never O(steps x ...);
   - there is no host round-trip inside the chunk loop.
+
+Speed: a gradient call's throughput depends on its batch size, and the best
+size differs by model and device (32-64 for a small CNN, 8 for MobileNetV2 on
+a 2-core CPU). `chunk_size="auto"` times a few sizes once, at construction,
+and keeps the fastest that fits `memory_mb` (`choose_chunk_size`). Consecutive
+chunks may overlap (`parallel_iterations` of the loop): on a CPU a small
+model's ops do not fill every core, and letting the next chunk start while the
+previous one finishes gains 10-40% there; the cost is that many chunks' worth
+of activations in memory.
 """
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Optional
+import math
+import time
+from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 import tensorflow as tf
@@ -23,6 +35,11 @@ import tensorflow as tf
 RULES = ("riemann_left", "riemann_right", "riemann_middle", "trapezoid", "gauss_legendre")
 SCORES = ("probability", "logit")
 OUTPUTS = ("logits", "probabilities")
+
+CHUNK_CANDIDATES = (8, 16, 32, 64, 128)
+# Chunks the while_loop may run at once (see the module docstring). 2 gets the
+# overlap on a 2-core CPU; more only adds memory.
+DEFAULT_PARALLEL_ITERATIONS = 2
 
 
 def quadrature(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
@@ -75,6 +92,81 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=-1, keepdims=True)
 
 
+def estimate_sample_bytes(model: Callable[[tf.Tensor], tf.Tensor], input_shape: Sequence[int]) -> int:
+    """Rough activation bytes one sample needs in a forward + input-gradient pass.
+
+    Traces the model's forward pass for one sample and adds up the float
+    tensors every op produces, nested function calls included (a SavedModel
+    signature or a Keras layer's call is one op wrapping a function), at 4
+    bytes each; unknown dimensions count as 1. Not every forward tensor is
+    alive at once, but the backward pass keeps most of them and adds
+    gradients of the same sizes, so this is the right order: measured peak
+    RSS growth per sample of a traced forward + input-gradient call on CPU
+    was 1.4x this estimate for the demo CNN and 0.3-0.5x for MobileNetV2
+    (whose inference-mode batch norms leave many forward tensors dead). On a
+    GPU `choose_chunk_size` measures the real peak instead.
+    """
+    shape = (1,) + tuple(int(d) for d in input_shape)
+    concrete = tf.function(lambda x: model(x)).get_concrete_function(tf.TensorSpec(shape, tf.float32))
+    seen: set = set()
+
+    def walk(graph) -> int:
+        total = 0
+        for op in graph.get_operations():
+            for t in op.outputs:
+                if t.dtype.is_floating and t.shape.rank is not None:
+                    total += math.prod(d if d is not None else 1 for d in t.shape.as_list())
+            if op.type in ("PartitionedCall", "StatefulPartitionedCall"):
+                name = op.get_attr("f").name
+                if name in seen:
+                    continue
+                seen.add(name)
+                nested = getattr(graph._get_function(name), "graph", None)  # noqa: SLF001 - no public API
+                if nested is not None:
+                    total += walk(nested)
+        return total
+
+    return 4 * max(walk(concrete.graph), math.prod(shape))
+
+
+def choose_chunk_size(engine_or_model, input_shape: Optional[Sequence[int]] = None,
+                      candidates: Sequence[int] = CHUNK_CANDIDATES, memory_mb: Optional[float] = None, *,
+                      samples_per_call: Optional[int] = None, repeats: int = 2,
+                      max_probe_seconds: float = 30.0, **engine_kwargs) -> int:
+    """The chunk size, among `candidates`, with the best gradient samples/s for this model here.
+
+    `engine_or_model` is an `IGEngine` (its model, score, device and loop
+    settings are used, and the winning size's traced function is kept by the
+    engine, so choosing costs no extra trace later) or a model callable
+    (`engine_kwargs` go to a throwaway `IGEngine`).
+
+    Each candidate that fits the budget is traced, warmed with one call and
+    timed over `repeats` calls of two full chunks each (the best call counts);
+    candidates run in increasing size, and the search stops at the first one
+    more than 15% slower than the best so far (throughput against batch size
+    rises, flattens, then falls), and no larger candidate is tried once
+    probing has taken `max_probe_seconds` (a big model on a CPU, where big
+    chunks are slow to probe and rarely win). With `samples_per_call` (images per
+    `attribute` call x gradient samples per image) a candidate is charged for
+    the zero-weight padding of the last chunk, which a big chunk wastes on
+    small batches.
+
+    Memory: a candidate fits when in-flight chunks (the loop's
+    `parallel_iterations`) x chunk x `estimate_sample_bytes` <= memory_mb MiB;
+    on a GPU the probe's measured peak (`tf.config.experimental.get_memory_info`)
+    must fit too, and running out of memory ends the search. When nothing
+    fits, the smallest candidate is returned. Timings and reasons are left in
+    `engine.chunk_timings` / `engine.chunk_skipped`.
+    """
+    if isinstance(engine_or_model, IGEngine):
+        engine = engine_or_model
+    else:
+        if input_shape is None:
+            raise ValueError("input_shape is required when choosing a chunk size for a model")
+        engine = IGEngine(engine_or_model, tuple(input_shape), chunk_size=min(candidates), **engine_kwargs)
+    return engine._choose_chunk_size(candidates, memory_mb, samples_per_call, repeats, max_probe_seconds)
+
+
 class IGEngine:
     """Batched IG for one model.
 
@@ -82,39 +174,72 @@ class IGEngine:
     igaudit: [0, 1], with the model's own input scaling inside) to outputs
     (N, K), either logits or probabilities (`output`). The differentiated
     score is the target's softmax probability or its logit (`score`).
+
+    `chunk_size` is an int or "auto" (resolved here, once, by
+    `choose_chunk_size` among `chunk_candidates` within `memory_mb`).
+    `device` (e.g. "/GPU:0") places the engine's computations; None leaves
+    placement to TensorFlow. `parallel_iterations`: chunks the loop may run at
+    once.
     """
 
     def __init__(self, model: Callable[[tf.Tensor], tf.Tensor], input_shape: tuple[int, int, int], *,
                  output: str = "logits", score: str = "probability", rule: str = "trapezoid",
-                 steps: int = 50, chunk_size: int = 64, jit_compile: bool = False):
+                 steps: int = 50, chunk_size: Union[int, str] = 64, jit_compile: bool = False,
+                 memory_mb: Optional[float] = None, chunk_candidates: Sequence[int] = CHUNK_CANDIDATES,
+                 samples_per_call: Optional[int] = None,
+                 parallel_iterations: int = DEFAULT_PARALLEL_ITERATIONS, device: Optional[str] = None):
         if output not in OUTPUTS:
             raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
         if score not in SCORES:
             raise ValueError(f"score must be one of {SCORES}, got {score!r}")
-        if chunk_size < 1:
+        auto = isinstance(chunk_size, str)
+        if auto and chunk_size != "auto":
+            raise ValueError(f"chunk_size must be a positive int or 'auto', got {chunk_size!r}")
+        if not auto and int(chunk_size) < 1:
             raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
+        if auto and (not chunk_candidates or min(chunk_candidates) < 1):
+            raise ValueError(f"chunk_candidates must be positive ints, got {chunk_candidates!r}")
+        if parallel_iterations < 1:
+            raise ValueError(f"parallel_iterations must be >= 1, got {parallel_iterations}")
         self.model = model
         self.input_shape = tuple(int(d) for d in input_shape)
         self.output = output
         self.score = score
         self.rule = rule
         self.steps = int(steps)
-        self.chunk_size = int(chunk_size)
+        self.jit_compile = bool(jit_compile)
+        self.parallel_iterations = int(parallel_iterations)
+        self.device = device
         alphas, weights = quadrature(rule, steps)
         self._alphas = alphas.astype(np.float32)
         self._weights = weights.astype(np.float32)
-        self.trace_count = 0            # traces of the integration function
-        self.forward_trace_count = 0
         image_spec = tf.TensorSpec((None,) + self.input_shape, tf.float32)
-        self._integrate = tf.function(
-            self._integrate_graph, jit_compile=jit_compile,
-            input_signature=[image_spec, image_spec, tf.TensorSpec([None], tf.int32),
-                             tf.TensorSpec([None], tf.float32), tf.TensorSpec([None], tf.float32)])
+        self._signature = [image_spec, image_spec, tf.TensorSpec([None], tf.int32),
+                           tf.TensorSpec([None], tf.float32), tf.TensorSpec([None], tf.float32)]
         self._forward = tf.function(self._forward_graph, input_signature=[image_spec])
+        self.chunk_timings: dict[int, float] = {}   # chunk size -> gradient samples/s (auto only)
+        self.chunk_skipped: dict[int, str] = {}     # chunk size -> why it was not timed
+        self.sample_bytes: Optional[int] = None     # estimate_sample_bytes, when a budget needed it
+        if auto:
+            self.chunk_size = min(int(c) for c in chunk_candidates)
+            self._integrate = None
+            self._choose_chunk_size(chunk_candidates, memory_mb, samples_per_call)
+        else:
+            self.chunk_size = int(chunk_size)
+            self._integrate = self._build_integrate(self.chunk_size)
 
     @property
     def gradient_samples(self) -> int:
         return int(self._alphas.shape[0])
+
+    @property
+    def trace_count(self) -> int:
+        """Traces of the integration function (1 after first use, whatever the batches)."""
+        return self._integrate.experimental_get_tracing_count() if self._integrate is not None else 0
+
+    @property
+    def forward_trace_count(self) -> int:
+        return self._forward.experimental_get_tracing_count()
 
     # -- traced parts -------------------------------------------------------
     def _score_graph(self, x: tf.Tensor, targets: tf.Tensor) -> tf.Tensor:
@@ -126,15 +251,17 @@ class IGEngine:
         return tf.gather(values, targets, axis=1, batch_dims=1)
 
     def _forward_graph(self, images: tf.Tensor) -> tf.Tensor:
-        self.forward_trace_count += 1
         return tf.cast(self.model(images), tf.float32)
 
-    def _integrate_graph(self, images, baselines, targets, alphas, weights):
-        self.trace_count += 1  # Python side effect: runs once per trace only
+    def _build_integrate(self, chunk_size: int):
+        def integrate(images, baselines, targets, alphas, weights):
+            return self._integrate_graph(images, baselines, targets, alphas, weights, chunk_size)
+        return tf.function(integrate, jit_compile=self.jit_compile, input_signature=self._signature)
+
+    def _integrate_graph(self, images, baselines, targets, alphas, weights, c: int):
         n = tf.shape(images)[0]
         p = tf.shape(alphas)[0]
         total = n * p
-        c = self.chunk_size
         num_chunks = (total + c - 1) // c
         diffs = images - baselines
 
@@ -150,20 +277,97 @@ class IGEngine:
             t = tf.gather(targets, image_index)
             with tf.GradientTape() as tape:
                 tape.watch(x)
-                s = self._score_graph(x, t)
-            # Samples are independent (inference mode), so d(sum s)/dx is per-sample.
-            g = tape.gradient(s, x) * w[:, None, None, None]
+                # Weighting the scores weights their gradients. Samples are independent
+                # (inference mode), so d(sum w s)/dx is w times each sample's own gradient.
+                s = tf.reduce_sum(self._score_graph(x, t) * w)
+            g = tape.gradient(s, x)
             accum = tf.tensor_scatter_nd_add(accum, image_index[:, None], g)
             return i + 1, accum
 
-        _, accum = tf.while_loop(lambda i, _: i < num_chunks, body,
-                                 (tf.constant(0), tf.zeros_like(images)))
+        _, accum = tf.while_loop(lambda i, _: i < num_chunks, body, (tf.constant(0), tf.zeros_like(images)),
+                                 parallel_iterations=self.parallel_iterations)
         return diffs * accum
+
+    def _run(self, fn, *args):
+        if self.device is None:
+            return fn(*args)
+        with tf.device(self.device):
+            return fn(*args)
+
+    # -- chunk size -----------------------------------------------------------
+    def _choose_chunk_size(self, candidates, memory_mb, samples_per_call, repeats: int = 2,
+                           max_probe_seconds: float = 30.0) -> int:
+        candidates = sorted({int(c) for c in candidates})
+        if min(candidates) < 1:
+            raise ValueError(f"chunk candidates must be >= 1, got {candidates}")
+        budget = None if memory_mb is None else float(memory_mb) * 2 ** 20
+        if budget is not None and self.sample_bytes is None:
+            self.sample_bytes = estimate_sample_bytes(self.model, self.input_shape)
+        on_gpu = self._on_gpu()
+        rng = np.random.default_rng(0)
+        image = tf.constant(rng.uniform(size=(1,) + self.input_shape).astype(np.float32))
+        baseline = tf.zeros_like(image)
+        target = tf.zeros([1], tf.int32)
+        timings, functions, skipped = {}, {}, {}
+        for c in candidates:
+            if budget is not None and self.parallel_iterations * c * self.sample_bytes > budget:
+                skipped[c] = (f"estimated {self.parallel_iterations} x {c} x {self.sample_bytes / 2 ** 20:.2f} "
+                              f"MiB > memory_mb {memory_mb:g}")
+        best = None
+        probe_started = time.perf_counter()
+        for c in (c for c in candidates if c not in skipped):
+            if len(timings) >= 2 and time.perf_counter() - probe_started > max_probe_seconds:
+                skipped[c] = f"not probed: probing took more than {max_probe_seconds:g} s"
+                continue
+            samples = 2 * c  # two full chunks: the loop's steady state, no padding
+            alphas = tf.constant(np.linspace(0.0, 1.0, samples, dtype=np.float32))
+            weights = tf.constant(np.full(samples, 1.0 / samples, np.float32))
+            fn = self._build_integrate(c)
+            try:
+                if on_gpu:
+                    tf.config.experimental.reset_memory_stats(self._device_name())
+                self._run(fn, image, baseline, target, alphas, weights).numpy()  # trace + warm up
+                if on_gpu and budget is not None:
+                    peak = tf.config.experimental.get_memory_info(self._device_name())["peak"]
+                    if peak > budget:
+                        skipped[c] = f"measured peak {peak / 2 ** 20:.0f} MiB > memory_mb {memory_mb:g}"
+                        break
+                elapsed = []
+                for _ in range(max(1, repeats)):
+                    started = time.perf_counter()
+                    self._run(fn, image, baseline, target, alphas, weights).numpy()
+                    elapsed.append(time.perf_counter() - started)
+            except tf.errors.ResourceExhaustedError:
+                skipped[c] = "out of memory"
+                break
+            rate = samples / min(elapsed)
+            if samples_per_call:
+                rate *= samples_per_call / (math.ceil(samples_per_call / c) * c)
+            timings[c], functions[c] = rate, fn
+            if best is None or rate > timings[best]:
+                best = c
+            elif rate < 0.85 * timings[best]:
+                break
+        if best is None:  # nothing fits: the smallest candidate, the least memory
+            best = candidates[0]
+            functions[best] = self._build_integrate(best)
+        self.chunk_timings, self.chunk_skipped = timings, skipped
+        self.chunk_size, self._integrate = best, functions[best]
+        return best
+
+    def _on_gpu(self) -> bool:
+        if self.device is not None:
+            return "GPU" in self.device.upper()
+        return bool(tf.config.list_logical_devices("GPU"))
+
+    def _device_name(self) -> str:
+        name = self.device or "/GPU:0"
+        return name.split("device:")[-1].lstrip("/")
 
     # -- numpy API ----------------------------------------------------------
     def forward(self, images: np.ndarray) -> np.ndarray:
         """Model outputs for a batch of images (N, K)."""
-        return self._forward(tf.convert_to_tensor(images, tf.float32)).numpy()
+        return self._run(self._forward, tf.convert_to_tensor(images, tf.float32)).numpy()
 
     def score_of(self, outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """F for given model outputs and targets, computed like the traced score."""
@@ -178,8 +382,19 @@ class IGEngine:
         return _softmax(outputs.astype(np.float64)) if self.output == "logits" else outputs.astype(np.float64)
 
     def attribute(self, images: np.ndarray, baselines: np.ndarray,
-                  targets: Optional[np.ndarray] = None) -> IGBatch:
-        """IG for a batch. `targets[i] < 0` (or no targets) means: the predicted class."""
+                  targets: Optional[np.ndarray] = None, *, steps: Optional[int] = None,
+                  rule: Optional[str] = None) -> IGBatch:
+        """IG for a batch. `targets[i] < 0` (or no targets) means: the predicted class.
+
+        `steps` / `rule` override the engine's quadrature for this call (e.g. to
+        refine images whose completeness gap is too big); alphas and weights are
+        tensors, so this costs no retrace.
+        """
+        if steps is None and rule is None:
+            alphas, weights = self._alphas, self._weights
+        else:
+            alphas, weights = quadrature(rule or self.rule, self.steps if steps is None else steps)
+            alphas, weights = alphas.astype(np.float32), weights.astype(np.float32)
         images = np.ascontiguousarray(images, np.float32)
         baselines = np.ascontiguousarray(np.broadcast_to(baselines, images.shape), np.float32)
         n = images.shape[0]
@@ -195,13 +410,13 @@ class IGEngine:
         else:
             targets = np.asarray(targets, np.int64).copy()
             targets[targets < 0] = predicted[targets < 0]
-        attributions = self._integrate(
-            tf.constant(images), tf.constant(baselines), tf.constant(targets, tf.int32),
-            tf.constant(self._alphas), tf.constant(self._weights)).numpy()
+        attributions = self._run(
+            self._integrate, tf.constant(images), tf.constant(baselines), tf.constant(targets, tf.int32),
+            tf.constant(alphas), tf.constant(weights)).numpy()
         score_input = self.score_of(out_x, targets)
         score_baseline = self.score_of(out_b, targets)
         gap = attributions.reshape(n, -1).sum(axis=1, dtype=np.float64) - (score_input - score_baseline)
         return IGBatch(attributions=attributions, outputs=out_x, predicted=predicted,
                        confidence=confidence, targets=targets, score_input=score_input,
                        score_baseline=score_baseline, completeness_gap=gap,
-                       gradient_samples=self.gradient_samples)
+                       gradient_samples=int(alphas.shape[0]))

@@ -702,7 +702,17 @@ class GradCamEngine:
                              f"grad_cam needs an (N, h, w, channels) layer, e.g. one of: {', '.join(four_d)}")
         self.layer = layer
         try:
-            self._model = keras.Model(model.inputs, [target_layer.output, model.outputs[0]])
+            if isinstance(model, keras.Sequential):
+                # A Sequential loaded from a file may have layer outputs from a build-time graph that
+                # is not the one model.outputs comes from; chaining the layers anew keeps them joined.
+                x = inputs = keras.Input(tuple(model.inputs[0].shape[1:]))
+                for lay in model.layers:
+                    x = lay(x)
+                    if lay.name == layer:
+                        activations = x
+                self._model = keras.Model(inputs, [activations, x])
+            else:
+                self._model = keras.Model(model.inputs, [target_layer.output, model.outputs[0]])
         except (AttributeError, ValueError, TypeError) as e:   # e.g. subclassed models have no graph
             raise ValueError(f"grad_cam cannot read layer {layer!r}'s activations from this model "
                              f"({type(e).__name__}: {e}); it needs a functional or Sequential Keras model") from e

@@ -57,6 +57,8 @@ class DecodedImage:
     label: Optional[str]
     image_id: str
     pixels: np.ndarray
+    baseline: Optional[np.ndarray] = None     # attribution.baseline: mean (the dataset's mean image)
+    references: Optional[np.ndarray] = None   # expected_gradients: the shared reference images
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,8 +88,11 @@ class AttributionResult:
     score_input: float          # F(x)
     score_baseline: float       # F(x')
     completeness_gap: float     # sum(IG) - (F(x) - F(x'))
-    steps: int
+    steps: int                  # quadrature steps (per image with steps: auto; -1 where not applicable)
     rule: str
+    method: str = "integrated_gradients"
+    gradient_samples: int = 0   # model gradient evaluations spent on this row
+    quality: dict = dataclasses.field(default_factory=dict)  # deletion_auc, insertion_auc, infidelity
 
 
 REJECTED_SCHEMA = pa.schema([
@@ -119,6 +124,11 @@ def images_schema() -> pa.Schema:
         ("abs_attribution_sum", pa.float64()),
         ("steps", pa.int64()),
         ("rule", pa.string()),
+        ("method", pa.string()),
+        ("gradient_samples", pa.int64()),
+        ("deletion_auc", pa.float64()),
+        ("insertion_auc", pa.float64()),
+        ("infidelity", pa.float64()),
         ("border_mass", pa.float64()),
         ("concentration", pa.float64()),
         ("entropy", pa.float64()),
@@ -146,6 +156,9 @@ def classes_schema() -> pa.Schema:
         ("std_border_mass", pa.float64()),
         ("mean_concentration", pa.float64()),
         ("mean_entropy", pa.float64()),
+        ("mean_deletion_auc", pa.float64()),
+        ("mean_insertion_auc", pa.float64()),
+        ("mean_infidelity", pa.float64()),
         ("mean_channel_shares", pa.list_(pa.float64())),
         ("grid_size", pa.int64()),
         ("mean_grid", pa.list_(pa.float64())),

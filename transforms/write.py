@@ -52,9 +52,11 @@ def summary_row(r: AttributionResult, class_names: Sequence[str], grid: int, bor
         "target": r.target, "target_name": class_name(r.target, class_names),
         "score_input": r.score_input, "score_baseline": r.score_baseline,
         "completeness_gap": r.completeness_gap,
-        "relative_gap": abs(r.completeness_gap) / max(abs(delta), 1e-12),
+        "relative_gap": abs(r.completeness_gap) / max(abs(delta), 1e-12) if np.isfinite(delta) else float("nan"),
         "attribution_sum": float(r.attribution.sum(dtype=np.float64)), "abs_attribution_sum": stats.abs_sum,
-        "steps": r.steps, "rule": r.rule,
+        "steps": r.steps, "rule": r.rule, "method": r.method, "gradient_samples": r.gradient_samples,
+        "deletion_auc": r.quality.get("deletion_auc"), "insertion_auc": r.quality.get("insertion_auc"),
+        "infidelity": r.quality.get("infidelity"),
         "border_mass": stats.border_mass, "concentration": stats.concentration, "entropy": stats.entropy,
         "positive_share": stats.positive_share, "channel_shares": [float(v) for v in stats.channel_shares],
         "grid_size": grid, "grid": [float(v) for v in stats.grid.ravel()],
@@ -64,24 +66,29 @@ def summary_row(r: AttributionResult, class_names: Sequence[str], grid: int, bor
 
 class _WriteArtifactsFn(beam.DoFn):
     def __init__(self, out_dir: str, class_names: Sequence[str], masks: bool, overlays: bool, raw: bool,
-                 grid: int, border: float, options: render.RenderOptions):
+                 grid: int, border: float, options: render.RenderOptions, per_target_files: bool = False):
         self.out_dir = out_dir
+        self.per_target_files = per_target_files
         self.options = options
         self.class_names = list(class_names)
         self.masks, self.overlays, self.raw = masks, overlays, raw
         self.grid, self.border = grid, border
 
+    def file_id(self, r: AttributionResult) -> str:
+        """<image_id>, or <image_id>-t<target> when an image has several targets (top_k)."""
+        return f"{r.image_id}-t{r.target}" if self.per_target_files else r.image_id
+
     def process(self, r: AttributionResult):
         mask_rel = overlay_rel = None
         if self.masks:
-            mask_rel = f"masks/{r.image_id}.png"
+            mask_rel = f"masks/{self.file_id(r)}.png"
             write_file_atomically(FileSystems.join(self.out_dir, mask_rel), render.png_bytes(render.render_mask(r.attribution, self.options)))
         if self.overlays:
-            overlay_rel = f"overlays/{r.image_id}.png"
+            overlay_rel = f"overlays/{self.file_id(r)}.png"
             write_file_atomically(FileSystems.join(self.out_dir, overlay_rel),
                                   render.png_bytes(render.render_overlay(r.pixels, r.attribution, self.options)))
         if self.raw:
-            write_file_atomically(FileSystems.join(self.out_dir, f"raw/{r.image_id}.npy"), npy_bytes(r.attribution))
+            write_file_atomically(FileSystems.join(self.out_dir, f"raw/{self.file_id(r)}.npy"), npy_bytes(r.attribution))
         yield summary_row(r, self.class_names, self.grid, self.border, mask_rel, overlay_rel)
 
 
@@ -90,9 +97,10 @@ class WriteArtifacts(beam.PTransform):
 
     def __init__(self, out_dir: str, class_names: Sequence[str], *, masks: bool = True, overlays: bool = True,
                  raw: bool = False, grid: int = 16, border: float = 0.1,
-                 options: render.RenderOptions = render.DEFAULT_OPTIONS):
+                 options: render.RenderOptions = render.DEFAULT_OPTIONS, per_target_files: bool = False):
         super().__init__()
-        self.fn = _WriteArtifactsFn(out_dir, class_names, masks, overlays, raw, grid, border, options)
+        self.fn = _WriteArtifactsFn(out_dir, class_names, masks, overlays, raw, grid, border, options,
+                                    per_target_files)
 
     def expand(self, results):
         return results | "WriteArtifacts" >> beam.ParDo(self.fn)
