@@ -83,7 +83,8 @@ def expected_stats(rows):
         "predicted_counts": sorted(predicted.items()),
         "typical_images": [r["image_id"] for r in typical],
         **{f"mean_{k}": (float(np.mean(present)) if (present := [r[k] for r in rows if r.get(k) is not None])
-                         else None) for k in ("deletion_auc", "insertion_auc", "infidelity")},
+                         else None) for k in ("deletion_auc", "insertion_auc", "infidelity", "in_box",
+                                              "pointing_hit")},
     }
 
 

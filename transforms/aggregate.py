@@ -14,7 +14,8 @@ import apache_beam as beam
 import numpy as np
 
 TYPICAL_IMAGES = 4
-_OPTIONAL = ("deletion_auc", "insertion_auc", "infidelity")   # quality metrics, present when enabled
+# present only for some runs or rows: quality metrics when enabled, box metrics when the manifest has boxes
+_OPTIONAL = ("deletion_auc", "insertion_auc", "infidelity", "in_box", "pointing_hit")
 _SCALARS = ("confidence", "completeness_gap", "abs_gap", "relative_gap", "border_mass", "concentration",
             "entropy")
 

@@ -309,7 +309,7 @@ class IGModelHandler(ModelHandler[DecodedImage, Any, IGModel]):
                 confidence=float(r.confidence[j]), target=int(r.targets[j]),
                 score_input=float(r.score_input[j]), score_baseline=float(r.score_baseline[j]),
                 completeness_gap=float(r.completeness_gap[j]), steps=int(out.steps[j]), rule=s.rule,
-                method=s.method, gradient_samples=int(out.gradient_samples[j]), quality=quality)
+                method=s.method, gradient_samples=int(out.gradient_samples[j]), quality=quality, bbox=e.bbox)
 
     def batch_elements_kwargs(self) -> dict:
         return {"min_batch_size": 1, "max_batch_size": self.batch_size}

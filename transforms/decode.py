@@ -171,7 +171,35 @@ def _resize(im: Image.Image, height: int, width: int, resize: str) -> Image.Imag
 
 def decode_image(data: bytes, size: tuple[int, int], resize: str = "pad",
                  max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode encoded image bytes to a float32 (H, W, 3) array in [0, 1].
+    """Decode encoded image bytes to a float32 (H, W, 3) array in [0, 1] (see decode_image_sized)."""
+    return decode_image_sized(data, size, resize, max_pixels)[0]
+
+
+def box_to_model(box, original_size: tuple[int, int], size: tuple[int, int], resize: str) -> tuple:
+    """An (x0, y0, x1, y1) box in the original image's pixels -> the same box in model-input
+    pixels, following what `resize` did (pad: scaled and offset; crop: scaled, shifted and
+    clipped to the frame; stretch: scaled per axis). original_size is (width, height)."""
+    w, h = original_size
+    height, width = size
+    x0, y0, x1, y1 = (float(v) for v in box)
+    if resize == "stretch" or (w, h) == (width, height):
+        sx, sy, ox, oy = width / w, height / h, 0.0, 0.0
+    elif resize == "crop":
+        sx = sy = max(width / w, height / h)
+        ox, oy = -(w - width / sx) / 2 * sx, -(h - height / sy) / 2 * sy
+    else:
+        sx = sy = min(width / w, height / h)
+        new_w, new_h = min(width, max(1, round(w * sx))), min(height, max(1, round(h * sy)))
+        ox, oy = (width - new_w) // 2, (height - new_h) // 2
+    mapped = (x0 * sx + ox, y0 * sy + oy, x1 * sx + ox, y1 * sy + oy)
+    return (min(max(mapped[0], 0.0), width), min(max(mapped[1], 0.0), height),
+            min(max(mapped[2], 0.0), width), min(max(mapped[3], 0.0), height))
+
+
+def decode_image_sized(data: bytes, size: tuple[int, int], resize: str = "pad",
+                       max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, tuple[int, int]]:
+    """Decode encoded image bytes to a float32 (H, W, 3) array in [0, 1], and the decoded
+    image's (width, height) before resizing (EXIF orientation applied).
 
     size is (height, width). EXIF orientation is applied; animated files give
     their first frame; ICC profiles are ignored (a bad one cannot fail the
@@ -222,13 +250,14 @@ def decode_image(data: bytes, size: tuple[int, int], resize: str = "pad",
             pass
         try:
             rgb = _to_rgb(im)
+            original_size = rgb.size
             rgb = _resize(rgb, height, width, resize)
         except _PIL_ERRORS as e:
             raise DecodeError(f"unsupported pixel data ({_describe(e)})") from None
     pixels = np.asarray(rgb, dtype=np.float32) / np.float32(255.0)
     if pixels.shape != (height, width, 3):  # defensive: a plugin returning odd shapes
         raise DecodeError(f"unsupported pixel data (decoded to shape {pixels.shape})")
-    return pixels
+    return pixels, original_size
 
 
 class _DecodeFn(beam.DoFn):
@@ -243,14 +272,16 @@ class _DecodeFn(beam.DoFn):
 
     def process(self, element: ImageBytes):
         try:
-            pixels = decode_image(element.data, self._size, self._resize, self._max_pixels)
+            pixels, original_size = decode_image_sized(element.data, self._size, self._resize,
+                                                       self._max_pixels)
         except DecodeError as e:
             self._rejected.inc()
             yield beam.pvalue.TaggedOutput(
                 REJECTED_TAG, Rejected(element.uri, element.image_id, "decode", e.reason))
             return
         self._decoded.inc()
-        yield DecodedImage(element.uri, element.label, element.image_id, pixels)
+        box = None if element.bbox is None else box_to_model(element.bbox, original_size, self._size, self._resize)
+        yield DecodedImage(element.uri, element.label, element.image_id, pixels, bbox=box)
 
 
 class DecodeImages(beam.PTransform):

@@ -34,13 +34,28 @@ def label_from_uri(uri: str) -> Optional[str]:
     return parts[-2] if len(parts) >= 2 and parts[-2] else None
 
 
-def image_file_for(uri: str, label: Optional[str] = None, image_id: Optional[str] = None) -> ImageFile:
+def parse_bbox(value) -> Optional[tuple]:
+    """A manifest `bbox`: "x0,y0,x1,y1" (or a list of four numbers) in the original image's pixels."""
+    if value is None or value == "":
+        return None
+    parts = value.replace(";", ",").split(",") if isinstance(value, str) else list(value)
+    try:
+        box = tuple(float(v) for v in parts)
+    except (TypeError, ValueError):
+        box = ()
+    if len(box) != 4 or not (box[0] < box[2] and box[1] < box[3]):
+        raise ValueError(f"bbox {value!r} must be x0,y0,x1,y1 with x0 < x1 and y0 < y1")
+    return box
+
+
+def image_file_for(uri: str, label: Optional[str] = None, image_id: Optional[str] = None,
+                   bbox: Optional[tuple] = None) -> ImageFile:
     """An ImageFile with a stable, path-safe id: a safe manifest id is kept, anything else hashed."""
     if image_id is not None and is_safe_id(image_id):
         safe_id = image_id
     else:
         safe_id = make_image_id(image_id if image_id is not None else uri)
-    return ImageFile(uri=uri, label=label, image_id=safe_id)
+    return ImageFile(uri=uri, label=label, image_id=safe_id, bbox=bbox)
 
 
 def _resolve(uri: str, base: str) -> str:
@@ -76,8 +91,12 @@ def read_manifest(path: str) -> list[ImageFile]:
             raise ValueError(f"manifest '{path}' row {n} has no 'uri' value (columns: uri, label[, image_id])")
         label = row.get("label")
         image_id = row.get("image_id")
+        try:
+            bbox = parse_bbox(row.get("bbox"))
+        except ValueError as e:
+            raise ValueError(f"manifest '{path}' row {n}: {e}") from None
         f = image_file_for(_resolve(str(row["uri"]), base), None if label in (None, "") else str(label),
-                           None if image_id in (None, "") else str(image_id))
+                           None if image_id in (None, "") else str(image_id), bbox)
         if f.image_id in seen:
             # two rows would write the same mask file: refuse rather than overwrite silently
             raise ValueError(f"manifest '{path}' rows {seen[f.image_id]} and {n} give the same image_id "
@@ -126,7 +145,7 @@ class _ReadBytesFn(beam.DoFn):
                 f.uri, f.image_id, "read", f"cannot read file ({type(e).__name__}: {str(e)[:200]})"))
             return
         self.read_ok.inc()
-        yield ImageBytes(uri=f.uri, label=f.label, image_id=f.image_id, data=data)
+        yield ImageBytes(uri=f.uri, label=f.label, image_id=f.image_id, data=data, bbox=f.bbox)
 
 
 class ReadImageBytes(beam.PTransform):

@@ -39,6 +39,7 @@ class ImageFile:
     uri: str
     label: Optional[str]
     image_id: str
+    bbox: Optional[tuple] = None   # object box (x0, y0, x1, y1) in the original image's pixels
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +49,7 @@ class ImageBytes:
     label: Optional[str]
     image_id: str
     data: bytes
+    bbox: Optional[tuple] = None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -59,6 +61,7 @@ class DecodedImage:
     pixels: np.ndarray
     baseline: Optional[np.ndarray] = None     # attribution.baseline: mean (the dataset's mean image)
     references: Optional[np.ndarray] = None   # expected_gradients: the shared reference images
+    bbox: Optional[tuple] = None              # object box in model-input pixels (x0, y0, x1, y1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +96,7 @@ class AttributionResult:
     method: str = "integrated_gradients"
     gradient_samples: int = 0   # model gradient evaluations spent on this row
     quality: dict = dataclasses.field(default_factory=dict)  # deletion_auc, insertion_auc, infidelity
+    bbox: Optional[tuple] = None                             # object box in model-input pixels
 
 
 REJECTED_SCHEMA = pa.schema([
@@ -129,6 +133,8 @@ def images_schema() -> pa.Schema:
         ("deletion_auc", pa.float64()),
         ("insertion_auc", pa.float64()),
         ("infidelity", pa.float64()),
+        ("in_box", pa.float64()),
+        ("pointing_hit", pa.float64()),
         ("border_mass", pa.float64()),
         ("concentration", pa.float64()),
         ("entropy", pa.float64()),
@@ -159,6 +165,8 @@ def classes_schema() -> pa.Schema:
         ("mean_deletion_auc", pa.float64()),
         ("mean_insertion_auc", pa.float64()),
         ("mean_infidelity", pa.float64()),
+        ("mean_in_box", pa.float64()),
+        ("mean_pointing_hit", pa.float64()),
         ("mean_channel_shares", pa.list_(pa.float64())),
         ("grid_size", pa.int64()),
         ("mean_grid", pa.list_(pa.float64())),

@@ -65,3 +65,19 @@ def summarize_attribution(attribution: np.ndarray, grid: int = 16, border: float
         channel_shares=np.abs(a).sum(axis=(0, 1)) / total,
         abs_sum=total,
     )
+
+
+def box_stats(attribution: np.ndarray, box) -> tuple[float, float]:
+    """(share of |IG| inside the box, 1.0 if the |IG| peak falls inside it else 0.0: the pointing game).
+
+    box: (x0, y0, x1, y1) in the attribution's pixels; a pixel is inside when its centre is.
+    """
+    magnitude = np.abs(np.asarray(attribution, np.float64)).sum(axis=-1)
+    h, w = magnitude.shape
+    ys, xs = np.arange(h) + 0.5, np.arange(w) + 0.5
+    x0, y0, x1, y1 = box
+    inside = ((ys >= y0) & (ys <= y1))[:, None] & ((xs >= x0) & (xs <= x1))[None, :]
+    total = magnitude.sum()
+    share = float(magnitude[inside].sum() / total) if total > 0 else 0.0
+    peak = np.unravel_index(int(np.argmax(magnitude)), magnitude.shape)
+    return share, float(inside[peak] and total > 0)

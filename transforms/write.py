@@ -16,7 +16,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from transforms import render
 from transforms.records import AttributionResult, REJECTED_SCHEMA, classes_schema, images_schema, skew_schema
-from transforms.summarize import summarize_attribution
+from transforms.summarize import box_stats, summarize_attribution
 
 
 def write_file_atomically(path: str, data: bytes) -> None:
@@ -44,6 +44,7 @@ def summary_row(r: AttributionResult, class_names: Sequence[str], grid: int, bor
                 mask_path: Optional[str], overlay_path: Optional[str]) -> dict:
     """The images.parquet row for one attribution."""
     stats = summarize_attribution(r.attribution, grid=grid, border=border)
+    in_box, pointing_hit = box_stats(r.attribution, r.bbox) if r.bbox is not None else (None, None)
     delta = r.score_input - r.score_baseline
     return {
         "image_id": r.image_id, "uri": r.uri, "label": r.label, "label_index": r.label_index,
@@ -56,7 +57,7 @@ def summary_row(r: AttributionResult, class_names: Sequence[str], grid: int, bor
         "attribution_sum": float(r.attribution.sum(dtype=np.float64)), "abs_attribution_sum": stats.abs_sum,
         "steps": r.steps, "rule": r.rule, "method": r.method, "gradient_samples": r.gradient_samples,
         "deletion_auc": r.quality.get("deletion_auc"), "insertion_auc": r.quality.get("insertion_auc"),
-        "infidelity": r.quality.get("infidelity"),
+        "infidelity": r.quality.get("infidelity"), "in_box": in_box, "pointing_hit": pointing_hit,
         "border_mass": stats.border_mass, "concentration": stats.concentration, "entropy": stats.entropy,
         "positive_share": stats.positive_share, "channel_shares": [float(v) for v in stats.channel_shares],
         "grid_size": grid, "grid": [float(v) for v in stats.grid.ravel()],
