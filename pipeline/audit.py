@@ -13,7 +13,7 @@ from typing import Optional
 from apache_beam.io.filesystems import FileSystems
 
 from pipeline.config import Config
-from pipeline.job import RunSummary, UserError, _read_table, run_job
+from pipeline.job import RunSummary, UserError, read_table, run_job
 
 EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR, EXIT_FLAGGED = 0, 1, 2, 3
 RUN_PREFIX = "run="
@@ -71,6 +71,6 @@ def compare_runs(current: str, reference: str, thresholds: Optional[dict] = None
     if thresholds is None:
         with FileSystems.open(FileSystems.join(current, "run.json")) as f:
             thresholds = json.loads(f.read().decode("utf-8"))["config"]["analysis"].get("thresholds") or {}
-    classes = _read_table(FileSystems.join(current, "classes.parquet")).to_pylist()
-    ref_classes = _read_table(FileSystems.join(reference, "classes.parquet")).to_pylist()
+    classes = read_table(FileSystems.join(current, "classes.parquet")).to_pylist()
+    ref_classes = read_table(FileSystems.join(reference, "classes.parquet")).to_pylist()
     return skew_rows(classes, ref_classes, thresholds)

@@ -313,18 +313,23 @@ def make_pipeline(options: PipelineOptions) -> beam.Pipeline:
     return beam.Pipeline(runner=fn_runner.FnApiRunner(provision_info=provision), options=options)
 
 
-def _read_table(path: str):
+def read_table(path: str, columns: Optional[list[str]] = None):
+    """A Parquet file on any Beam filesystem (only `columns`, when given)."""
     import pyarrow.parquet as pq
     with FileSystems.open(path) as f:
-        return pq.read_table(io.BytesIO(f.read()))
+        return pq.read_table(io.BytesIO(f.read()), columns=columns)
 
 
-def read_images_table(out_dir: str):
+def read_images_table(out_dir: str, columns: Optional[list[str]] = None):
+    """All images/*.parquet parts as one table; pass `columns` to keep big runs small in memory."""
     import pyarrow as pa
     from transforms.records import images_schema
     paths = [m.path for m in FileSystems.match([FileSystems.join(out_dir, "images", "*.parquet")])[0].metadata_list]
-    tables = [_read_table(p) for p in sorted(paths)]
-    return pa.concat_tables(tables) if tables else images_schema().empty_table()
+    tables = [read_table(p, columns) for p in sorted(paths)]
+    if tables:
+        return pa.concat_tables(tables)
+    schema = images_schema()
+    return (schema if columns is None else pa.schema([schema.field(c) for c in columns])).empty_table()
 
 
 def read_reference_classes(reference: Optional[str]) -> Optional[list[dict]]:
@@ -335,7 +340,7 @@ def read_reference_classes(reference: Optional[str]) -> Optional[list[dict]]:
         raise UserError(f"analysis.reference '{reference}' is not a complete igaudit run (no _SUCCESS): point it "
                         f"at an earlier run's output dir, or set it to null")
     try:
-        return _read_table(FileSystems.join(reference, "classes.parquet")).to_pylist()
+        return read_table(FileSystems.join(reference, "classes.parquet")).to_pylist()
     except Exception as e:
         raise UserError(f"analysis.reference '{reference}': classes.parquet cannot be read ({e})") from None
 
@@ -375,9 +380,9 @@ def run_job(cfg: Config, beam_args: list[str] = ()) -> RunSummary:
                           template_location=template_location)
     metrics = query_metrics(result)
 
-    images = read_images_table(out_dir)
-    rejected = _read_table(FileSystems.join(out_dir, "rejected.parquet"))
-    skew = _read_table(FileSystems.join(out_dir, "skew.parquet")).to_pylist()
+    images = read_images_table(out_dir, columns=["image_id"])
+    rejected = read_table(FileSystems.join(out_dir, "rejected.parquet"))
+    skew = read_table(FileSystems.join(out_dir, "skew.parquet")).to_pylist()
     flagged = sorted({(r["group_by"], r["class_name"]) for r in skew if r["flagged"]})
     # an image with several targets (top_k) has several rows: count images
     attributed = len(set(images.column("image_id").to_pylist()))

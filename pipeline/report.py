@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
@@ -22,12 +21,6 @@ th{background:#f4f4f4}td.l,th.l{text-align:left}.class{border-top:2px solid #ddd
 .class img{margin-right:.4em;vertical-align:top;image-rendering:pixelated}.muted{color:#777}
 figure{display:inline-block;margin:0 .6em 0 0}figcaption{font-size:.8em;color:#555;max-width:128px}
 """
-
-
-def _read_table(path: str):
-    import pyarrow.parquet as pq
-    with FileSystems.open(path) as f:
-        return pq.read_table(io.BytesIO(f.read()))
 
 
 def _data_uri(png: bytes) -> str:
@@ -59,11 +52,11 @@ def _histogram(values: np.ndarray, bins: int = 10) -> str:
 
 def render_report(out_dir: str, run_info: dict) -> str:
     """The report's HTML text."""
-    from pipeline.job import read_images_table
-    images = read_images_table(out_dir).to_pylist()
-    classes = _read_table(FileSystems.join(out_dir, "classes.parquet")).to_pylist()
-    rejected = _read_table(FileSystems.join(out_dir, "rejected.parquet")).to_pylist()
-    skew = _read_table(FileSystems.join(out_dir, "skew.parquet")).to_pylist()
+    from pipeline.job import read_images_table, read_table
+    images = read_images_table(out_dir, columns=["image_id", "overlay_path", "relative_gap"]).to_pylist()
+    classes = read_table(FileSystems.join(out_dir, "classes.parquet")).to_pylist()
+    rejected = read_table(FileSystems.join(out_dir, "rejected.parquet")).to_pylist()
+    skew = read_table(FileSystems.join(out_dir, "skew.parquet")).to_pylist()
     # Classes are ranked by skew within this run; changes against a reference run are listed apart.
     scores = class_skew_scores(skew, DATASET_METRICS)
     flagged = sorted((r for r in skew if r["flagged"]),

@@ -19,7 +19,7 @@ from PIL import Image
 
 from pipeline.config import from_dict
 from pipeline.job import read_images_table, run_job
-from tests.conftest import CLASSES, SIZE, make_tiny_dataset, tiny_config
+from tests.conftest import CLASSES, make_tiny_dataset, tiny_config
 from transforms.attribute import Explained, IGModelHandler
 from transforms.decode import DecodeImages
 from transforms.ig import IGBatch

@@ -19,7 +19,7 @@ def demo_assets(tmp_path_factory):
     make_dataset(root / "with", n_per_class=PER_CLASS, seed=0, shortcut_class="triangle")
     make_dataset(root / "without", n_per_class=PER_CLASS, seed=0, shortcut_class=None)
     shortcut = train_model(root / "with", root / "shortcut" / "model.keras", epochs=15)
-    clean = train_model(root / "without", root / "clean" / "model.keras", epochs=15)
+    train_model(root / "without", root / "clean" / "model.keras", epochs=15)
     assert shortcut["shortcut_flip_rate"] > 0.5      # the shortcut model really uses the patch
     return {"root": root, "shortcut": root / "shortcut" / "model.keras", "clean": root / "clean" / "model.keras"}
 
