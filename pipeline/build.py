@@ -31,7 +31,7 @@ from transforms.write import (WriteArtifacts, write_classes_table, write_images_
 def model_spec(cfg: Config) -> ModelSpec:
     m = cfg.model
     return ModelSpec(path=m.path, input_size=tuple(m.input_size), input_range=tuple(m.input_range),
-                     output=m.output, format=m.format, signature=m.signature)
+                     output=m.output, format=m.format, signature=m.signature, mixed_precision=m.mixed_precision)
 
 
 def attribution_settings(cfg: Config, class_names: Sequence[str],

@@ -137,6 +137,7 @@ class ModelConfig:
     format: str = _field("auto", _choice("auto", "keras", "saved_model", "hub"))
     signature: str = _field("serving_default", _str)
     share_across_processes: bool = _field(False, _bool)
+    mixed_precision: bool = _field(False, _bool)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -249,3 +249,25 @@ def test_spec_validation():
     spec = ModelSpec(Path("m.keras"), [8, 6], [0, 255], "logits")
     assert spec.path == "m.keras" and spec.input_size == (8, 6) and spec.input_range == (0.0, 255.0)
     assert hash(spec) == hash(ModelSpec("m.keras", (8, 6), (0.0, 255.0), "logits"))
+
+
+def test_mixed_precision_rebuild_keeps_the_function_and_gradients(tmp_path):
+    import keras
+    import numpy as np
+    import tensorflow as tf
+
+    from transforms.ig import IGEngine
+    from transforms.models import ModelSpec, load_classifier
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3, activation="relu"),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)])
+    model.save(tmp_path / "m.keras")
+    full = load_classifier(ModelSpec(tmp_path / "m.keras", (16, 16), (0, 1), "logits"))
+    half = load_classifier(ModelSpec(tmp_path / "m.keras", (16, 16), (0, 1), "logits", mixed_precision=True))
+    assert any(layer.compute_dtype == "float16" for layer in half._model.layers)
+    assert all(w.dtype == "float32" for w in half._model.weights)
+    x = np.random.default_rng(0).uniform(size=(4, 16, 16, 3)).astype(np.float32)
+    np.testing.assert_allclose(half(tf.constant(x)).numpy(), full(tf.constant(x)).numpy(), rtol=2e-2, atol=2e-3)
+    a = IGEngine(full, (16, 16, 3), steps=8).attribute(x, 0 * x)
+    b = IGEngine(half, (16, 16, 3), steps=8).attribute(x, 0 * x)
+    assert np.corrcoef(a.attributions.ravel(), b.attributions.ravel())[0, 1] > 0.99

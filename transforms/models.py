@@ -56,6 +56,7 @@ class ModelSpec:
     output: str
     format: str = "auto"
     signature: str = "serving_default"
+    mixed_precision: bool = False   # Keras models: rebuild with the mixed_float16 policy (for GPUs)
 
     def __post_init__(self):
         # Accept Path objects and YAML lists; store plain str / tuples so specs compare and hash.
@@ -288,11 +289,37 @@ def _load_keras(spec: ModelSpec) -> Classifier:
         if local != _local(spec.path):
             os.remove(local)
     _check_input_shape(spec, _keras_input_shape(model))
+    if spec.mixed_precision:
+        model = _mixed_precision_copy(model)
 
     def call(x):
         return _pick_output(model(x, training=False), spec, "model")
 
     return Classifier(spec, call, "keras", "keras model", model=model)
+
+
+def _mixed_precision_copy(model):
+    """The same network and weights with float16 compute and float32 variables (Keras' mixed_float16).
+
+    A loaded model keeps the dtype policy it was saved with, so the global policy alone does nothing:
+    each layer is rebuilt from its config with the policy swapped. Worth it on GPUs with tensor
+    cores; on a CPU float16 is slower. Outputs are cast back to float32 by the IG engine.
+    """
+    import keras
+
+    def clone(layer):
+        config = layer.get_config()
+        if not isinstance(layer, keras.layers.InputLayer):
+            config["dtype"] = "mixed_float16"
+        return layer.__class__.from_config(config)
+
+    try:
+        copy = keras.models.clone_model(model, clone_function=clone)
+        copy.set_weights(model.get_weights())
+    except Exception as e:  # subclassed models cannot be cloned from config
+        raise ModelError(f"model.mixed_precision: cannot rebuild this model with float16 compute "
+                         f"({_one_line(e)}); set it to false") from None
+    return copy
 
 
 def _keras_input_shape(model) -> Optional[tf.TensorShape]:
