@@ -138,3 +138,34 @@ def test_probability_output_models_and_logit_score():
     out = model(x).numpy()
     np.testing.assert_allclose(logit.score_input, out[np.arange(2), logit.targets], rtol=1e-5)
     assert np.all(np.abs(logit.completeness_gap) < 1e-3 * np.abs(logit.score_input - logit.score_baseline) + 1e-4)
+
+
+# -- graded_trapezoid (an engine rule, not yet a config choice) ------------------------------------
+@pytest.mark.parametrize("steps", [1, 7, 50])
+def test_graded_trapezoid_is_exact_for_linear_integrands_and_dense_near_the_baseline(steps):
+    from transforms.ig import EXTRA_RULES
+    assert "graded_trapezoid" in EXTRA_RULES and "graded_trapezoid" not in RULES
+    alphas, weights = quadrature("graded_trapezoid", steps)
+    assert len(alphas) == steps + 1
+    np.testing.assert_allclose(alphas, (np.arange(steps + 1) / steps) ** 2)
+    assert np.isclose(weights.sum(), 1.0) and np.isclose((alphas * weights).sum(), 0.5)
+    assert np.all(weights >= 0)
+    if steps > 1:
+        assert np.all(np.diff(np.diff(alphas)) > 0)  # spacing grows away from the baseline
+
+
+def test_graded_trapezoid_through_the_engine():
+    rng = np.random.default_rng(5)
+    shape = (4, 5, 3)
+    w = rng.normal(size=np.prod(shape)).astype(np.float32)
+    x = rng.uniform(size=(2,) + shape).astype(np.float32)
+    engine = IGEngine(linear_model(w), shape, output="logits", score="logit", rule="graded_trapezoid",
+                      steps=6, chunk_size=4)
+    r = engine.attribute(x, np.zeros_like(x), targets=np.zeros(2, np.int64))
+    np.testing.assert_allclose(r.attributions, x * w.reshape(shape), rtol=1e-5, atol=1e-6)
+    assert r.gradient_samples == 7
+    model = small_cnn(seed=6)
+    x = rng.uniform(size=(4, 16, 16, 3)).astype(np.float32)
+    gaps = [np.median(_rel_gaps(IGEngine(model, (16, 16, 3), rule="graded_trapezoid", steps=s, chunk_size=32),
+                                x, np.zeros_like(x))) for s in (4, 64)]
+    assert gaps[1] < gaps[0] and gaps[1] < 0.01

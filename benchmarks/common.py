@@ -1,0 +1,165 @@
+"""What every benchmark section shares: the models, the images, timing.
+
+Import TensorFlow only inside functions: a worker process must be able to set
+TF_ENABLE_ONEDNN_OPTS and the thread pools before TensorFlow starts.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_MODEL = ROOT / "models" / "demo.keras"
+DEMO_SIZE = 64
+MOBILENET_SIZE = 224
+STEPS = 50             # the m of the must-show numbers (trapezoid: m + 1 samples)
+CONFIG_CHUNK = 64      # attribution.chunk_size's default in configs/local.yaml
+
+
+def log(message: str) -> None:
+    print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
+
+
+def quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import logging
+    logging.getLogger("tensorflow").setLevel(logging.ERROR)
+
+
+# -- images -----------------------------------------------------------------------------------------
+_DATA: dict = {}
+
+
+def demo_dataset(n_per_class: int = 16) -> Path:
+    """A demo dataset (pipeline.demo.make_dataset, seed 0) in a temp dir; its audit split has
+    2 x n_per_class images."""
+    key = ("demo", n_per_class)
+    if key not in _DATA:
+        from pipeline.demo import make_dataset
+        root = Path(tempfile.mkdtemp(prefix="igaudit-bench-data-"))
+        make_dataset(root, n_per_class=n_per_class, size=DEMO_SIZE, seed=0)
+        _DATA[key] = root
+    return _DATA[key]
+
+
+def bench_images(n: int, size: int = DEMO_SIZE) -> np.ndarray:
+    """n demo images (audit split, all classes in turn) as float32 [0, 1], resized to size x size."""
+    from pipeline.demo import load_split
+    root = demo_dataset(max(4, (n + 1) // 2 + 1))
+    x, y, _ = load_split(root, "audit")
+    order = np.argsort(np.arange(len(y)) % (len(y) // 4) * 4 + y, kind="stable")  # interleave classes
+    x = x[order][:n]
+    if size != x.shape[1]:
+        import tensorflow as tf
+        x = tf.image.resize(x, (size, size), method="bilinear").numpy()
+    return np.ascontiguousarray(x, np.float32)
+
+
+def cleanup() -> None:
+    for root in _DATA.values():
+        shutil.rmtree(root, ignore_errors=True)
+    _DATA.clear()
+
+
+# -- models -------------------------------------------------------------------------------------------
+class BenchModel:
+    """A classifier as a function of [0, 1] pixels returning logits, plus what the report says of it."""
+
+    def __init__(self, name: str, fn: Callable, net, shape: tuple, description: str):
+        self.name, self.fn, self.net, self.shape, self.description = name, fn, net, shape, description
+
+    def __call__(self, x):
+        return self.fn(x)
+
+
+def demo_cnn(prefer_trained: bool = True) -> BenchModel:
+    """The demo CNN: the trained models/demo.keras when it exists, else build_model(4, 64) with seed-0 weights."""
+    import keras
+    if prefer_trained and DEMO_MODEL.is_file():
+        # A private copy: another process may be rewriting models/demo.keras.
+        with tempfile.TemporaryDirectory() as tmp:
+            copy = Path(tmp) / "demo.keras"
+            shutil.copyfile(DEMO_MODEL, copy)
+            net = keras.models.load_model(copy, compile=False)
+        how = "trained `models/demo.keras`"
+    else:
+        from pipeline.demo import build_model
+        keras.utils.set_random_seed(0)
+        net = build_model(4, DEMO_SIZE)
+        how = "`pipeline.demo.build_model(4, 64)`, seed-0 weights (no models/demo.keras)"
+    return BenchModel("demo_cnn", lambda x: net(x), net, (DEMO_SIZE, DEMO_SIZE, 3),
+                      f"demo CNN 64x64, {net.count_params():,} parameters: {how}")
+
+
+def mobilenet_v2(calibration_images: Optional[np.ndarray] = None) -> BenchModel:
+    """keras.applications.MobileNetV2(weights=None), seed 0, logits out, [0, 1] pixels scaled to [-1, 1].
+
+    With freshly initialised batch-norm statistics a random MobileNetV2's activations shrink
+    layer after layer (logits ~1e-11: a flat, linear function, useless for completeness gaps,
+    and near-denormal numbers can distort timings). So the batch-norm moving statistics are set
+    from one training-mode pass over `calibration_images` (no labels, no weight update): the
+    network then has the activation scale of a trained one.
+    """
+    import keras
+    import tensorflow as tf
+    keras.utils.set_random_seed(0)
+    net = keras.applications.MobileNetV2(weights=None, classifier_activation=None,
+                                         input_shape=(MOBILENET_SIZE, MOBILENET_SIZE, 3))
+    how = "seed-0 random weights"
+    if calibration_images is not None:
+        norms = [layer for layer in net.layers if isinstance(layer, keras.layers.BatchNormalization)]
+        momenta = [layer.momentum for layer in norms]
+        for layer in norms:
+            layer.momentum = 0.0
+        net(tf.constant(calibration_images * 2.0 - 1.0), training=True)
+        for layer, momentum in zip(norms, momenta):
+            layer.momentum = momentum
+        how += f", batch-norm statistics from one pass over {len(calibration_images)} images"
+    return BenchModel("mobilenet_v2", lambda x: net(x * 2.0 - 1.0), net,
+                      (MOBILENET_SIZE, MOBILENET_SIZE, 3),
+                      f"MobileNetV2 224x224, {net.count_params():,} parameters: {how}")
+
+
+def build_model(name: str, calibration: Optional[np.ndarray] = None) -> BenchModel:
+    if name == "demo_cnn":
+        return demo_cnn()
+    if name == "mobilenet_v2":
+        return mobilenet_v2(calibration)
+    raise ValueError(f"unknown model {name!r}")
+
+
+# -- timing ---------------------------------------------------------------------------------------------
+def timed_rate(fn: Callable[[], object], units: float, min_seconds: float, min_calls: int = 1) -> float:
+    """units/s of fn() run back to back for at least min_seconds and min_calls calls."""
+    calls, started = 0, time.perf_counter()
+    while True:
+        fn()
+        calls += 1
+        elapsed = time.perf_counter() - started
+        if calls >= min_calls and elapsed >= min_seconds:
+            return calls * units / elapsed
+
+
+def interleaved(methods: dict, rounds: int, min_seconds: float) -> dict:
+    """{name: [rate per round]} with the methods run in turn, round after round, so a burst of
+    load from other processes hits all of them instead of one. methods: {name: (fn, units)}."""
+    rates: dict = {name: [] for name in methods}
+    for r in range(rounds):
+        for name, (fn, units) in methods.items():
+            rates[name].append(timed_rate(fn, units, min_seconds))
+        log(f"  round {r + 1}/{rounds}: " + ", ".join(f"{k} {v[-1]:.3g}" for k, v in rates.items()))
+    return rates
+
+
+def machine_load() -> str:
+    try:
+        return "/".join(f"{v:.2f}" for v in os.getloadavg())
+    except OSError:
+        return "n/a"

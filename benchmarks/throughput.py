@@ -1,0 +1,186 @@
+"""Throughput worker: the ceiling, the engine and the two references, on one oneDNN / thread setting.
+
+Run by benchmarks.run as a subprocess (`python -m benchmarks.throughput SPEC_JSON OUT_JSON`) with
+TF_ENABLE_ONEDNN_OPTS set in its environment, because TensorFlow reads that variable once, at
+import; the thread pools likewise can only be sized before TensorFlow's runtime starts.
+
+- ceiling: gradient samples/s of one traced `tf.function` (forward + input gradient of the
+  target's softmax probability, fixed batch shape) called back to back, per batch size; the best
+  batch size's figure is *the* ceiling.
+- engine: `IGEngine.attribute` images/s at m = 50 trapezoid (51 gradient samples an image; the
+  engine's extra forward pass over inputs and baselines is included in its time), with the
+  config's default chunk (64) and with `chunk_size="auto"`.
+- tutorial / keras example: `benchmarks.references`, per image, on the same images and targets.
+
+All methods of a model run in turn, round after round (`common.interleaved`); the best round
+counts (the least disturbed by other processes on the machine).
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+from benchmarks.common import CONFIG_CHUNK, STEPS, bench_images, build_model, interleaved, log, quiet_tensorflow
+
+PLANS = {
+    # per model and --quick: batch sizes of the ceiling sweep, images per engine call, images the
+    # references do per timed call, rounds, seconds per method per round, auto chunk candidates.
+    # Many short rounds rather than a few long ones: on a shared machine the quiet moments are
+    # short, and the best round of each method is what counts.
+    ("demo_cnn", False): dict(sweep=(8, 16, 32, 64, 128), engine_images=16, tutorial_images=2, keras_images=1,
+                              rounds=6, seconds=0.75, candidates=(8, 16, 32, 64, 128)),
+    ("demo_cnn", True): dict(sweep=(8, 16, 32, 64, 128), engine_images=16, tutorial_images=2, keras_images=1,
+                             rounds=3, seconds=0.5, candidates=(8, 16, 32, 64, 128)),
+    ("mobilenet_v2", False): dict(sweep=(4, 8, 16, 32), engine_images=2, tutorial_images=1, keras_images=1,
+                                  rounds=3, seconds=1.5, candidates=(4, 8, 16, 32, 64)),
+    ("mobilenet_v2", True): dict(sweep=(4, 8), engine_images=2, tutorial_images=1, keras_images=1,
+                                 rounds=1, seconds=1.0, candidates=(4, 8, 16)),
+}
+
+
+def configure(spec: dict) -> dict:
+    """Thread pools and GPU memory growth: must run before the first TensorFlow op."""
+    import tensorflow as tf
+    if spec.get("intra") is not None:
+        tf.config.threading.set_intra_op_parallelism_threads(int(spec["intra"]))
+    if spec.get("inter") is not None:
+        tf.config.threading.set_inter_op_parallelism_threads(int(spec["inter"]))
+    if spec.get("device") == "gpu":
+        for gpu in tf.config.list_physical_devices("GPU"):
+            tf.config.experimental.set_memory_growth(gpu, True)
+    from tensorflow.python.util import _pywrap_util_port
+    return {"onednn": bool(_pywrap_util_port.IsMklEnabled()),
+            "intra": tf.config.threading.get_intra_op_parallelism_threads(),
+            "inter": tf.config.threading.get_inter_op_parallelism_threads(),
+            "env": os.environ.get("TF_ENABLE_ONEDNN_OPTS")}
+
+
+def ceiling_function(model, batch: int):
+    import tensorflow as tf
+    spec = [tf.TensorSpec((batch,) + model.shape, tf.float32), tf.TensorSpec((batch,), tf.int32)]
+
+    @tf.function(input_signature=spec)
+    def forward_and_input_gradient(x, targets):
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            probs = tf.gather(tf.nn.softmax(model(x), axis=-1), targets, axis=1, batch_dims=1)
+        return tape.gradient(probs, x)
+    return forward_and_input_gradient
+
+
+def path_points(images, batch: int):
+    """`batch` points on the images' IG paths from black: realistic inputs for the ceiling."""
+    import numpy as np
+    alphas = np.linspace(0.02, 1.0, batch, dtype=np.float32)
+    return np.stack([images[i % len(images)] * a for i, a in enumerate(alphas)])
+
+
+def measure_model(name: str, spec: dict, device: str) -> dict:
+    import numpy as np
+    import tensorflow as tf
+
+    from benchmarks.references import TutorialIG, keras_example_ig
+    from transforms.ig import IGEngine
+
+    quick = bool(spec.get("quick"))
+    plan = dict(PLANS[name, quick])
+    mode = spec.get("mode", "full")
+    size = 64 if name == "demo_cnn" else 224
+    images = bench_images(max(plan["engine_images"], 16), size)
+    model = build_model(name, calibration=images)
+    engine_images = images[:plan["engine_images"]]
+    baselines = np.zeros_like(engine_images)
+    targets = np.argmax(model(tf.constant(images)).numpy(), axis=1)
+    samples = STEPS + 1
+    result = {"model": name, "description": model.description, "samples_per_image": samples,
+              "images": {k: plan[k] for k in ("engine_images", "tutorial_images", "keras_images")}}
+    methods = {}
+
+    sweep = plan["sweep"] if mode == "full" else ((16, 32, 64) if name == "demo_cnn" else (8,))
+    for batch in sweep:
+        fn = ceiling_function(model, batch)
+        x = tf.constant(path_points(images, batch))
+        t = tf.constant(targets[np.arange(batch) % len(targets)], tf.int32)
+        fn(x, t).numpy()  # trace + warm up
+        methods[f"ceiling bs {batch}"] = ((lambda fn=fn, x=x, t=t: fn(x, t).numpy()), batch)
+
+    if mode == "full":
+        if not (quick and name == "mobilenet_v2"):
+            fixed = IGEngine(model, model.shape, steps=STEPS, rule="trapezoid", chunk_size=CONFIG_CHUNK,
+                             device=device)
+            fixed.attribute(engine_images, baselines)  # trace + warm up
+            methods["engine chunk 64"] = (lambda: fixed.attribute(engine_images, baselines), len(engine_images))
+        started = time.perf_counter()
+        auto = IGEngine(model, model.shape, steps=STEPS, rule="trapezoid", chunk_size="auto", device=device,
+                        chunk_candidates=plan["candidates"], samples_per_call=len(engine_images) * samples)
+        result["auto"] = {"chunk": auto.chunk_size, "seconds": round(time.perf_counter() - started, 2),
+                          "probe_samples_per_s": {str(k): round(v, 1) for k, v in auto.chunk_timings.items()},
+                          "skipped": {str(k): v for k, v in auto.chunk_skipped.items()}}
+        log(f"  {name}: auto chunk {auto.chunk_size} ({result['auto']['seconds']} s, "
+            f"probe {result['auto']['probe_samples_per_s']})")
+        auto.attribute(engine_images, baselines)
+        methods["engine auto"] = (lambda: auto.attribute(engine_images, baselines), len(engine_images))
+        if not quick:
+            # The same chunk without overlapping consecutive chunks: what the loop's overlap adds.
+            serial = IGEngine(model, model.shape, steps=STEPS, rule="trapezoid", chunk_size=auto.chunk_size,
+                              device=device, parallel_iterations=1)
+            serial.attribute(engine_images, baselines)
+            methods["engine auto, no overlap"] = (lambda: serial.attribute(engine_images, baselines),
+                                                  len(engine_images))
+        if spec.get("references", True):
+            tutorial, eager = TutorialIG(model), TutorialIG(model, eager=True)
+            tut_images = [tf.constant(im) for im in images[:plan["tutorial_images"]]]
+            black = tf.zeros(model.shape, tf.float32)
+            tut_targets = [int(t) for t in targets[:plan["tutorial_images"]]]
+
+            def run_tutorial(ig=tutorial):
+                for im, t in zip(tut_images, tut_targets):
+                    ig.integrated_gradients(black, im, t, m_steps=STEPS, batch_size=32).numpy()
+            run_tutorial()  # traces: one per (alpha batch length, target), as published
+            methods["tf tutorial"] = (run_tutorial, len(tut_images))
+            if not quick:
+                methods["tf tutorial, eager"] = ((lambda: run_tutorial(eager)), len(tut_images))
+            keras_images = images[:plan["keras_images"]]
+
+            def run_keras():
+                for im, t in zip(keras_images, targets[:plan["keras_images"]]):
+                    keras_example_ig(model, im, int(t), num_steps=STEPS).numpy()
+            run_keras()
+            methods["keras example"] = (run_keras, len(keras_images))
+    else:  # threads: the ceiling and the engine at a fixed chunk
+        chunk = 32 if name == "demo_cnn" else 8
+        fixed = IGEngine(model, model.shape, steps=STEPS, rule="trapezoid", chunk_size=chunk, device=device)
+        fixed.attribute(engine_images, baselines)
+        methods[f"engine chunk {chunk}"] = (lambda: fixed.attribute(engine_images, baselines), len(engine_images))
+
+    log(f"  {name}: {len(methods)} methods, {plan['rounds']} rounds")
+    rates = interleaved(methods, plan["rounds"] if mode == "full" else 4, plan["seconds"])
+    result["rates"] = {k: [round(v, 3) for v in vs] for k, vs in rates.items()}
+    return result
+
+
+def main(argv: list[str]) -> int:
+    spec = json.loads(argv[0])
+    out = argv[1]
+    quiet_tensorflow()
+    facts = configure(spec)
+    import tensorflow as tf
+    device = "/GPU:0" if spec.get("device") == "gpu" else None
+    log(f"worker: oneDNN {'on' if facts['onednn'] else 'off'}, intra {facts['intra']}, inter {facts['inter']}, "
+        f"models {spec['models']}")
+    results = {"facts": facts, "models": {}}
+    for name in spec["models"]:
+        if device:
+            with tf.device(device):
+                results["models"][name] = measure_model(name, spec, device)
+        else:
+            results["models"][name] = measure_model(name, spec, device)
+        with open(out, "w") as f:  # partial results survive a later failure
+            json.dump(results, f)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
