@@ -22,7 +22,8 @@ import os
 import sys
 import time
 
-from benchmarks.common import CONFIG_CHUNK, STEPS, bench_images, build_model, interleaved, log, quiet_tensorflow
+from benchmarks.common import (CONFIG_CHUNK, STEPS, bench_images, build_model, cleanup, interleaved, log,
+                               quiet_tensorflow)
 
 PLANS = {
     # per model and --quick: batch sizes of the ceiling sweep, images per engine call, images the
@@ -171,14 +172,17 @@ def main(argv: list[str]) -> int:
     log(f"worker: oneDNN {'on' if facts['onednn'] else 'off'}, intra {facts['intra']}, inter {facts['inter']}, "
         f"models {spec['models']}")
     results = {"facts": facts, "models": {}}
-    for name in spec["models"]:
-        if device:
-            with tf.device(device):
+    try:
+        for name in spec["models"]:
+            if device:
+                with tf.device(device):
+                    results["models"][name] = measure_model(name, spec, device)
+            else:
                 results["models"][name] = measure_model(name, spec, device)
-        else:
-            results["models"][name] = measure_model(name, spec, device)
-        with open(out, "w") as f:  # partial results survive a later failure
-            json.dump(results, f)
+            with open(out, "w") as f:  # partial results survive a later failure
+                json.dump(results, f)
+    finally:
+        cleanup()
     return 0
 
 
