@@ -49,6 +49,9 @@ def class_row(name, grid, group_by="label", count=50, accuracy=0.9, confidence=0
         "grid_size": G, "mean_grid": [float(v) for v in grid],
         "predicted_counts": predicted if predicted is not None else [(name, count)],
         "typical_images": [],
+        # optional metrics (quality, object boxes): None when the run has none
+        "mean_deletion_auc": None, "mean_insertion_auc": None, "mean_infidelity": None,
+        "mean_in_box": None, "mean_pointing_hit": None,
     }
     assert set(row) == set(classes_schema().names)
     row.update(extra)
