@@ -271,10 +271,15 @@ class IGModelHandler(ModelHandler[DecodedImage, Any, IGModel]):
         started = time.monotonic()
         images = np.stack([e.pixels for e in batch]).astype(np.float32)
         label_index = np.array([self.class_index.get(e.label, -1) if e.label is not None else -1 for e in batch])
-        need_probs = s.target.kind in ("predicted", "top_k")
-        probs = model.probabilities(images) if need_probs else np.zeros((len(batch), len(self.class_index)))
-        per_image = resolve_targets(s.target, probs, label_index)
-        usable = (per_image >= 0).all(axis=1)
+        if s.target.kind == "predicted":
+            # -1: every engine resolves it to the prediction in the forward pass it runs anyway
+            per_image = np.full((len(batch), 1), -1, np.int64)
+        else:
+            probs = (model.probabilities(images) if s.target.kind == "top_k"
+                     else np.zeros((len(batch), len(self.class_index))))
+            per_image = resolve_targets(s.target, probs, label_index)
+        # only target 'label' can leave an image without a class (-1: a label the model does not know)
+        usable = (per_image >= 0).all(axis=1) if s.target.kind == "label" else np.ones(len(batch), bool)
         for e in (e for e, ok in zip(batch, usable) if not ok):
             yield Rejected(e.uri, e.image_id, "attribute", f"target is 'label' but label {e.label!r} is not one "
                                                            f"of the model's classes")
