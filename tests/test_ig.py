@@ -140,11 +140,10 @@ def test_probability_output_models_and_logit_score():
     assert np.all(np.abs(logit.completeness_gap) < 1e-3 * np.abs(logit.score_input - logit.score_baseline) + 1e-4)
 
 
-# -- graded_trapezoid (an engine rule, not yet a config choice) ------------------------------------
+# -- graded_trapezoid ------------------------------------------------------------------------------
 @pytest.mark.parametrize("steps", [1, 7, 50])
 def test_graded_trapezoid_is_exact_for_linear_integrands_and_dense_near_the_baseline(steps):
-    from transforms.ig import EXTRA_RULES
-    assert "graded_trapezoid" in EXTRA_RULES and "graded_trapezoid" not in RULES
+    assert "graded_trapezoid" in RULES
     alphas, weights = quadrature("graded_trapezoid", steps)
     assert len(alphas) == steps + 1
     np.testing.assert_allclose(alphas, (np.arange(steps + 1) / steps) ** 2)

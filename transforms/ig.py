@@ -32,9 +32,9 @@ from typing import Callable, Optional, Sequence, Union
 import numpy as np
 import tensorflow as tf
 
-RULES = ("riemann_left", "riemann_right", "riemann_middle", "trapezoid", "gauss_legendre")
-# Rules the engine computes that are not (yet) a config choice: see `quadrature`.
-EXTRA_RULES = ("graded_trapezoid",)
+# Fixed quadrature rules (see `quadrature`). The config's `rule: adaptive` is not one of
+# them: it refines a grid per image (transforms.refine).
+RULES = ("riemann_left", "riemann_right", "riemann_middle", "trapezoid", "gauss_legendre", "graded_trapezoid")
 SCORES = ("probability", "logit")
 OUTPUTS = ("logits", "probabilities")
 
@@ -86,7 +86,7 @@ def quadrature(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
         weights[:-1] += widths / 2.0
         weights[1:] += widths / 2.0
     else:
-        raise ValueError(f"unknown rule {rule!r}; expected one of {', '.join(RULES + EXTRA_RULES)}")
+        raise ValueError(f"unknown rule {rule!r}; expected one of {', '.join(RULES)}")
     return alphas.astype(np.float64), weights.astype(np.float64)
 
 

@@ -49,6 +49,7 @@ import tensorflow as tf
 
 from transforms.baselines import image_rng
 from transforms.ig import quadrature
+from transforms.refine import refined_ig
 
 METHODS = ("integrated_gradients", "gradients", "gradient_x_input", "expected_gradients", "grad_cam",
            "occlusion")
@@ -535,15 +536,24 @@ class AttributionEngine:
 
 
 # -- adaptive steps ---------------------------------------------------------------------------------
-ADAPTIVE_RULES = ("trapezoid", "gauss_legendre")
+ADAPTIVE_RULES = ("adaptive", "trapezoid", "gauss_legendre")
+DEFAULT_VARIATION_TOLERANCE = 0.2
 
 
 def adaptive_ig(engine_or_model: Union[AttributionEngine, Callable], images: np.ndarray, baselines: np.ndarray,
                 targets: Optional[np.ndarray] = None, *, tolerance: float = 0.01, max_steps: int = 256,
-                start_steps: int = 4, rule: str = "trapezoid", atol: float = 1e-6,
+                start_steps: Optional[int] = None, rule: str = "adaptive", atol: float = 1e-6,
+                variation_tolerance: float = DEFAULT_VARIATION_TOLERANCE, steps: Optional[int] = None,
                 input_shape: Optional[tuple] = None, **engine_kwargs) -> MethodResult:
-    """IG with `steps: auto`: refine per image until |gap| <= max(tolerance * |F(x) - F(x')|, atol),
-    doubling the steps each round, or until the next doubling would pass max_steps.
+    """IG with `steps: auto`: refine per image until |gap| <= max(tolerance * |F(x) - F(x')|, atol).
+
+    rule "adaptive" (the default; `transforms.refine`): start from 8 uniform intervals and
+    bisect, per image, the intervals where the gradient changes most, until the gap test
+    and a per-pixel error-bound test (`variation_tolerance`) both pass or the grid has
+    max_steps intervals. Every gradient is reused. With `steps` (an int; "adaptive" only),
+    a fixed budget instead: every image ends with exactly that many intervals, placed the same way.
+
+    The other rules double the steps each round, until the next doubling would pass max_steps:
 
     rule "trapezoid": doubling m -> 2m reuses every earlier gradient: only the m new
     midpoints are evaluated and T_2m = T_m / 2 + (1 / 2m) * sum(new gradients), so an
@@ -554,7 +564,8 @@ def adaptive_ig(engine_or_model: Union[AttributionEngine, Callable], images: np.
     far fewer samples in all (see the module tests and the report on issue 3).
 
     Images that converged leave the batch; the others' new points are flattened
-    together into full chunks (one padded chunk per round). Steps are start_steps * 2^j.
+    together into full chunks (one padded chunk per round). Steps are start_steps (default
+    4; 8 for "adaptive") * 2^j for the doubling rules.
     Per image: `steps` (intervals for trapezoid, points for Gauss-Legendre),
     `gradient_samples` (all gradient evaluations it used), `converged`. atol is a floor
     for images whose F(x) ~ F(x'), where a relative tolerance is below float32 resolution.
@@ -572,6 +583,12 @@ def adaptive_ig(engine_or_model: Union[AttributionEngine, Callable], images: np.
     _check_choice("adaptive rule", rule, ADAPTIVE_RULES)
     if not tolerance > 0:
         raise ValueError(f"tolerance must be > 0, got {tolerance}")
+    if start_steps is None:
+        start_steps = 8 if rule == "adaptive" else 4
+    if steps is not None:
+        if rule != "adaptive":
+            raise ValueError(f"a fixed step budget needs rule 'adaptive', got {rule!r}")
+        max_steps, start_steps = int(steps), min(int(start_steps), int(steps))
     if int(start_steps) < 1 or int(max_steps) < int(start_steps):
         raise ValueError(f"need 1 <= start_steps <= max_steps, got {start_steps}, {max_steps}")
     images = engine._check_images(images)
@@ -581,7 +598,8 @@ def adaptive_ig(engine_or_model: Union[AttributionEngine, Callable], images: np.
             raise ValueError(f"baselines have shape {baselines.shape}, expected (S,) + {images.shape}")
         if baselines.shape[0] > 1:
             return _adaptive_over_baselines(engine, images, baselines, targets, tolerance=tolerance,
-                                            max_steps=max_steps, start_steps=start_steps, rule=rule, atol=atol)
+                                            max_steps=max_steps, start_steps=start_steps, rule=rule, atol=atol,
+                                            variation_tolerance=variation_tolerance, steps=steps)
         baselines = baselines[0]
     baselines = engine._check_images(np.broadcast_to(baselines, images.shape))
     n = len(images)
@@ -592,6 +610,16 @@ def adaptive_ig(engine_or_model: Union[AttributionEngine, Callable], images: np.
     delta = score_input - score_baseline
     allowed = np.maximum(tolerance * np.abs(delta), atol)
     diffs = images.astype(np.float64) - baselines
+    if rule == "adaptive":
+        def gradients_at(idx, alphas):
+            return engine.gradient_sums(baselines[idx], images[idx], targets_[idx], np.arange(len(idx)), alphas,
+                                        np.ones(len(idx)))
+
+        r = refined_ig(gradients_at, diffs, delta, tolerance=tolerance, variation_tolerance=variation_tolerance,
+                       max_steps=max_steps, start_steps=start_steps, atol=atol, stop_early=steps is None)
+        return engine._result("integrated_gradients", r["attributions"], head, score_input=score_input,
+                              score_baseline=score_baseline, gradient_samples=r["gradient_samples"],
+                              forward_passes=1, steps=r["steps"], converged=r["converged"])
 
     def evaluate(idx, alphas, weights):
         k = len(alphas)
