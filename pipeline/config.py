@@ -14,6 +14,10 @@ import yaml
 
 from transforms.ig import OUTPUTS, RULES, SCORES
 
+# `adaptive` refines each image's grid (transforms.refine); the others are fixed quadrature rules.
+RULE_CHOICES = ("adaptive",) + RULES
+AUTO_RULES = ("adaptive", "trapezoid", "gauss_legendre")   # rules steps: auto can refine
+
 
 class ConfigError(Exception):
     """A bad config: the message names the field and the fix."""
@@ -143,10 +147,12 @@ class ModelConfig:
 @dataclasses.dataclass(frozen=True)
 class AttributionConfig:
     method: str = _field("integrated_gradients", _choice(*METHODS))
-    steps: Any = _field(50, _or_auto(_int(1)))
+    # With smoothing, unset steps / rule default to 50 / trapezoid instead (from_dict).
+    steps: Any = _field("auto", _or_auto(_int(1)))
     tolerance: float = _field(0.01, _float(1e-6, 1.0))
-    max_steps: int = _field(256, _int(2))
-    rule: str = _field("trapezoid", _choice(*RULES))
+    variation_tolerance: float = _field(0.2, _float(1e-6, 1e3))
+    max_steps: int = _field(128, _int(2))
+    rule: str = _field("adaptive", _choice(*RULE_CHOICES))
     baseline: str = _field("black", _baseline)
     baseline_samples: int = _field(1, _int(1))
     blur_sigma: float = _field(5.0, _float(0.1, 1000.0))
@@ -263,6 +269,23 @@ def _render_section(raw: Any) -> dict:
     return dict(raw)
 
 
+def _resolve_steps(a: "AttributionConfig", given: dict) -> "AttributionConfig":
+    """Default step policy: `steps: auto, rule: adaptive` (benchmarks/RESULTS.md, "Rules"), except
+    with smoothing, which averages IG over noisy copies on one fixed grid: unset steps / rule
+    are then 50 / trapezoid. `given`: the attribution keys the config sets."""
+    smoothed = a.method == "integrated_gradients" and a.smoothing != "none"
+    steps = a.steps if "steps" in given or not smoothed else 50
+    rule = a.rule if "rule" in given or not smoothed else "trapezoid"
+    if smoothed and (steps == "auto" or rule == "adaptive"):
+        raise ConfigError("attribution.smoothing averages IG over noisy copies on one fixed grid, so it needs "
+                          "a number of steps and a fixed rule: set attribution.steps (e.g. 50) and "
+                          "attribution.rule (e.g. trapezoid), not auto / adaptive")
+    if steps == "auto" and rule not in AUTO_RULES:
+        raise ConfigError(f"attribution.steps: auto refines with rule {' / '.join(AUTO_RULES)}, got rule "
+                          f"'{rule}': set attribution.rule to one of those, or attribution.steps to a number")
+    return dataclasses.replace(a, steps=steps, rule=rule)
+
+
 def from_dict(raw: Any) -> Config:
     """Validate a parsed config mapping into a `Config`."""
     if raw is None:
@@ -277,6 +300,7 @@ def from_dict(raw: Any) -> Config:
     beam_options = raw.get("beam") or {}
     if not isinstance(beam_options, dict):
         raise ConfigError("config section 'beam' must be a mapping of Beam pipeline option names to values")
+    sections["attribution"] = _resolve_steps(sections["attribution"], raw.get("attribution") or {})
     cfg = Config(beam=dict(beam_options), render=_render_section(raw.get("render")), **sections)
     if bool(cfg.input.pattern) == bool(cfg.input.manifest):
         raise ConfigError("set exactly one of 'input.pattern' (a glob like data/train/*/*.png) "

@@ -62,7 +62,7 @@ def tiny_config(assets, out_dir: Path, **sections) -> dict:
     raw = {
         "input": {"pattern": str(assets["data"] / "*" / "*")},
         "model": {"path": str(assets["model"]), "input_size": [SIZE, SIZE]},
-        "attribution": {"steps": 8, "batch_size": 4, "chunk_size": 16},
+        "attribution": {"steps": 8, "rule": "trapezoid", "batch_size": 4, "chunk_size": 16},
         "output": {"dir": str(out_dir)},
         "analysis": {"grid": 4},
     }

@@ -25,8 +25,9 @@ def test_dataclass_defaults():
     assert cfg.model.input_size == (64, 64)
     assert cfg.model.input_range == (0.0, 1.0)
     assert cfg.model.output == "logits"
-    assert cfg.attribution.steps == 50
-    assert cfg.attribution.rule == "trapezoid"
+    assert cfg.attribution.steps == "auto"
+    assert cfg.attribution.rule == "adaptive"
+    assert cfg.attribution.variation_tolerance == pytest.approx(0.2)
     assert cfg.attribution.score == "probability"
     assert cfg.analysis.grid == 16
     assert cfg.analysis.border == pytest.approx(0.1)
@@ -330,7 +331,8 @@ def test_boundaries_are_accepted():
 def test_every_rule_score_and_output_is_accepted():
     from transforms.ig import OUTPUTS, RULES, SCORES
     for rule in RULES:
-        assert load_config(None, [PATTERN, f"attribution.rule={rule}"]).attribution.rule == rule
+        cfg = load_config(None, [PATTERN, f"attribution.rule={rule}", "attribution.steps=8"])
+        assert cfg.attribution.rule == rule
     for score in SCORES:
         assert load_config(None, [PATTERN, f"attribution.score={score}"]).attribution.score == score
     for output in OUTPUTS:
@@ -359,3 +361,28 @@ def test_config_is_frozen():
     cfg = load_config(None, [PATTERN])
     with pytest.raises(dataclasses.FrozenInstanceError):
         cfg.attribution.steps = 3  # type: ignore[misc]
+
+
+# -- the step policy ----------------------------------------------------------------------------------
+def test_default_step_policy_is_auto_adaptive_and_fixed_with_smoothing():
+    cfg = load_config(None, [PATTERN])
+    assert (cfg.attribution.steps, cfg.attribution.rule) == ("auto", "adaptive")
+    smoothed = load_config(None, [PATTERN, "attribution.smoothing=smoothgrad"])
+    assert (smoothed.attribution.steps, smoothed.attribution.rule) == (50, "trapezoid")
+    chosen = load_config(None, [PATTERN, "attribution.smoothing=vargrad", "attribution.steps=12",
+                                "attribution.rule=graded_trapezoid"])
+    assert (chosen.attribution.steps, chosen.attribution.rule) == (12, "graded_trapezoid")
+    budget = load_config(None, [PATTERN, "attribution.steps=24"])   # adaptive grid, fixed budget
+    assert (budget.attribution.steps, budget.attribution.rule) == (24, "adaptive")
+
+
+@pytest.mark.parametrize("overrides,named", [
+    (["attribution.smoothing=smoothgrad", "attribution.steps=auto"], "attribution.smoothing"),
+    (["attribution.smoothing=smoothgrad", "attribution.rule=adaptive"], "attribution.smoothing"),
+    (["attribution.rule=riemann_middle"], "attribution.steps: auto"),
+    (["attribution.variation_tolerance=0"], "attribution.variation_tolerance"),
+])
+def test_step_policy_conflicts_are_one_clear_error(overrides, named):
+    with pytest.raises(ConfigError) as e:
+        load_config(None, [PATTERN] + overrides)
+    assert named in str(e.value) and "\n" not in str(e.value)

@@ -120,3 +120,19 @@ def test_render_section_changes_the_pictures(tiny_assets, tmp_path):
         from_dict({**tiny_config(tiny_assets, tmp_path / "x"), "render": {"colour": "red"}})
     with pytest.raises(ConfigError, match="render"):
         from_dict({**tiny_config(tiny_assets, tmp_path / "x"), "render": {"overlay": "sparkles"}})
+
+
+def test_the_default_step_policy_refines_each_image_until_its_gap_is_within_tolerance(tiny_assets, tmp_path):
+    raw = tiny_config(tiny_assets, tmp_path / "out", output={"masks": False, "overlays": False})
+    del raw["attribution"]["steps"], raw["attribution"]["rule"]       # the defaults: steps auto, rule adaptive
+    cfg = from_dict(raw)
+    assert (cfg.attribution.steps, cfg.attribution.rule) == ("auto", "adaptive")
+    run_job(cfg)
+    rows = read_images_table(str(tmp_path / "out")).to_pylist()
+    assert rows and all(r["rule"] == "adaptive" for r in rows)
+    for r in rows:
+        assert 8 <= r["steps"] <= cfg.attribution.max_steps and r["gradient_samples"] == r["steps"] + 1
+        change = abs(r["score_input"] - r["score_baseline"])
+        assert abs(r["completeness_gap"]) <= max(cfg.attribution.tolerance * change, 1e-6) + 1e-6 \
+            or r["steps"] == cfg.attribution.max_steps
+    assert any(r["steps"] > 8 for r in rows)        # refined beyond the 8-interval start grid

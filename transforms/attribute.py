@@ -28,7 +28,7 @@ from apache_beam.metrics import Metrics
 from apache_beam.ml.inference.base import ModelHandler, RunInference
 
 from transforms.baselines import make_baselines
-from transforms.ig import IGEngine
+from transforms.ig import RULES, IGEngine
 from transforms.methods import AttributionEngine, GradCamEngine, adaptive_ig
 from transforms.models import ModelSpec, load_classifier
 from transforms.records import AttributionResult, DecodedImage, Rejected
@@ -107,10 +107,11 @@ def enable_gpu_memory_growth() -> None:
 class AttributionSettings:
     """What to compute: the `attribution:` and `quality:` config, resolved for the workers."""
     method: str = "integrated_gradients"
-    rule: str = "trapezoid"
-    steps: Union[int, str] = 50                  # or "auto": adaptive per image
+    rule: str = "adaptive"                       # or a fixed rule of transforms.ig.RULES
+    steps: Union[int, str] = "auto"              # "auto": refined per image until the tolerances
     tolerance: float = 0.01
-    max_steps: int = 256
+    variation_tolerance: float = 0.2
+    max_steps: int = 128
     score: str = "probability"
     baseline: str = "black"                      # a kind of transforms.baselines, or "image" / "mean"
     baseline_image: Optional[np.ndarray] = None  # for baseline "image"
@@ -167,7 +168,9 @@ class IGModel:
         h, w = spec.input_size
         self.shape = (h, w, 3)
         s = settings
-        self.engine = IGEngine(self.classifier, self.shape, output=spec.output, score=s.score, rule=s.rule,
+        # The engine serves forward passes and fixed-rule IG; "adaptive" goes through adaptive_ig.
+        self.engine = IGEngine(self.classifier, self.shape, output=spec.output, score=s.score,
+                               rule=s.rule if s.rule in RULES else "trapezoid",
                                steps=s.steps if isinstance(s.steps, int) else 2, chunk_size=s.chunk_size,
                                memory_mb=s.memory_mb, jit_compile=s.jit_compile)
         self._methods = None
@@ -194,9 +197,10 @@ class IGModel:
         ids = list(image_ids)
         smooth = dict(smoothing=s.smoothing, samples=s.samples, stdev=s.stdev)
         steps = np.full(n, s.steps_label)
-        if s.method == "integrated_gradients" and s.steps == "auto":
+        if s.method == "integrated_gradients" and (s.steps == "auto" or s.rule == "adaptive"):
             r = adaptive_ig(self.methods, images, baselines, targets, tolerance=s.tolerance,
-                            max_steps=s.max_steps, rule=s.rule)
+                            variation_tolerance=s.variation_tolerance, max_steps=s.max_steps, rule=s.rule,
+                            steps=None if s.steps == "auto" else s.steps)
             steps = np.asarray(r.steps)
         elif s.method == "integrated_gradients" and baselines.shape[0] == 1 and s.smoothing == "none":
             r = self.engine.attribute(images, baselines[0], targets)       # the tuned fast path
@@ -317,7 +321,10 @@ class IGModelHandler(ModelHandler[DecodedImage, Any, IGModel]):
                 method=s.method, gradient_samples=int(out.gradient_samples[j]), quality=quality, bbox=e.bbox)
 
     def batch_elements_kwargs(self) -> dict:
-        return {"min_batch_size": 1, "max_batch_size": self.batch_size}
+        # Fixed batches: with min 1, Beam's BatchElements starts at 1 image and grows the size
+        # by timing, so a local run spent its first batches far below the engine's best size.
+        # A bundle's last batch may still be smaller (BatchElements flushes it).
+        return {"min_batch_size": self.batch_size, "max_batch_size": self.batch_size}
 
     def share_model_across_processes(self) -> bool:
         return self.share_across_processes
