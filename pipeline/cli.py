@@ -6,6 +6,7 @@ exits 1; `--debug` shows the traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 import traceback
@@ -17,6 +18,7 @@ def _import_tensorflow_quietly() -> None:
     """Import TensorFlow with stderr closed: its C++ start-up chatter (CUDA probing) ignores
     TF_CPP_MIN_LOG_LEVEL and would bury the one line a user needs. --debug keeps it."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    importlib.import_module("transforms")  # sets TF_ENABLE_ONEDNN_OPTS before TensorFlow reads it
     sys.stderr.flush()
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
