@@ -153,3 +153,61 @@ def _first_staying_under(rows: list, stat: str, threshold: float):
         else:
             break
     return answer
+
+
+# -- the step policies through the engine ---------------------------------------------------------------------
+REFERENCE_STEPS = 1024   # per-pixel errors are measured against trapezoid IG at this many steps
+L1_LADDER = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
+
+
+def policy_table(model, images: np.ndarray, chunk: int, limit: int, fixed: dict) -> dict:
+    """The default step policy (`steps: auto`, `rule: adaptive`) run for real through
+    `transforms.methods.adaptive_ig`, beside the fixed rules at `fixed` {rule: gradient samples
+    (from rules_table: the fewest for a median gap under 1%)}: per policy,
+    gradient samples per image, median / p95 relative completeness gap, median / p95 per-pixel
+    relative L1 error against trapezoid IG at REFERENCE_STEPS, and wall time per image. Also the
+    uniform trapezoid's per-pixel error over L1_LADDER, to read off the steps it needs for the
+    adaptive policy's per-pixel error. Same images as rules_table (|F(x) - F(x')| >= 0.01, black
+    baseline, predicted class)."""
+    import time
+
+    from transforms.methods import AttributionEngine, adaptive_ig
+    engine = AttributionEngine(model, images.shape[1:], chunk_size=chunk)
+    baselines = np.zeros_like(images)
+    outputs = engine.forward(np.concatenate([images, baselines]))
+    n = len(images)
+    targets = engine.probabilities(outputs[:n]).argmax(axis=1)
+    change = engine.score_of(outputs[:n], targets) - engine.score_of(outputs[n:], targets)
+    keep = np.flatnonzero(np.abs(change) >= MIN_SCORE_CHANGE)[:limit]
+    images, baselines, targets = images[keep], baselines[keep], targets[keep]
+    log(f"  policies: {len(images)} images, reference = trapezoid {REFERENCE_STEPS} steps")
+    reference = engine.integrated_gradients(images, baselines, targets, rule="trapezoid",
+                                            steps=REFERENCE_STEPS).attributions.reshape(len(images), -1)
+    ref_norm = np.abs(reference).sum(axis=1)
+
+    def measure(fn) -> dict:
+        engine.integrated_gradients(images[:1], baselines[:1], targets[:1], steps=2)   # warm
+        started = time.perf_counter()
+        r = fn()
+        seconds = time.perf_counter() - started
+        gap = np.abs(r.completeness_gap) / np.abs(r.score_input - r.score_baseline)
+        l1 = np.abs(r.attributions.reshape(len(images), -1) - reference).sum(axis=1) / ref_norm
+        return {"samples_mean": float(np.mean(r.gradient_samples)), "samples_max": int(np.max(r.gradient_samples)),
+                "gap_median": float(np.median(gap)), "gap_p95": float(np.percentile(gap, 95)),
+                "l1_median": float(np.median(l1)), "l1_p95": float(np.percentile(l1, 95)),
+                "ms_per_image": 1000 * seconds / len(images)}
+
+    rows = {}
+    for threshold in THRESHOLDS:
+        rows[f"adaptive|{threshold}"] = measure(lambda: adaptive_ig(engine, images, baselines, targets,
+                                                                    tolerance=threshold, rule="adaptive"))
+    rows["adaptive, gap test only|0.01"] = measure(lambda: adaptive_ig(
+        engine, images, baselines, targets, tolerance=0.01, rule="adaptive", variation_tolerance=1e9))
+    for rule, samples in fixed.items():
+        if samples:
+            steps = samples - 1 if rule in ("trapezoid", "graded_trapezoid") else samples
+            rows[f"{rule}, {steps} steps|0.01"] = measure(lambda rule=rule, steps=steps: engine.integrated_gradients(
+                images, baselines, targets, rule=rule, steps=steps))
+    ladder = {m: measure(lambda m=m: engine.integrated_gradients(images, baselines, targets, rule="trapezoid",
+                                                                  steps=m))["l1_median"] for m in L1_LADDER}
+    return {"images": int(len(images)), "rows": rows, "trapezoid_l1_ladder": ladder}
