@@ -3,6 +3,8 @@ import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import transforms  # noqa: E402,F401 - before TensorFlow: tests run with igaudit's oneDNN setting
+
 from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402

@@ -150,3 +150,12 @@ def test_config_errors_for_options(tiny_assets, tmp_path):
         with pytest.raises(ConfigError, match=field):
             from_dict(tiny_config(tiny_assets, tmp_path / "o", attribution=bad))
     assert set(CLASSES) == {"ant", "bee", "cat"}
+
+
+def test_runinference_gets_fixed_batches_of_batch_size():
+    """With min_batch_size 1 Beam starts at one image per batch and grows by timing; the engine's
+    chunks are sized for full batches."""
+    from transforms.attribute import IGModelHandler
+    from transforms.models import ModelSpec
+    handler = IGModelHandler(ModelSpec("m.keras", (4, 4), (0.0, 1.0), "logits"), ["a", "b"], batch_size=7)
+    assert handler.batch_elements_kwargs() == {"min_batch_size": 7, "max_batch_size": 7}

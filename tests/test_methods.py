@@ -251,7 +251,9 @@ def test_gradients_match_pair_gradient_saliency(engine, cnn, batch):
     ours = engine.gradients(x)
     for i in range(len(x)):
         theirs = saliency.GradientSaliency().GetMask(x[i], pair_gradients(cnn, int(ours.targets[i])))
-        np.testing.assert_allclose(ours.attributions[i], theirs, rtol=1e-5, atol=1e-8)
+        # float32 rounding: one image at a time (PAIR) vs a batch of five (ours) take different
+        # convolution code paths
+        np.testing.assert_allclose(ours.attributions[i], theirs, rtol=1e-4, atol=1e-7)
     gxi = engine.gradient_x_input(x)
     np.testing.assert_allclose(gxi.attributions, ours.attributions * x, rtol=1e-6)
 

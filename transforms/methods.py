@@ -141,6 +141,7 @@ class AttributionEngine:
         self.output, self.score = output, score
         self.chunk_size = int(chunk_size)
         self.parallel_iterations = int(parallel_iterations)
+        self.jit_compile = bool(jit_compile)
         self.trace_counts = {"gradients": 0, "forward": 0, "occlusion": 0}
         image = tf.TensorSpec((None,) + self.input_shape, tf.float32)
         ints = tf.TensorSpec([None], tf.int32)
@@ -162,18 +163,30 @@ class AttributionEngine:
             values = out if self.output == "logits" else tf.math.log(tf.maximum(out, 1e-30))
         return tf.gather(values, targets, axis=1, batch_dims=1)
 
-    def _chunk_indices(self, i, total):
-        k = i * self.chunk_size + tf.range(self.chunk_size)
+    def _chunk_indices(self, i, total, size=None):
+        size = self.chunk_size if size is None else size
+        k = i * size + tf.range(size)
         valid = k < total
         return tf.minimum(k, total - 1), valid   # padding repeats the last entry
+
+    def _balanced_chunks(self, total):
+        """(chunks, size): the fewest chunks of at most chunk_size that hold `total` items, all of
+        one size, so padding is under one item per chunk rather than up to a whole chunk. That
+        matters for small calls (a refinement round of `rule: adaptive` may hold 20 items). The
+        size is a tensor, so the model sees a dynamic batch dimension: still one trace. Under
+        jit_compile the size stays static (XLA would compile every size)."""
+        chunks = (total + self.chunk_size - 1) // self.chunk_size
+        if self.jit_compile:
+            return chunks, self.chunk_size
+        return chunks, (total + chunks - 1) // tf.maximum(chunks, 1)
 
     def _gradient_sums_graph(self, starts, ends, targets, item_path, item_alpha, item_weight):
         self.trace_counts["gradients"] += 1  # Python side effect: once per trace
         total = tf.shape(item_path)[0]
-        num_chunks = (total + self.chunk_size - 1) // self.chunk_size
+        num_chunks, size = self._balanced_chunks(total)
 
         def body(i, accum):
-            k, valid = self._chunk_indices(i, total)
+            k, valid = self._chunk_indices(i, total, size)
             path = tf.gather(item_path, k)
             a = tf.gather(item_alpha, k)[:, None, None, None]
             w = tf.gather(item_weight, k)[:, None, None, None]
