@@ -1,9 +1,9 @@
 """Shared fixtures: a tiny labelled dataset with broken files mixed in, and a tiny saved model."""
+import importlib
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
-import transforms  # noqa: E402,F401 - before TensorFlow: tests run with igaudit's oneDNN setting
+importlib.import_module("transforms")  # before TensorFlow: tests run with igaudit's oneDNN setting
 
 from pathlib import Path  # noqa: E402
 

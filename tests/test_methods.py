@@ -626,4 +626,4 @@ def test_one_trace_per_engine_across_methods_batches_targets_and_samples(engine,
         engine.expected_gradients(x[:n], REFERENCES[:n + 2], ids[:n], samples=n + 2)
         engine.occlusion(x[:n], t, window=2 + n, stride=n)
         adaptive_ig(engine, x[:n], np.zeros_like(x[:n]), t, tolerance=0.05, max_steps=32)
-    assert engine.trace_counts == {"gradients": 1, "forward": 1, "occlusion": 1}
+    assert engine.trace_counts == {"gradients": 1, "forward": 1, "occlusion": 1, "point_gradients": 1}

@@ -142,13 +142,15 @@ class AttributionEngine:
         self.chunk_size = int(chunk_size)
         self.parallel_iterations = int(parallel_iterations)
         self.jit_compile = bool(jit_compile)
-        self.trace_counts = {"gradients": 0, "forward": 0, "occlusion": 0}
+        self.trace_counts = {"gradients": 0, "forward": 0, "occlusion": 0, "point_gradients": 0}
         image = tf.TensorSpec((None,) + self.input_shape, tf.float32)
         ints = tf.TensorSpec([None], tf.int32)
         floats = tf.TensorSpec([None], tf.float32)
         self._gradient_sums = tf.function(self._gradient_sums_graph, jit_compile=jit_compile,
                                           input_signature=[image, image, ints, ints, floats, floats])
         self._forward = tf.function(self._forward_graph, jit_compile=jit_compile, input_signature=[image])
+        self._point_gradients = tf.function(self._point_gradients_graph, jit_compile=jit_compile,
+                                            input_signature=[image, image, ints, ints, floats])
         self._occlusion = tf.function(
             self._occlusion_graph, jit_compile=jit_compile,
             input_signature=[image, ints, ints, ints, ints, tf.TensorSpec([2], tf.int32),
@@ -203,6 +205,30 @@ class AttributionEngine:
         _, accum = tf.while_loop(lambda i, _: i < num_chunks, body, (tf.constant(0), tf.zeros_like(starts)),
                                   parallel_iterations=self.parallel_iterations)
         return accum
+
+    def _point_gradients_graph(self, starts, ends, targets, item_path, item_alpha):
+        """One gradient per item (no sums): chunks written to a TensorArray, as `_forward_graph`
+        does, rather than scatter-added into a per-path accumulator, whose every update would
+        copy all P x H x W x C of it."""
+        self.trace_counts["point_gradients"] += 1
+        total = tf.shape(item_path)[0]
+        num_chunks, size = self._balanced_chunks(total)
+        parts = tf.TensorArray(tf.float32, size=num_chunks, infer_shape=False)
+
+        def body(i, parts):
+            k, _ = self._chunk_indices(i, total, size)
+            path = tf.gather(item_path, k)
+            a = tf.gather(item_alpha, k)[:, None, None, None]
+            start = tf.gather(starts, path)
+            x = start + a * (tf.gather(ends, path) - start)
+            with tf.GradientTape() as tape:
+                tape.watch(x)
+                s = self._score_graph(self.model(x), tf.gather(targets, path))
+            return i + 1, parts.write(i, tape.gradient(s, x))
+
+        _, parts = tf.while_loop(lambda i, _: i < num_chunks, body, (tf.constant(0), parts),
+                                 parallel_iterations=self.parallel_iterations)
+        return parts.concat()[:total]
 
     def _forward_graph(self, images):
         self.trace_counts["forward"] += 1
@@ -264,6 +290,15 @@ class AttributionEngine:
             tf.constant(starts), tf.constant(ends), tf.constant(np.asarray(targets, np.int32)),
             tf.constant(np.asarray(item_path, np.int32)), tf.constant(np.asarray(item_alpha, np.float32)),
             tf.constant(np.asarray(item_weight, np.float32))).numpy()
+
+    def point_gradients(self, starts: np.ndarray, ends: np.ndarray, targets: np.ndarray,
+                        item_path: np.ndarray, item_alpha: np.ndarray) -> np.ndarray:
+        """dF_t/dx at starts[p] + alpha (ends[p] - starts[p]) for each item (path p = item_path):
+        float32 (items, H, W, C). `rule: adaptive` keeps every node's gradient, so it uses this."""
+        starts, ends = self._check_images(starts), self._check_images(ends)
+        return self._point_gradients(
+            tf.constant(starts), tf.constant(ends), tf.constant(np.asarray(targets, np.int32)),
+            tf.constant(np.asarray(item_path, np.int32)), tf.constant(np.asarray(item_alpha, np.float32))).numpy()
 
     def score_of(self, outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """F for given model outputs and targets, computed like the traced score (float64)."""
@@ -625,8 +660,7 @@ def adaptive_ig(engine_or_model: Union[AttributionEngine, Callable], images: np.
     diffs = images.astype(np.float64) - baselines
     if rule == "adaptive":
         def gradients_at(idx, alphas):
-            return engine.gradient_sums(baselines[idx], images[idx], targets_[idx], np.arange(len(idx)), alphas,
-                                        np.ones(len(idx)))
+            return engine.point_gradients(baselines, images, targets_, idx, alphas)
 
         r = refined_ig(gradients_at, diffs, delta, tolerance=tolerance, variation_tolerance=variation_tolerance,
                        max_steps=max_steps, start_steps=start_steps, atol=atol, stop_early=steps is None)

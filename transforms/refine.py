@@ -26,16 +26,14 @@ CNN that cut the rounds a batch of 16 needs from ~14 to ~9 for ~5% more samples.
 
 The variation test is what keeps the per-pixel error in check: stopping on the
 completeness gap alone (a sum over pixels and intervals) would stop as soon as
-errors of opposite sign cancel (on the demo CNN that reaches a 1% gap with ~14 samples but with the
-per-pixel error of a 32-step trapezoid). Measured on the demo CNN: see
-benchmarks/RESULTS.md.
+errors of opposite sign cancel: on the demo CNN, in simulation, a 1% gap with ~14
+samples but the per-pixel error of a 32-step trapezoid. Measured: benchmarks/RESULTS.md.
 
 Memory: every node's C_n is kept until the image is done, (steps + 1) x H x W x
 C float32 per image, so `max_steps` bounds it (129 nodes of 224 x 224 x 3: 78 MB).
 """
 from __future__ import annotations
 
-import dataclasses
 from typing import Callable
 
 import numpy as np
