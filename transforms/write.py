@@ -66,6 +66,11 @@ def summary_row(r: AttributionResult, class_names: Sequence[str], grid: int, bor
 
 
 class _WriteArtifactsFn(beam.DoFn):
+    """Renders and writes each result's files on one background thread, so the PNG work of a
+    batch overlaps the attribution of the next (TensorFlow and PNG encoding both release the
+    GIL); the summary row is emitted at once. finish_bundle waits for every pending file and
+    re-raises the first failure, so a bundle only commits once its files are in place."""
+
     def __init__(self, out_dir: str, class_names: Sequence[str], masks: bool, overlays: bool, raw: bool,
                  grid: int, border: float, options: render.RenderOptions, per_target_files: bool = False):
         self.out_dir = out_dir
@@ -74,23 +79,46 @@ class _WriteArtifactsFn(beam.DoFn):
         self.class_names = list(class_names)
         self.masks, self.overlays, self.raw = masks, overlays, raw
         self.grid, self.border = grid, border
+        self._pool = None
+        self._pending = []
+
+    def setup(self):
+        from concurrent.futures import ThreadPoolExecutor
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="igaudit-write")
+
+    def teardown(self):
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
 
     def file_id(self, r: AttributionResult) -> str:
         """<image_id>, or <image_id>-t<target> when an image has several targets (top_k)."""
         return f"{r.image_id}-t{r.target}" if self.per_target_files else r.image_id
 
-    def process(self, r: AttributionResult):
-        mask_rel = overlay_rel = None
-        if self.masks:
-            mask_rel = f"masks/{self.file_id(r)}.png"
-            write_file_atomically(FileSystems.join(self.out_dir, mask_rel), render.png_bytes(render.render_mask(r.attribution, self.options)))
-        if self.overlays:
-            overlay_rel = f"overlays/{self.file_id(r)}.png"
+    def _write_files(self, r: AttributionResult, mask_rel, overlay_rel) -> None:
+        if mask_rel:
+            write_file_atomically(FileSystems.join(self.out_dir, mask_rel),
+                                  render.png_bytes(render.render_mask(r.attribution, self.options)))
+        if overlay_rel:
             write_file_atomically(FileSystems.join(self.out_dir, overlay_rel),
                                   render.png_bytes(render.render_overlay(r.pixels, r.attribution, self.options)))
         if self.raw:
             write_file_atomically(FileSystems.join(self.out_dir, f"raw/{self.file_id(r)}.npy"), npy_bytes(r.attribution))
+
+    def start_bundle(self):
+        self._pending = []
+
+    def process(self, r: AttributionResult):
+        mask_rel = f"masks/{self.file_id(r)}.png" if self.masks else None
+        overlay_rel = f"overlays/{self.file_id(r)}.png" if self.overlays else None
+        if self._pool is None:
+            self.setup()
+        self._pending.append(self._pool.submit(self._write_files, r, mask_rel, overlay_rel))
         yield summary_row(r, self.class_names, self.grid, self.border, mask_rel, overlay_rel)
+
+    def finish_bundle(self):
+        pending, self._pending = self._pending, []
+        for future in pending:
+            future.result()   # re-raises a failed write
 
 
 class WriteArtifacts(beam.PTransform):
