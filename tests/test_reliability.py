@@ -211,3 +211,40 @@ def test_killed_run_then_rerun_equals_a_clean_run(tmp_path):
     assert len(a["rows"]) == len(b["rows"])
     leftovers = [p for p in out.rglob("*") if ".tmp-" in p.name or p.name.startswith("beam-temp")]
     assert not leftovers, leftovers
+
+
+def test_background_file_writes_finish_before_the_bundle_and_failures_surface(tmp_path):
+    """WriteArtifacts writes on a background thread: every file exists once finish_bundle
+    returns, and a failed write fails the bundle instead of vanishing."""
+    from transforms import render
+    from transforms.records import AttributionResult
+    from transforms.write import _WriteArtifactsFn
+
+    def result(i):
+        rng = np.random.default_rng(i)
+        return AttributionResult(uri=f"u{i}", label="a", image_id=f"id{i}",
+                                 pixels=rng.uniform(size=(8, 8, 3)).astype(np.float32),
+                                 attribution=rng.normal(size=(8, 8, 3)).astype(np.float32), label_index=0,
+                                 predicted=0, confidence=0.9, target=0, score_input=0.9, score_baseline=0.1,
+                                 completeness_gap=0.0, steps=8, rule="trapezoid")
+
+    def run(out_dir):
+        fn = _WriteArtifactsFn(str(out_dir), ["a"], True, True, True, 4, 0.1, render.DEFAULT_OPTIONS)
+        fn.setup()
+        fn.start_bundle()
+        rows = [row for i in range(5) for row in fn.process(result(i))]
+        try:
+            fn.finish_bundle()
+        finally:
+            fn.teardown()
+        return rows
+
+    rows = run(tmp_path / "out")
+    assert [r["image_id"] for r in rows] == [f"id{i}" for i in range(5)]
+    for i in range(5):
+        for rel in (f"masks/id{i}.png", f"overlays/id{i}.png", f"raw/id{i}.npy"):
+            assert (tmp_path / "out" / rel).is_file(), rel
+    blocked = tmp_path / "not-a-dir"
+    blocked.write_text("a file where the output dir should be")
+    with pytest.raises(Exception):
+        run(blocked)
