@@ -13,10 +13,11 @@ from typing import Any, Callable, Optional
 import yaml
 
 from transforms.ig import OUTPUTS, RULES, SCORES
+from transforms.methods import ADAPTIVE_RULES as AUTO_RULES  # the rules steps: auto can refine
+from transforms.methods import METHODS
 
 # `adaptive` refines each image's grid (transforms.refine); the others are fixed quadrature rules.
 RULE_CHOICES = ("adaptive",) + RULES
-AUTO_RULES = ("adaptive", "trapezoid", "gauss_legendre")   # rules steps: auto can refine
 
 
 class ConfigError(Exception):
@@ -86,7 +87,6 @@ def _range_pair(v):
     return (lo, hi)
 
 
-METHODS = ("integrated_gradients", "gradients", "gradient_x_input", "expected_gradients", "grad_cam", "occlusion")
 BASELINE_KINDS = ("black", "white", "uniform", "gaussian", "blur", "mean")
 
 

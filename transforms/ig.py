@@ -44,6 +44,16 @@ CHUNK_CANDIDATES = (8, 16, 32, 64, 128)
 DEFAULT_PARALLEL_ITERATIONS = 2
 
 
+def trapezoid_weights(alphas: np.ndarray) -> np.ndarray:
+    """Trapezoid-rule weights on sorted nodes in [0, 1] that may be unevenly spaced:
+    w_j = (a_{j+1} - a_{j-1}) / 2, half an interval at each end."""
+    widths = np.diff(alphas)
+    weights = np.zeros(len(alphas))
+    weights[:-1] += widths / 2.0
+    weights[1:] += widths / 2.0
+    return weights
+
+
 def quadrature(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
     """Alphas in [0, 1] and weights summing to 1 for `rule` with `steps` intervals.
 
@@ -81,10 +91,7 @@ def quadrature(rule: str, steps: int) -> tuple[np.ndarray, np.ndarray]:
         weights = w / 2.0
     elif rule == "graded_trapezoid":
         alphas = (np.arange(m + 1) / m) ** 2
-        widths = np.diff(alphas)
-        weights = np.zeros(m + 1)
-        weights[:-1] += widths / 2.0
-        weights[1:] += widths / 2.0
+        weights = trapezoid_weights(alphas)
     else:
         raise ValueError(f"unknown rule {rule!r}; expected one of {', '.join(RULES)}")
     return alphas.astype(np.float64), weights.astype(np.float64)

@@ -182,6 +182,18 @@ class AttributionEngine:
             return chunks, self.chunk_size
         return chunks, (total + chunks - 1) // tf.maximum(chunks, 1)
 
+    def _item_gradients(self, k, starts, ends, targets, item_path, item_alpha):
+        """For items k: their paths and dF_t/dx at start + alpha (end - start). Samples are
+        independent (inference mode), so the gradient of the summed scores is per-sample."""
+        path = tf.gather(item_path, k)
+        a = tf.gather(item_alpha, k)[:, None, None, None]
+        start = tf.gather(starts, path)
+        x = start + a * (tf.gather(ends, path) - start)
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            s = self._score_graph(self.model(x), tf.gather(targets, path))
+        return path, tape.gradient(s, x)
+
     def _gradient_sums_graph(self, starts, ends, targets, item_path, item_alpha, item_weight):
         self.trace_counts["gradients"] += 1  # Python side effect: once per trace
         total = tf.shape(item_path)[0]
@@ -189,16 +201,8 @@ class AttributionEngine:
 
         def body(i, accum):
             k, valid = self._chunk_indices(i, total, size)
-            path = tf.gather(item_path, k)
-            a = tf.gather(item_alpha, k)[:, None, None, None]
+            path, g = self._item_gradients(k, starts, ends, targets, item_path, item_alpha)
             w = tf.gather(item_weight, k)[:, None, None, None]
-            start = tf.gather(starts, path)
-            x = start + a * (tf.gather(ends, path) - start)
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                s = self._score_graph(self.model(x), tf.gather(targets, path))
-            # Samples are independent (inference mode), so d(sum s)/dx is per-sample.
-            g = tape.gradient(s, x)
             g = tf.where(valid[:, None, None, None], g * w, 0.0)  # where, not *0: padding may be NaN
             return i + 1, tf.tensor_scatter_nd_add(accum, path[:, None], g)
 
@@ -217,14 +221,7 @@ class AttributionEngine:
 
         def body(i, parts):
             k, _ = self._chunk_indices(i, total, size)
-            path = tf.gather(item_path, k)
-            a = tf.gather(item_alpha, k)[:, None, None, None]
-            start = tf.gather(starts, path)
-            x = start + a * (tf.gather(ends, path) - start)
-            with tf.GradientTape() as tape:
-                tape.watch(x)
-                s = self._score_graph(self.model(x), tf.gather(targets, path))
-            return i + 1, parts.write(i, tape.gradient(s, x))
+            return i + 1, parts.write(i, self._item_gradients(k, starts, ends, targets, item_path, item_alpha)[1])
 
         _, parts = tf.while_loop(lambda i, _: i < num_chunks, body, (tf.constant(0), parts),
                                  parallel_iterations=self.parallel_iterations)

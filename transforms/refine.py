@@ -38,6 +38,8 @@ from typing import Callable
 
 import numpy as np
 
+from transforms.ig import trapezoid_weights
+
 REFINE_SHARE = 0.3      # bisect the largest-variation intervals holding this share of the total,
 MIN_SPLITS = 4          # and at least this many (fewer, fuller gradient calls; see the module docstring)
 MIN_WIDTH = 2.0 ** -20  # intervals narrower than this are never split (float32 alphas)
@@ -55,12 +57,8 @@ class _Path:
     def __init__(self, alphas: np.ndarray, contributions: np.ndarray):
         self.alphas = alphas                      # (k,) sorted, float64
         self.contributions = contributions        # (k, D) float32: (x - x') * gradient at each node
-        widths = np.diff(alphas)
-        self.variation = _interval_variation(widths, contributions[:-1], contributions[1:])
-        w = np.zeros(len(alphas))
-        w[:-1] += widths / 2
-        w[1:] += widths / 2
-        self.attribution = w @ contributions.astype(np.float64)
+        self.variation = _interval_variation(np.diff(alphas), contributions[:-1], contributions[1:])
+        self.attribution = trapezoid_weights(alphas) @ contributions.astype(np.float64)
 
     def bisect(self, split: np.ndarray, contributions: np.ndarray) -> None:
         """Insert the midpoints of intervals `split` (sorted) with their contributions."""
