@@ -213,12 +213,14 @@ def test_killed_run_then_rerun_equals_a_clean_run(tmp_path):
     assert not leftovers, leftovers
 
 
-def test_background_file_writes_finish_before_the_bundle_and_failures_surface(tmp_path):
+def test_background_file_writes_finish_before_the_bundle_and_failures_surface(tmp_path, monkeypatch):
     """WriteArtifacts writes on a background thread: every file exists once finish_bundle
     returns, and a failed write fails the bundle instead of vanishing."""
     from transforms import render
     from transforms.records import AttributionResult
+    from transforms import write
     from transforms.write import _WriteArtifactsFn
+    monkeypatch.setattr(write, "MAX_PENDING_WRITES", 2)
 
     def result(i):
         rng = np.random.default_rng(i)
@@ -232,8 +234,11 @@ def test_background_file_writes_finish_before_the_bundle_and_failures_surface(tm
         fn = _WriteArtifactsFn(str(out_dir), ["a"], True, True, True, 4, 0.1, render.DEFAULT_OPTIONS)
         fn.setup()
         fn.start_bundle()
-        rows = [row for i in range(5) for row in fn.process(result(i))]
+        rows = []
         try:
+            for i in range(5):
+                rows += list(fn.process(result(i)))
+                assert len(fn._pending) <= 2      # bounded: the oldest write is awaited
             fn.finish_bundle()
         finally:
             fn.teardown()

@@ -65,10 +65,15 @@ def summary_row(r: AttributionResult, class_names: Sequence[str], grid: int, bor
     }
 
 
+MAX_PENDING_WRITES = 64
+
+
 class _WriteArtifactsFn(beam.DoFn):
     """Renders and writes each result's files on one background thread, so the PNG work of a
     batch overlaps the attribution of the next (TensorFlow and PNG encoding both release the
-    GIL); the summary row is emitted at once. finish_bundle waits for every pending file and
+    GIL); the summary row is emitted at once. At most MAX_PENDING_WRITES results wait for the
+    thread (each holds its pixels and attribution), so memory stays bounded when writes are
+    slower than attribution (a remote bucket). finish_bundle waits for every pending file and
     re-raises the first failure, so a bundle only commits once its files are in place."""
 
     def __init__(self, out_dir: str, class_names: Sequence[str], masks: bool, overlays: bool, raw: bool,
@@ -110,9 +115,9 @@ class _WriteArtifactsFn(beam.DoFn):
     def process(self, r: AttributionResult):
         mask_rel = f"masks/{self.file_id(r)}.png" if self.masks else None
         overlay_rel = f"overlays/{self.file_id(r)}.png" if self.overlays else None
-        if self._pool is None:
-            self.setup()
         self._pending.append(self._pool.submit(self._write_files, r, mask_rel, overlay_rel))
+        if len(self._pending) > MAX_PENDING_WRITES:   # a slow filesystem holds back IG, not memory
+            self._pending.pop(0).result()
         yield summary_row(r, self.class_names, self.grid, self.border, mask_rel, overlay_rel)
 
     def finish_bundle(self):
