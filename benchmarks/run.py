@@ -21,6 +21,7 @@ MobileNetV2 rules) in a few minutes; the full run takes about 20-25 minutes on 2
 from __future__ import annotations
 
 import argparse
+import contextlib
 import datetime
 import json
 import os
@@ -49,20 +50,16 @@ def machine_facts(device: str, quick: bool) -> dict:
     from tensorflow.python.util import _pywrap_util_port
     cpu = "unknown"
     flags = set()
-    try:
+    with contextlib.suppress(OSError):       # no /proc (not Linux): the facts stay "unknown"
         for line in Path("/proc/cpuinfo").read_text().splitlines():
             if line.startswith("model name") and cpu == "unknown":
                 cpu = line.split(":", 1)[1].strip()
             if line.startswith("flags") and not flags:
                 flags = set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
     mem = "unknown"
-    try:
+    with contextlib.suppress(OSError, StopIteration, ValueError):
         kb = int(next(l for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")).split()[1])
         mem = f"{kb / 2 ** 20:.1f} GiB"
-    except (OSError, StopIteration, ValueError):
-        pass
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": cpu, "cpu_flags": " ".join(sorted(f for f in flags if f.startswith(("avx", "fma", "amx")))),
