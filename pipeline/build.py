@@ -41,7 +41,7 @@ def attribution_settings(cfg: Config, class_names: Sequence[str],
     target = parse_target(a.target, class_names, k=a.k, num_classes=len(class_names))
     return AttributionSettings(
         method=a.method, rule=a.rule, steps=a.steps, tolerance=a.tolerance,
-        variation_tolerance=a.variation_tolerance, max_steps=a.max_steps,
+        pixel_tolerance=a.pixel_tolerance, max_steps=a.max_steps,
         score=a.score, baseline=a.baseline if a.baseline in BASELINE_KINDS else "image",
         baseline_image=baseline_image, baseline_samples=a.baseline_samples, blur_sigma=a.blur_sigma,
         baseline_stdev=a.baseline_stdev, target=target, smoothing=a.smoothing, samples=a.samples,

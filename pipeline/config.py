@@ -150,7 +150,7 @@ class AttributionConfig:
     # With smoothing, unset steps / rule default to 50 / trapezoid instead (from_dict).
     steps: Any = _field("auto", _or_auto(_int(1)))
     tolerance: float = _field(0.01, _float(1e-6, 1.0))
-    variation_tolerance: float = _field(0.2, _float(1e-6, 1e3))
+    pixel_tolerance: float = _field(0.08, _float(1e-6, 1e3))
     max_steps: int = _field(128, _int(2))
     rule: str = _field("adaptive", _choice(*RULE_CHOICES))
     baseline: str = _field("black", _baseline)

@@ -27,7 +27,7 @@ def test_dataclass_defaults():
     assert cfg.model.output == "logits"
     assert cfg.attribution.steps == "auto"
     assert cfg.attribution.rule == "adaptive"
-    assert cfg.attribution.variation_tolerance == pytest.approx(0.2)
+    assert cfg.attribution.pixel_tolerance == pytest.approx(0.08)
     assert cfg.attribution.score == "probability"
     assert cfg.analysis.grid == 16
     assert cfg.analysis.border == pytest.approx(0.1)
@@ -380,7 +380,7 @@ def test_default_step_policy_is_auto_adaptive_and_fixed_with_smoothing():
     (["attribution.smoothing=smoothgrad", "attribution.steps=auto"], "attribution.smoothing"),
     (["attribution.smoothing=smoothgrad", "attribution.rule=adaptive"], "attribution.smoothing"),
     (["attribution.rule=riemann_middle"], "attribution.steps: auto"),
-    (["attribution.variation_tolerance=0"], "attribution.variation_tolerance"),
+    (["attribution.pixel_tolerance=0"], "attribution.pixel_tolerance"),
 ])
 def test_step_policy_conflicts_are_one_clear_error(overrides, named):
     with pytest.raises(ConfigError) as e:

@@ -110,7 +110,7 @@ class AttributionSettings:
     rule: str = "adaptive"                       # or a fixed rule of transforms.ig.RULES
     steps: Union[int, str] = "auto"              # "auto": refined per image until the tolerances
     tolerance: float = 0.01
-    variation_tolerance: float = 0.2
+    pixel_tolerance: float = 0.08
     max_steps: int = 128
     score: str = "probability"
     baseline: str = "black"                      # a kind of transforms.baselines, or "image" / "mean"
@@ -199,7 +199,7 @@ class IGModel:
         steps = np.full(n, s.steps_label)
         if s.method == "integrated_gradients" and (s.steps == "auto" or s.rule == "adaptive"):
             r = adaptive_ig(self.methods, images, baselines, targets, tolerance=s.tolerance,
-                            variation_tolerance=s.variation_tolerance, max_steps=s.max_steps, rule=s.rule,
+                            pixel_tolerance=s.pixel_tolerance, max_steps=s.max_steps, rule=s.rule,
                             steps=None if s.steps == "auto" else s.steps)
             steps = np.asarray(r.steps)
         elif s.method == "integrated_gradients" and baselines.shape[0] == 1 and s.smoothing == "none":

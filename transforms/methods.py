@@ -183,7 +183,7 @@ class AttributionEngine:
         return chunks, (total + chunks - 1) // tf.maximum(chunks, 1)
 
     def _item_gradients(self, k, starts, ends, targets, item_path, item_alpha):
-        """For items k: their paths and dF_t/dx at start + alpha (end - start). Samples are
+        """For items k: their paths, dF_t/dx at start + alpha (end - start), and F_t there. Samples are
         independent (inference mode), so the gradient of the summed scores is per-sample."""
         path = tf.gather(item_path, k)
         a = tf.gather(item_alpha, k)[:, None, None, None]
@@ -192,7 +192,7 @@ class AttributionEngine:
         with tf.GradientTape() as tape:
             tape.watch(x)
             s = self._score_graph(self.model(x), tf.gather(targets, path))
-        return path, tape.gradient(s, x)
+        return path, tape.gradient(s, x), s
 
     def _gradient_sums_graph(self, starts, ends, targets, item_path, item_alpha, item_weight):
         self.trace_counts["gradients"] += 1  # Python side effect: once per trace
@@ -201,7 +201,7 @@ class AttributionEngine:
 
         def body(i, accum):
             k, valid = self._chunk_indices(i, total, size)
-            path, g = self._item_gradients(k, starts, ends, targets, item_path, item_alpha)
+            path, g, _ = self._item_gradients(k, starts, ends, targets, item_path, item_alpha)
             w = tf.gather(item_weight, k)[:, None, None, None]
             g = tf.where(valid[:, None, None, None], g * w, 0.0)  # where, not *0: padding may be NaN
             return i + 1, tf.tensor_scatter_nd_add(accum, path[:, None], g)
@@ -211,21 +211,23 @@ class AttributionEngine:
         return accum
 
     def _point_gradients_graph(self, starts, ends, targets, item_path, item_alpha):
-        """One gradient per item (no sums): chunks written to a TensorArray, as `_forward_graph`
-        does, rather than scatter-added into a per-path accumulator, whose every update would
-        copy all P x H x W x C of it."""
+        """One gradient and score per item (no sums): chunks written to TensorArrays, as
+        `_forward_graph` does, rather than scatter-added into a per-path accumulator, whose
+        every update would copy all P x H x W x C of it."""
         self.trace_counts["point_gradients"] += 1
         total = tf.shape(item_path)[0]
         num_chunks, size = self._balanced_chunks(total)
-        parts = tf.TensorArray(tf.float32, size=num_chunks, infer_shape=False)
+        grads = tf.TensorArray(tf.float32, size=num_chunks, infer_shape=False)
+        scores = tf.TensorArray(tf.float32, size=num_chunks, infer_shape=False)
 
-        def body(i, parts):
+        def body(i, grads, scores):
             k, _ = self._chunk_indices(i, total, size)
-            return i + 1, parts.write(i, self._item_gradients(k, starts, ends, targets, item_path, item_alpha)[1])
+            _, g, s = self._item_gradients(k, starts, ends, targets, item_path, item_alpha)
+            return i + 1, grads.write(i, g), scores.write(i, s)
 
-        _, parts = tf.while_loop(lambda i, _: i < num_chunks, body, (tf.constant(0), parts),
-                                 parallel_iterations=self.parallel_iterations)
-        return parts.concat()[:total]
+        _, grads, scores = tf.while_loop(lambda i, *_: i < num_chunks, body, (tf.constant(0), grads, scores),
+                                         parallel_iterations=self.parallel_iterations)
+        return grads.concat()[:total], scores.concat()[:total]
 
     def _forward_graph(self, images):
         self.trace_counts["forward"] += 1
@@ -289,13 +291,15 @@ class AttributionEngine:
             tf.constant(np.asarray(item_weight, np.float32))).numpy()
 
     def point_gradients(self, starts: np.ndarray, ends: np.ndarray, targets: np.ndarray,
-                        item_path: np.ndarray, item_alpha: np.ndarray) -> np.ndarray:
-        """dF_t/dx at starts[p] + alpha (ends[p] - starts[p]) for each item (path p = item_path):
-        float32 (items, H, W, C). `rule: adaptive` keeps every node's gradient, so it uses this."""
+                        item_path: np.ndarray, item_alpha: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """dF_t/dx and F_t at starts[p] + alpha (ends[p] - starts[p]) for each item (path p =
+        item_path): float32 (items, H, W, C) and (items,). `rule: adaptive` keeps every node's
+        gradient and score, so it uses this."""
         starts, ends = self._check_images(starts), self._check_images(ends)
-        return self._point_gradients(
+        grads, scores = self._point_gradients(
             tf.constant(starts), tf.constant(ends), tf.constant(np.asarray(targets, np.int32)),
-            tf.constant(np.asarray(item_path, np.int32)), tf.constant(np.asarray(item_alpha, np.float32))).numpy()
+            tf.constant(np.asarray(item_path, np.int32)), tf.constant(np.asarray(item_alpha, np.float32)))
+        return grads.numpy(), scores.numpy()
 
     def score_of(self, outputs: np.ndarray, targets: np.ndarray) -> np.ndarray:
         """F for given model outputs and targets, computed like the traced score (float64)."""
@@ -582,20 +586,20 @@ class AttributionEngine:
 
 # -- adaptive steps ---------------------------------------------------------------------------------
 ADAPTIVE_RULES = ("adaptive", "trapezoid", "gauss_legendre")
-DEFAULT_VARIATION_TOLERANCE = 0.2
+DEFAULT_PIXEL_TOLERANCE = 0.08
 
 
 def adaptive_ig(engine_or_model: Union[AttributionEngine, Callable], images: np.ndarray, baselines: np.ndarray,
-                targets: Optional[np.ndarray] = None, *, tolerance: float = 0.01, max_steps: int = 256,
+                targets: Optional[np.ndarray] = None, *, tolerance: float = 0.01, max_steps: int = 128,
                 start_steps: Optional[int] = None, rule: str = "adaptive", atol: float = 1e-6,
-                variation_tolerance: float = DEFAULT_VARIATION_TOLERANCE, steps: Optional[int] = None,
+                pixel_tolerance: float = DEFAULT_PIXEL_TOLERANCE, steps: Optional[int] = None,
                 input_shape: Optional[tuple] = None, **engine_kwargs) -> MethodResult:
     """IG with `steps: auto`: refine per image until |gap| <= max(tolerance * |F(x) - F(x')|, atol).
 
     rule "adaptive" (the default; `transforms.refine`): start from 8 uniform intervals and
-    bisect, per image, the intervals where the gradient changes most, until the gap test
-    and a per-pixel error-bound test (`variation_tolerance`) both pass or the grid has
-    max_steps intervals. Every gradient is reused. With `steps` (an int; "adaptive" only),
+    bisect, per image, the intervals with the largest estimated errors (their share of the
+    completeness gap, and of the per-pixel error), until the gap test and a per-pixel error
+    test (`pixel_tolerance`) both pass or the grid has max_steps intervals. Every gradient is reused. With `steps` (an int; "adaptive" only),
     a fixed budget instead: every image ends with exactly that many intervals, placed the same way.
 
     The other rules double the steps each round, until the next doubling would pass max_steps:
@@ -644,7 +648,7 @@ def adaptive_ig(engine_or_model: Union[AttributionEngine, Callable], images: np.
         if baselines.shape[0] > 1:
             return _adaptive_over_baselines(engine, images, baselines, targets, tolerance=tolerance,
                                             max_steps=max_steps, start_steps=start_steps, rule=rule, atol=atol,
-                                            variation_tolerance=variation_tolerance, steps=steps)
+                                            pixel_tolerance=pixel_tolerance, steps=steps)
         baselines = baselines[0]
     baselines = engine._check_images(np.broadcast_to(baselines, images.shape))
     n = len(images)
@@ -659,7 +663,7 @@ def adaptive_ig(engine_or_model: Union[AttributionEngine, Callable], images: np.
         def gradients_at(idx, alphas):
             return engine.point_gradients(baselines, images, targets_, idx, alphas)
 
-        r = refined_ig(gradients_at, diffs, delta, tolerance=tolerance, variation_tolerance=variation_tolerance,
+        r = refined_ig(gradients_at, diffs, delta, tolerance=tolerance, pixel_tolerance=pixel_tolerance,
                        max_steps=max_steps, start_steps=start_steps, atol=atol, stop_early=steps is None)
         return engine._result("integrated_gradients", r["attributions"], head, score_input=score_input,
                               score_baseline=score_baseline, gradient_samples=r["gradient_samples"],
