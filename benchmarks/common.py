@@ -37,22 +37,23 @@ def quiet_tensorflow() -> None:
 _DATA: dict = {}
 
 
-def demo_dataset(n_per_class: int = 16) -> Path:
-    """A demo dataset (pipeline.demo.make_dataset, seed 0) in a temp dir; its audit split has
+def demo_dataset(n_per_class: int = 16, seed: int = 0) -> Path:
+    """A demo dataset (pipeline.demo.make_dataset) in a temp dir; its audit split has
     2 x n_per_class images."""
-    key = ("demo", n_per_class)
+    key = ("demo", n_per_class, seed)
     if key not in _DATA:
         from pipeline.demo import make_dataset
         root = Path(tempfile.mkdtemp(prefix="igaudit-bench-data-"))
-        make_dataset(root, n_per_class=n_per_class, size=DEMO_SIZE, seed=0)
+        make_dataset(root, n_per_class=n_per_class, size=DEMO_SIZE, seed=seed)
         _DATA[key] = root
     return _DATA[key]
 
 
-def bench_images(n: int, size: int = DEMO_SIZE) -> np.ndarray:
-    """n demo images (audit split, all classes in turn) as float32 [0, 1], resized to size x size."""
+def bench_images(n: int, size: int = DEMO_SIZE, seed: int = 0) -> np.ndarray:
+    """n demo images (audit split of the dataset with this seed, all classes in turn) as float32
+    [0, 1], resized to size x size."""
     from pipeline.demo import load_split
-    root = demo_dataset(max(4, (n + 1) // 2 + 1))
+    root = demo_dataset(max(4, (n + 1) // 2 + 1), seed)
     x, y, _ = load_split(root, "audit")
     order = np.argsort(np.arange(len(y)) % (len(y) // 4) * 4 + y, kind="stable")  # interleave classes
     x = x[order][:n]

@@ -75,9 +75,9 @@ def path_derivatives(model, images, baselines, targets, alphas, chunk: int) -> n
     return out
 
 
-def rules_table(model, images: np.ndarray, max_steps: dict, chunk: int, limit: int) -> dict:
-    """Per rule and step count: relative gaps of the first `limit` images with |F(x) - F(x')| >= 0.01,
-    and the samples needed per threshold."""
+def rules_table(model, images: np.ndarray, max_steps: dict, chunk: int, limit: int, rules=RULES) -> dict:
+    """Per rule (of `rules`) and step count: relative gaps of the first `limit` images with
+    |F(x) - F(x')| >= 0.01, and the samples needed per threshold."""
     import tensorflow as tf
 
     from transforms.ig import IGEngine, quadrature
@@ -92,7 +92,7 @@ def rules_table(model, images: np.ndarray, max_steps: dict, chunk: int, limit: i
     images, baselines, targets, change = images[keep], baselines[keep], targets[keep], change[keep]
     if len(images) == 0:
         raise ValueError(f"no image changes the score by {MIN_SCORE_CHANGE} or more between baseline and input")
-    plans = {rule: step_sweep(rule, max_steps[rule]) for rule in RULES}
+    plans = {rule: step_sweep(rule, max_steps[rule]) for rule in rules}
     nodes = sorted({_key(a) for rule, steps in plans.items() for m in steps for a in quadrature(rule, m)[0]})
     column = {a: j for j, a in enumerate(nodes)}
     log(f"  rules: {len(images)} images (of {n}), {len(nodes)} distinct alphas -> "
@@ -114,7 +114,7 @@ def rules_table(model, images: np.ndarray, max_steps: dict, chunk: int, limit: i
             for threshold in THRESHOLDS:
                 needed[rule, stat, threshold] = _first_staying_under(rows, stat, threshold)
     auto = {}
-    for rule in AUTO_RULES:
+    for rule in (r for r in AUTO_RULES if r in plans):
         top = max(m for m in plans[rule] if m & (m - 1) == 0)
         for threshold in THRESHOLDS:
             used, final = [], []
@@ -132,7 +132,7 @@ def rules_table(model, images: np.ndarray, max_steps: dict, chunk: int, limit: i
                                      "p95": float(np.percentile(final, 95)), "max_steps": top}
     # Cross-check: the engine's own completeness gap (sum(IG) - (F(x) - F(x'))) at 16 steps.
     check = None
-    if 16 in plans["trapezoid"]:
+    if 16 in plans.get("trapezoid", ()):
         engine = IGEngine(model, images.shape[1:], steps=16, rule="trapezoid", chunk_size=chunk)
         r = engine.attribute(images, baselines, targets)
         alphas, weights = quadrature("trapezoid", 16)
@@ -160,7 +160,22 @@ REFERENCE_STEPS = 1024   # per-pixel errors are measured against trapezoid IG at
 L1_LADDER = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 
 
-def policy_table(model, images: np.ndarray, chunk: int, limit: int, fixed: dict) -> dict:
+NEIGHBOUR_PIXEL_TOLERANCES = (0.06, 0.1)   # beside the default (transforms.methods.DEFAULT_PIXEL_TOLERANCE)
+FINE_STEP = 4   # the trapezoid's steps for a median gap under 1%, read again on this finer ladder
+
+
+def fine_window(max_steps: int, samples) -> tuple:
+    """Steps between the coarse ladder's neighbours of the trapezoid's answer (`samples` = steps + 1),
+    to scan every FINE_STEP: the median gap is not monotone in the steps, so the coarse ladder can
+    land on a lucky or unlucky count."""
+    if not samples:
+        return None
+    ladder = step_sweep("trapezoid", max_steps)
+    at = ladder.index(samples - 1)
+    return ladder[max(at - 1, 0)], ladder[min(at + 1, len(ladder) - 1)]
+
+
+def policy_table(model, images: np.ndarray, chunk: int, limit: int, fixed: dict, window=None) -> dict:
     """The default step policy (`steps: auto`, `rule: adaptive`) run for real through
     `transforms.methods.adaptive_ig`, beside the fixed rules at `fixed` {rule: gradient samples
     (from rules_table: the fewest for a median gap under 1%)}: per policy,
@@ -168,7 +183,8 @@ def policy_table(model, images: np.ndarray, chunk: int, limit: int, fixed: dict)
     relative L1 error against trapezoid IG at REFERENCE_STEPS, and wall time per image. Also the
     uniform trapezoid's per-pixel error over L1_LADDER, to read off the steps it needs for the
     adaptive policy's per-pixel error. Same images as rules_table (|F(x) - F(x')| >= 0.01, black
-    baseline, predicted class)."""
+    baseline, predicted class). With `window` (fine_window), the trapezoid's count is first read again
+    on every FINE_STEP steps in it, and that count replaces fixed["trapezoid"]."""
     import time
 
     from transforms.methods import AttributionEngine, adaptive_ig
@@ -181,6 +197,7 @@ def policy_table(model, images: np.ndarray, chunk: int, limit: int, fixed: dict)
     keep = np.flatnonzero(np.abs(change) >= MIN_SCORE_CHANGE)[:limit]
     images, baselines, targets = images[keep], baselines[keep], targets[keep]
     log(f"  policies: {len(images)} images, reference = trapezoid {REFERENCE_STEPS} steps")
+    adaptive_ig(engine, images[:2], baselines[:2], targets[:2])   # trace its gradient call before timing
     reference = engine.integrated_gradients(images, baselines, targets, rule="trapezoid",
                                             steps=REFERENCE_STEPS).attributions.reshape(len(images), -1)
     ref_norm = np.abs(reference).sum(axis=1)
@@ -197,12 +214,22 @@ def policy_table(model, images: np.ndarray, chunk: int, limit: int, fixed: dict)
                 "l1_median": float(np.median(l1)), "l1_p95": float(np.percentile(l1, 95)),
                 "ms_per_image": 1000 * seconds / len(images)}
 
+    fine = {}
+    if window:
+        for m in range(window[0], window[1] + 1, FINE_STEP):
+            r = engine.integrated_gradients(images, baselines, targets, rule="trapezoid", steps=m)
+            fine[m] = float(np.median(np.abs(r.completeness_gap) / np.abs(r.score_input - r.score_baseline)))
+        under = [m for m in sorted(fine) if all(fine[k] < 0.01 for k in fine if k >= m)]
+        fixed = dict(fixed, trapezoid=under[0] + 1 if under else None)
     rows = {}
     for threshold in THRESHOLDS:
         rows[f"adaptive|{threshold}"] = measure(lambda: adaptive_ig(engine, images, baselines, targets,
                                                                     tolerance=threshold, rule="adaptive"))
+    for pixel in NEIGHBOUR_PIXEL_TOLERANCES:
+        rows[f"adaptive, pixel_tolerance {pixel}|0.01"] = measure(lambda pixel=pixel: adaptive_ig(
+            engine, images, baselines, targets, tolerance=0.01, rule="adaptive", pixel_tolerance=pixel))
     rows["adaptive, gap test only|0.01"] = measure(lambda: adaptive_ig(
-        engine, images, baselines, targets, tolerance=0.01, rule="adaptive", variation_tolerance=1e9))
+        engine, images, baselines, targets, tolerance=0.01, rule="adaptive", pixel_tolerance=1e9))
     for rule, samples in fixed.items():
         if samples:
             steps = samples - 1 if rule in ("trapezoid", "graded_trapezoid") else samples
@@ -210,4 +237,5 @@ def policy_table(model, images: np.ndarray, chunk: int, limit: int, fixed: dict)
                 images, baselines, targets, rule=rule, steps=steps))
     ladder = {m: measure(lambda m=m: engine.integrated_gradients(images, baselines, targets, rule="trapezoid",
                                                                   steps=m))["l1_median"] for m in L1_LADDER}
-    return {"images": int(len(images)), "rows": rows, "trapezoid_l1_ladder": ladder}
+    return {"images": int(len(images)), "rows": rows, "trapezoid_l1_ladder": ladder,
+            "trapezoid_fine": fine, "trapezoid_needed": fixed.get("trapezoid")}
