@@ -120,6 +120,18 @@ def test_incremental_bookkeeping_equals_recomputing_from_scratch():
     assert np.all(np.diff(path.alphas) > 0) and len(path.alphas) == 15
 
 
+def test_the_row_buffer_never_holds_more_than_max_nodes():
+    rng = np.random.default_rng(5)
+    path = _Path(np.linspace(0, 1, 5), rng.normal(size=(5, 3)).astype(np.float32), np.zeros(5), max_nodes=9)
+    assert len(path._rows) <= 9
+    for split in (np.array([0, 3]), np.array([1, 5])):
+        path.bisect(split, rng.normal(size=(2, 3)).astype(np.float32), np.zeros(2))
+        assert len(path._rows) <= 9
+    fresh = _Path(path.alphas.copy(), path.contributions.copy(), path.scores.copy())
+    np.testing.assert_allclose(path.attribution, fresh.attribution, rtol=1e-12)
+    assert len(path.alphas) == 9
+
+
 def test_pixel_errors_on_known_integrands():
     alphas = np.array([0.0, 0.25, 0.5, 0.75, 1.0])
     every = np.arange(4)
