@@ -174,12 +174,14 @@ def section_rules(args) -> dict:
 
 def section_pipeline(args) -> dict:
     from benchmarks.pipeline_bench import Workspace, memory_flat, pipeline_vs_engine
-    n = 100 if args.quick else 400
+    # 1000 images: the pipeline's rate is (N - 1) / (T(N) - T(1)), so the run must be long against the
+    # second or so by which the startup of two runs can differ (at 400 images the ratio swung 0.70-0.92)
+    n = 100 if args.quick else 1000
     sizes = (250, 1000) if args.quick else (1000, 4000)
     ws = Workspace(n)
     try:
         log(f"pipeline vs bare engine, {n} images")
-        pipe = pipeline_vs_engine(ws, n, repeats=1 if args.quick else 2, artifacts_off=not args.quick)
+        pipe = pipeline_vs_engine(ws, n, repeats=1 if args.quick else 3, artifacts_off=not args.quick)
         log(f"memory: {sizes[0]} and {sizes[1]} images")
         memory = memory_flat(ws, sizes, steps=8)
         return {"pipeline": pipe, "memory": memory}
