@@ -38,12 +38,13 @@ least MIN_SPLITS intervals per image.
 
 The pixel test is what keeps the per-pixel error in check: stopping on the completeness
 gap alone (a sum over pixels and intervals) would stop as soon as errors of opposite sign
-cancel: on the demo CNN a 1% gap with ~25 samples, but a p95 per-pixel error of ~14%.
+cancel: on the demo CNN a 1% gap with 22-25 samples, but a p95 per-pixel error of 10-26%.
 
 What pixel_tolerance means in practice (demo CNN, against a 1024-step trapezoid reference,
-on two sets of 64 demo images the benchmark does not report, make_dataset seed 1): the
-measured per-pixel error came out at about 0.3x pixel_tolerance at the median and under
-0.45x at the 95th percentile, the same on both sets. The default, 0.08, is a judgment call
+on two sets of 64 demo images from make_dataset seed 1; benchmarks/RESULTS.md reports one of
+them beside its own seed-0 images): the measured per-pixel error came out at about 0.3x
+pixel_tolerance at the median and under 0.45x at the 95th percentile, the same on both sets
+(on the benchmark's seed-0 images: 0.29x and 0.47x). The default, 0.08, is a judgment call
 on that curve, made knowing the benchmark's 3x target (benchmarks/RESULTS.md shows the
 neighbours 0.06 and 0.1 beside it): per-pixel error median 2.3%, p95 3.4% there, for ~33
 samples, where the fixed default it replaces (trapezoid, 50 steps, 51 samples) had 3.2-3.8%
