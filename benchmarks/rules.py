@@ -164,6 +164,11 @@ NEIGHBOUR_PIXEL_TOLERANCES = (0.06, 0.1)   # beside the default (transforms.meth
 FINE_STEP = 4   # the trapezoid's steps for a median gap under 1%, read again on this finer ladder
 
 
+def relative_gap(result) -> np.ndarray:
+    """|completeness gap| / |F(x) - F(x')| per image of an engine result."""
+    return np.abs(result.completeness_gap) / np.abs(result.score_input - result.score_baseline)
+
+
 def fine_window(max_steps: int, samples) -> tuple:
     """Steps between the coarse ladder's neighbours of the trapezoid's answer (`samples` = steps + 1),
     to scan every FINE_STEP: the median gap is not monotone in the steps, so the coarse ladder can
@@ -207,7 +212,7 @@ def policy_table(model, images: np.ndarray, chunk: int, limit: int, fixed: dict,
         started = time.perf_counter()
         r = fn()
         seconds = time.perf_counter() - started
-        gap = np.abs(r.completeness_gap) / np.abs(r.score_input - r.score_baseline)
+        gap = relative_gap(r)
         l1 = np.abs(r.attributions.reshape(len(images), -1) - reference).sum(axis=1) / ref_norm
         return {"samples_mean": float(np.mean(r.gradient_samples)), "samples_max": int(np.max(r.gradient_samples)),
                 "gap_median": float(np.median(gap)), "gap_p95": float(np.percentile(gap, 95)),
@@ -218,9 +223,9 @@ def policy_table(model, images: np.ndarray, chunk: int, limit: int, fixed: dict,
     if window:
         for m in range(window[0], window[1] + 1, FINE_STEP):
             r = engine.integrated_gradients(images, baselines, targets, rule="trapezoid", steps=m)
-            fine[m] = float(np.median(np.abs(r.completeness_gap) / np.abs(r.score_input - r.score_baseline)))
-        under = [m for m in sorted(fine) if all(fine[k] < 0.01 for k in fine if k >= m)]
-        fixed = dict(fixed, trapezoid=under[0] + 1 if under else None)
+            fine[m] = float(np.median(relative_gap(r)))
+        rows = [{"samples": m + 1, "median": fine[m]} for m in sorted(fine)]
+        fixed = dict(fixed, trapezoid=_first_staying_under(rows, "median", 0.01))
     rows = {}
     for threshold in THRESHOLDS:
         rows[f"adaptive|{threshold}"] = measure(lambda: adaptive_ig(engine, images, baselines, targets,

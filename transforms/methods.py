@@ -599,8 +599,9 @@ def adaptive_ig(engine_or_model: Union[AttributionEngine, Callable], images: np.
     rule "adaptive" (the default; `transforms.refine`): start from 8 uniform intervals and
     bisect, per image, the intervals with the largest estimated errors (their share of the
     completeness gap, and of the per-pixel error), until the gap test and a per-pixel error
-    test (`pixel_tolerance`) both pass or the grid has max_steps intervals. Every gradient is reused. With `steps` (an int; "adaptive" only),
-    a fixed budget instead: every image ends with exactly that many intervals, placed the same way.
+    test (`pixel_tolerance`) both pass or the grid has max_steps intervals. Every gradient is
+    reused. With `steps` (an int; "adaptive" only), a fixed budget instead: every image ends
+    with exactly that many intervals, placed the same way.
 
     The other rules double the steps each round, until the next doubling would pass max_steps:
 

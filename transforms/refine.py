@@ -78,26 +78,23 @@ def pixel_errors(alphas: np.ndarray, row: Callable[[np.ndarray], np.ndarray], in
     j = np.asarray(intervals, np.int64)
     k = len(alphas)
     h = alphas[j + 1] - alphas[j]
-    left, right = row(j), row(j + 1)
-    slope = right - left
+    slope = row(j + 1) - row(j)
     variation = np.abs(slope)
     variation *= (h / 2).astype(np.float32)[:, None]
     slope /= h.astype(np.float32)[:, None]
     curvature = np.full(slope.shape, np.inf, np.float32)
-    for has, near in ((j >= 1, -1), (j + 2 <= k - 1, 2)):      # triples (j - 1, j, j + 1), (j, j + 1, j + 2)
+    for side in (-1, 1):                 # the neighbouring interval q: triple (j - 1, j, j + 1) or (j, j + 1, j + 2)
+        q = j + side
+        has = (q >= 0) & (q <= k - 2)
         if not has.any():
             continue
-        jj = j[has]
-        if near < 0:
-            width = alphas[jj] - alphas[jj - 1]
-            outer = (left[has] - row(jj - 1)) / width.astype(np.float32)[:, None]
-        else:
-            width = alphas[jj + 2] - alphas[jj + 1]
-            outer = (row(jj + 2) - right[has]) / width.astype(np.float32)[:, None]
-        outer -= slope[has]
-        np.abs(outer, out=outer)
-        outer /= (2 * np.minimum(width, h[has])).astype(np.float32)[:, None]
-        curvature[has] = np.minimum(curvature[has], outer)
+        qq = q[has]
+        width = alphas[qq + 1] - alphas[qq]
+        change = (row(qq + 1) - row(qq)) / width.astype(np.float32)[:, None]
+        change -= slope[has]
+        np.abs(change, out=change)
+        change /= (2 * np.minimum(width, h[has])).astype(np.float32)[:, None]
+        curvature[has] = np.minimum(curvature[has], change)
     curvature *= (h ** 3 / 2).astype(np.float32)[:, None]
     return np.minimum(variation, curvature).sum(axis=1, dtype=np.float64)
 
