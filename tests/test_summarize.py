@@ -117,6 +117,17 @@ def test_pooling_uneven_cells_are_contiguous_and_near_equal():
     assert pool_grid(first, g)[0, 0] == 1.0
 
 
+@pytest.mark.parametrize("h, w, g", [(64, 64, 16), (17, 23, 4), (31, 7, 5), (5, 9, 16), (16, 3, 4), (224, 224, 16)])
+def test_pooling_puts_each_pixel_in_the_cell_of_its_relative_position(h, w, g):
+    # the definition, one pixel at a time: pixel (r, c) belongs to cell ((r * g) // h, (c * g) // w)
+    m = np.random.default_rng(h + w + g).random((h, w))
+    expected = np.zeros((g, g))
+    for r in range(h):
+        for c in range(w):
+            expected[(r * g) // h, (c * g) // w] += m[r, c]
+    np.testing.assert_allclose(pool_grid(m, g), expected, rtol=1e-12)
+
+
 def test_summary_grid_uneven_is_normalized():
     rng = np.random.default_rng(1)
     a = rng.normal(size=(17, 23, 3))

@@ -9,10 +9,20 @@ import dataclasses
 
 import numpy as np
 
+from transforms.arraymath import channel_sum
+
 
 def pool_grid(magnitude: np.ndarray, grid: int) -> np.ndarray:
-    """Sum an H x W map into a grid x grid array of cell masses (cells of near-equal size)."""
+    """Sum an H x W map into a grid x grid array of cell masses (cells of near-equal size).
+
+    Row r falls in cell (r * grid) // h, so cell k starts at row ceil(k * h / grid); likewise columns.
+    """
     h, w = magnitude.shape
+    if h >= grid and w >= grid:   # every cell has a row and a column: two reduceat calls
+        row_starts = -((-np.arange(grid) * h) // grid)
+        col_starts = -((-np.arange(grid) * w) // grid)
+        rows_pooled = np.add.reduceat(np.asarray(magnitude, np.float64), row_starts, axis=0)
+        return np.add.reduceat(rows_pooled, col_starts, axis=1)
     rows = (np.arange(h) * grid) // h
     cols = (np.arange(w) * grid) // w
     pooled = np.zeros((grid, grid), np.float64)
@@ -42,7 +52,8 @@ class AttributionStats:
 def summarize_attribution(attribution: np.ndarray, grid: int = 16, border: float = 0.1) -> AttributionStats:
     """Statistics of an H x W x C attribution map."""
     a = np.asarray(attribution, np.float64)
-    magnitude = np.abs(a).sum(axis=-1)
+    absolute = np.abs(a)
+    magnitude = channel_sum(absolute)
     total = float(magnitude.sum())
     h, w = magnitude.shape
     if total <= 0 or not np.isfinite(total):
@@ -50,19 +61,20 @@ def summarize_attribution(attribution: np.ndarray, grid: int = 16, border: float
         return AttributionStats(np.full((grid, grid), 1.0 / cells), float(border_mask(h, w, border).mean()),
                                 0.0, 1.0, 0.5, np.full(a.shape[-1], 1.0 / a.shape[-1]), 0.0)
     pooled = pool_grid(magnitude, grid) / total
-    flat = np.sort(magnitude.ravel())[::-1]
+    flat = magnitude.ravel()
     top = max(1, int(np.ceil(0.05 * flat.size)))
+    top_mass = np.partition(flat, flat.size - top)[flat.size - top:].sum()
     nonzero = pooled[pooled > 0]
     entropy = float(-(nonzero * np.log(nonzero)).sum() / np.log(grid * grid))
-    positive = float(a[a > 0].sum())
-    negative = float(-a[a < 0].sum())
+    bh, bw = int(round(border * h)), int(round(border * w))   # the band of border_mask
+    inside = magnitude[bh:h - bh, bw:w - bw].sum()
     return AttributionStats(
         grid=pooled,
-        border_mass=float(magnitude[border_mask(h, w, border)].sum() / total),
-        concentration=float(flat[:top].sum() / total),
+        border_mass=max(total - float(inside), 0.0) / total,
+        concentration=float(top_mass / total),
         entropy=entropy,
-        positive_share=positive / (positive + negative),
-        channel_shares=np.abs(a).sum(axis=(0, 1)) / total,
+        positive_share=float(np.maximum(a, 0.0).sum()) / total,   # positive + negative mass = total
+        channel_shares=np.array([absolute[..., c].sum() for c in range(a.shape[-1])]) / total,
         abs_sum=total,
     )
 
