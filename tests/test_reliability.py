@@ -253,3 +253,13 @@ def test_background_file_writes_finish_before_the_bundle_and_failures_surface(tm
     blocked.write_text("a file where the output dir should be")
     with pytest.raises(Exception):
         run(blocked)
+
+
+def test_local_files_are_written_atomically_into_new_folders_and_replace_old_ones(tmp_path):
+    from transforms.write import write_file_atomically
+    target = tmp_path / "masks" / "deeper" / "a.png"
+    write_file_atomically(str(target), b"first")
+    assert target.read_bytes() == b"first"
+    write_file_atomically(str(target), b"second")          # a retried bundle rewrites its files
+    assert target.read_bytes() == b"second"
+    assert [p.name for p in target.parent.iterdir()] == ["a.png"]   # no temporary left behind

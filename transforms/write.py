@@ -7,6 +7,7 @@ small summary row.
 from __future__ import annotations
 
 import io
+import os
 import uuid
 from typing import Optional, Sequence
 
@@ -20,9 +21,21 @@ from transforms.summarize import box_stats, summarize_attribution
 
 
 def write_file_atomically(path: str, data: bytes) -> None:
-    """Write to a temporary name beside `path`, then rename into place (retries stay clean)."""
+    """Write to a temporary name beside `path`, then rename into place (retries stay clean).
+
+    Local paths use plain os calls (Beam's FileSystems layer costs about as much again per small
+    file); anything with a scheme (gs://, s3://, ...) goes through FileSystems.
+    """
     folder, name = path.rsplit("/", 1)
-    tmp = FileSystems.join(folder, f".{name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp_name = f".{name}.tmp-{uuid.uuid4().hex[:8]}"
+    if "://" not in path:
+        os.makedirs(folder, exist_ok=True)
+        tmp = os.path.join(folder, tmp_name)
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, path)   # atomic, and replaces a file a failed earlier attempt left
+        return
+    tmp = FileSystems.join(folder, tmp_name)
     with FileSystems.create(tmp) as f:
         f.write(data)
     if FileSystems.exists(path):
@@ -59,8 +72,9 @@ def summary_row(r: AttributionResult, class_names: Sequence[str], grid: int, bor
         "deletion_auc": r.quality.get("deletion_auc"), "insertion_auc": r.quality.get("insertion_auc"),
         "infidelity": r.quality.get("infidelity"), "in_box": in_box, "pointing_hit": pointing_hit,
         "border_mass": stats.border_mass, "concentration": stats.concentration, "entropy": stats.entropy,
-        "positive_share": stats.positive_share, "channel_shares": [float(v) for v in stats.channel_shares],
-        "grid_size": grid, "grid": [float(v) for v in stats.grid.ravel()],
+        "positive_share": stats.positive_share,
+        "channel_shares": np.asarray(stats.channel_shares, np.float64).tolist(),   # Python floats
+        "grid_size": grid, "grid": np.asarray(stats.grid, np.float64).ravel().tolist(),
         "mask_path": mask_path, "overlay_path": overlay_path,
     }
 
@@ -69,12 +83,16 @@ MAX_PENDING_WRITES = 64
 
 
 class _WriteArtifactsFn(beam.DoFn):
-    """Renders and writes each result's files on one background thread, so the PNG work of a
-    batch overlaps the attribution of the next (TensorFlow and PNG encoding both release the
-    GIL); the summary row is emitted at once. At most MAX_PENDING_WRITES results wait for the
-    thread (each holds its pixels and attribution), so memory stays bounded when writes are
-    slower than attribution (a remote bucket). finish_bundle waits for every pending file and
-    re-raises the first failure, so a bundle only commits once its files are in place."""
+    """Renders each result's files here and writes them on one background thread; the summary row
+    is emitted at once.
+
+    Rendering and PNG encoding (CPU) stay on the calling thread, between IG batches: on a
+    background thread they ran while TensorFlow computed the next batch and slowed it by more
+    than their own cost (measured: `benchmarks/pipeline_bench.py`). Writing (I/O, which releases
+    the GIL, and slow on a remote bucket) overlaps the next batch. At most MAX_PENDING_WRITES
+    results' files wait for the thread, so memory stays bounded when writes are slower than
+    attribution. finish_bundle waits for every pending file and re-raises the first failure, so a
+    bundle only commits once its files are in place."""
 
     def __init__(self, out_dir: str, class_names: Sequence[str], masks: bool, overlays: bool, raw: bool,
                  grid: int, border: float, options: render.RenderOptions, per_target_files: bool = False):
@@ -99,15 +117,24 @@ class _WriteArtifactsFn(beam.DoFn):
         """<image_id>, or <image_id>-t<target> when an image has several targets (top_k)."""
         return f"{r.image_id}-t{r.target}" if self.per_target_files else r.image_id
 
-    def _write_files(self, r: AttributionResult, mask_rel, overlay_rel) -> None:
+    def encode_files(self, r: AttributionResult, mask_rel, overlay_rel) -> list[tuple[str, bytes]]:
+        """(path, bytes) of the mask, overlay and raw array asked for."""
+        files = []
+        shown = render.shown_map(r.attribution, self.options) if mask_rel or overlay_rel else None
         if mask_rel:
-            write_file_atomically(FileSystems.join(self.out_dir, mask_rel),
-                                  render.png_bytes(render.render_mask(r.attribution, self.options)))
+            files.append((FileSystems.join(self.out_dir, mask_rel),
+                          render.png_bytes(render.render_mask(r.attribution, self.options, shown))))
         if overlay_rel:
-            write_file_atomically(FileSystems.join(self.out_dir, overlay_rel),
-                                  render.png_bytes(render.render_overlay(r.pixels, r.attribution, self.options)))
+            files.append((FileSystems.join(self.out_dir, overlay_rel),
+                          render.png_bytes(render.render_overlay(r.pixels, r.attribution, self.options, shown))))
         if self.raw:
-            write_file_atomically(FileSystems.join(self.out_dir, f"raw/{self.file_id(r)}.npy"), npy_bytes(r.attribution))
+            files.append((FileSystems.join(self.out_dir, f"raw/{self.file_id(r)}.npy"), npy_bytes(r.attribution)))
+        return files
+
+    @staticmethod
+    def _write_files(files: list[tuple[str, bytes]]) -> None:
+        for path, data in files:
+            write_file_atomically(path, data)
 
     def start_bundle(self):
         self._pending = []
@@ -115,7 +142,9 @@ class _WriteArtifactsFn(beam.DoFn):
     def process(self, r: AttributionResult):
         mask_rel = f"masks/{self.file_id(r)}.png" if self.masks else None
         overlay_rel = f"overlays/{self.file_id(r)}.png" if self.overlays else None
-        self._pending.append(self._pool.submit(self._write_files, r, mask_rel, overlay_rel))
+        files = self.encode_files(r, mask_rel, overlay_rel)
+        if files:
+            self._pending.append(self._pool.submit(self._write_files, files))
         if len(self._pending) > MAX_PENDING_WRITES:   # a slow filesystem holds back IG, not memory
             self._pending.pop(0).result()
         yield summary_row(r, self.class_names, self.grid, self.border, mask_rel, overlay_rel)
