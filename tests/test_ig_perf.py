@@ -136,3 +136,24 @@ def test_device_placement_on_cpu(model):
     placed = IGEngine(model, SHAPE, steps=4, chunk_size=4, device="/CPU:0").attribute(x, np.zeros_like(x))
     default = IGEngine(model, SHAPE, steps=4, chunk_size=4).attribute(x, np.zeros_like(x))
     np.testing.assert_allclose(placed.attributions, default.attributions, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("rule, steps", [("trapezoid", 8), ("adaptive", "auto")])
+def test_model_load_traces_so_the_first_batch_runs_warm(tiny_assets, rule, steps):
+    """IGModelHandler.load_model warms the model up: the traces happen at load (startup), and real
+    batches of other sizes and targets add none."""
+    from tests.conftest import CLASSES as NAMES, SIZE
+    from transforms.attribute import AttributionSettings, IGModelHandler
+    from transforms.models import ModelSpec
+    spec = ModelSpec(path=str(tiny_assets["model"]), input_size=(SIZE, SIZE), input_range=(0.0, 1.0), output="logits")
+    handler = IGModelHandler(spec, NAMES,
+                             AttributionSettings(rule=rule, steps=steps, chunk_size=16))
+    model = handler.load_model()
+    counts = lambda: (model.engine.trace_count, dict(model.methods.trace_counts))  # noqa: E731
+    loaded = counts()
+    assert loaded[0] + sum(loaded[1].values()) >= 1          # something was traced at load
+    rng = np.random.default_rng(0)
+    for n in (3, 5):
+        images = rng.uniform(size=(n, SIZE, SIZE, 3)).astype(np.float32)
+        model.explain(images, np.zeros((1,) + images.shape, np.float32), np.full(n, -1), [str(i) for i in range(n)])
+    assert counts() == loaded

@@ -75,3 +75,9 @@ def test_run_json_carries_the_metrics_queried_from_the_result(cli_run):
     ig = run["metrics"]["distributions"]["ig_batch_ms"]
     assert ig["count"] >= 3 and ig["sum"] >= ig["max"] >= ig["min"] >= 0
     assert run["timings"]["images_per_second"] > 0
+    clock = run["metrics"]["distributions"]["attribute_clock_ms"]   # a start and an end per batch
+    assert clock["count"] == 2 * ig["count"] and clock["max"] > clock["min"] >= 0
+    assert run["timings"]["attribution_seconds"] == pytest.approx((clock["max"] - clock["min"]) / 1000, abs=1e-3)
+    assert run["timings"]["attribution_seconds"] <= run["timings"]["pipeline_seconds"]
+    assert run["timings"]["attribution_images_per_second"] == pytest.approx(
+        12 / run["timings"]["attribution_seconds"], rel=1e-3)

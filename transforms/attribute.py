@@ -7,7 +7,9 @@ still gets gradients: the tape runs where the model lives.
 
 Metrics (namespace "igaudit"): `attributed`, `rejected_attribute`,
 `gradient_samples` (model gradient evaluations, per image x samples) and the
-`ig_batch_ms` distribution (wall time of one batch's IG call); RunInference adds
+`ig_batch_ms` distribution (wall time of one batch's IG call) and `attribute_clock_ms` (the
+milliseconds since launch at which each batch started and finished: its min and max bound the
+attribution phase, startup and wind-down excluded); RunInference adds
 its own (`num_inferences`, `load_model_latency_milli_secs`, ...) in the same
 namespace. Each worker process logs a progress line on the "igaudit" logger at
 most every IGAUDIT_PROGRESS_SECONDS (default 10) seconds.
@@ -43,6 +45,7 @@ DEFAULT_PROGRESS_SECONDS = 10.0
 # Module level: Metrics objects resolve the current bundle's container when used.
 _GRADIENT_SAMPLES = Metrics.counter("igaudit", "gradient_samples")
 _IG_BATCH_MS = Metrics.distribution("igaudit", "ig_batch_ms")
+_CLOCK_MS = Metrics.distribution("igaudit", "attribute_clock_ms")
 
 
 def progress_interval(default: float = DEFAULT_PROGRESS_SECONDS) -> float:
@@ -187,6 +190,17 @@ class IGModel:
     def num_classes(self) -> int:
         return self.classifier.num_classes
 
+    def warm_up(self) -> None:
+        """Run the configured attribution once on one grey image against black baselines, so the
+        tf.function traces happen at model load (startup) and not inside the first batch. Not for
+        expected_gradients, whose references arrive with the data."""
+        s = self.settings
+        if s.method == "expected_gradients":
+            return
+        samples = max(1, s.baseline_samples) if s.method == "integrated_gradients" else 1
+        image = np.full((1,) + self.shape, 0.5, np.float32)
+        self.explain(image, np.zeros((samples, 1) + self.shape, np.float32), np.array([-1]), ["warm-up"])
+
     def probabilities(self, images: np.ndarray) -> np.ndarray:
         return self.engine.probabilities(self.engine.forward(images))
 
@@ -256,9 +270,12 @@ class IGModelHandler(ModelHandler[DecodedImage, Any, IGModel]):
         # Read here, on the launcher, so remote workers use the launcher's setting.
         self.progress_seconds = progress_interval() if progress_seconds is None else float(progress_seconds)
         self.run_token = uuid.uuid4().hex
+        self.launched = time.time()   # on the launcher: workers report batch times relative to it
 
     def load_model(self) -> IGModel:
-        return IGModel(self.spec, self.settings)
+        model = IGModel(self.spec, self.settings)
+        model.warm_up()
+        return model
 
     def _baselines(self, batch: Sequence[DecodedImage], images: np.ndarray) -> np.ndarray:
         s = self.settings
@@ -273,6 +290,7 @@ class IGModelHandler(ModelHandler[DecodedImage, Any, IGModel]):
                       inference_args: Optional[dict] = None) -> Iterable[Any]:
         s = self.settings
         started = time.monotonic()
+        _CLOCK_MS.update(int((time.time() - self.launched) * 1000))
         images = np.stack([e.pixels for e in batch]).astype(np.float32)
         label_index = np.array([self.class_index.get(e.label, -1) if e.label is not None else -1 for e in batch])
         if s.target.kind == "predicted":
@@ -299,6 +317,7 @@ class IGModelHandler(ModelHandler[DecodedImage, Any, IGModel]):
         r = out.result
         done = time.monotonic()
         _IG_BATCH_MS.update(int(round((done - started) * 1000)))
+        _CLOCK_MS.update(int((time.time() - self.launched) * 1000))
         _GRADIENT_SAMPLES.inc(int(out.gradient_samples.sum()))
         line = progress_reporter(self.run_token).add(len(keep), started, self.progress_seconds, done)
         if line:
