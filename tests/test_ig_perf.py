@@ -77,6 +77,31 @@ def test_auto_chunk_picks_a_candidate_and_reuses_its_trace(model):
     assert engine.trace_count == 1
 
 
+@pytest.mark.parametrize("per_call, expected", [(40, {4: 40, 8: 40, 16: 40}), (20, {4: 20, 8: 20, 16: 32})])
+def test_auto_chunk_times_calls_of_the_real_size(model, monkeypatch, per_call, expected):
+    """With samples_per_call, each candidate is timed on calls of that many samples (its padding
+    and chunk overlap measured), or on two full chunks when the call is smaller than that."""
+    probed, chunk_of = {}, {}
+    original = IGEngine._run
+
+    def run(self, function, image, baseline, target, alphas, weights):
+        probed.setdefault(chunk_of[id(function)], set()).add(int(alphas.shape[0]))
+        return original(self, function, image, baseline, target, alphas, weights)
+
+    original_build = IGEngine._build_integrate
+
+    def build(self, chunk):
+        function = original_build(self, chunk)
+        chunk_of[id(function)] = chunk
+        return function
+
+    monkeypatch.setattr(IGEngine, "_run", run)
+    monkeypatch.setattr(IGEngine, "_build_integrate", build)
+    engine = IGEngine(model, SHAPE, steps=6, chunk_size="auto", chunk_candidates=(4, 8, 16),
+                      samples_per_call=per_call)
+    assert {c: probed[c] for c in engine.chunk_timings} == {c: {expected[c]} for c in engine.chunk_timings}
+
+
 def test_a_tiny_memory_budget_forces_the_smallest_candidate(model):
     engine = IGEngine(model, SHAPE, steps=4, chunk_size="auto", chunk_candidates=(16, 4, 8), memory_mb=1e-6)
     assert engine.chunk_size == 4

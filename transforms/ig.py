@@ -168,16 +168,18 @@ def choose_chunk_size(engine_or_model, input_shape: Optional[Sequence[int]] = No
     (`engine_kwargs` go to a throwaway `IGEngine`).
 
     Each candidate that fits the budget is traced, warmed up and timed on
-    calls of two full chunks. A first pass goes in increasing size and stops
+    calls of `samples_per_call` gradient samples when given and at least two
+    chunks of the candidate (so the real call's padding and the overlap of its
+    consecutive chunks are measured), else of two full chunks. A first pass goes in increasing size and stops
     at the first candidate more than 15% slower than the best so far
     (throughput against batch size rises, flattens, then falls) or once
     probing has taken `max_probe_seconds` (a big model on a CPU, where big
     chunks are slow to probe and rarely win). Then `repeats - 1` passes time
     the surviving candidates in turn, so a burst of load from other processes
     hits all of them, and each keeps its best call. With `samples_per_call`
-    (images per `attribute` call x gradient samples per image) a candidate is
-    charged for the zero-weight padding of the last chunk, which a big chunk
-    wastes on small batches.
+    (images per `attribute` call x gradient samples per image) smaller than two
+    chunks of a candidate, that candidate is charged for the zero-weight padding
+    of the last chunk, which a big chunk wastes on small batches.
 
     Memory: a candidate fits when in-flight chunks (the loop's
     `parallel_iterations`) x chunk x `estimate_sample_bytes` <= memory_mb MiB;
@@ -347,9 +349,17 @@ class IGEngine:
         inputs = {}
         probe_started = time.perf_counter()
 
+        def probe_samples(c: int) -> int:
+            # a call of the real size when it spans two chunks or more (its padding and the loop's
+            # overlap of consecutive chunks are then measured, not modelled); else two full chunks
+            return samples_per_call if samples_per_call and samples_per_call >= 2 * c else 2 * c
+
         def charge(c: int, seconds: float) -> float:
-            rate = 2 * c / seconds
-            if samples_per_call:
+            samples = probe_samples(c)
+            if samples_per_call and samples == samples_per_call:
+                return samples / seconds
+            rate = samples / seconds
+            if samples_per_call:   # a big chunk on a small call: charge the padding it would carry
                 rate *= samples_per_call / (math.ceil(samples_per_call / c) * c)
             return rate
 
@@ -363,7 +373,7 @@ class IGEngine:
             if len(timings) >= 2 and time.perf_counter() - probe_started > max_probe_seconds:
                 skipped[c] = f"not probed: probing took more than {max_probe_seconds:g} s"
                 continue
-            samples = 2 * c  # two full chunks: the loop's steady state, no padding
+            samples = probe_samples(c)
             inputs[c] = (tf.constant(np.linspace(0.0, 1.0, samples, dtype=np.float32)),
                          tf.constant(np.full(samples, 1.0 / samples, np.float32)))
             functions[c] = self._build_integrate(c)
