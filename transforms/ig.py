@@ -170,9 +170,10 @@ def choose_chunk_size(engine_or_model, input_shape: Optional[Sequence[int]] = No
     Each candidate that fits the budget is traced, warmed up and timed on
     calls of `samples_per_call` gradient samples when given and at least two
     chunks of the candidate (so the real call's padding and the overlap of its
-    consecutive chunks are measured), else of two full chunks. A first pass goes in increasing size and stops
-    at the first candidate more than 15% slower than the best so far
-    (throughput against batch size rises, flattens, then falls) or once
+    consecutive chunks are measured), else of two full chunks. A first pass
+    goes in increasing size and stops at the first candidate more than 15%
+    slower than the best so far (throughput against batch size rises,
+    flattens, then falls) or once
     probing has taken `max_probe_seconds` (a big model on a CPU, where big
     chunks are slow to probe and rarely win). Then `repeats - 1` passes time
     the surviving candidates in turn, so a burst of load from other processes
@@ -356,11 +357,9 @@ class IGEngine:
 
         def charge(c: int, seconds: float) -> float:
             samples = probe_samples(c)
-            if samples_per_call and samples == samples_per_call:
-                return samples / seconds
             rate = samples / seconds
-            if samples_per_call:   # a big chunk on a small call: charge the padding it would carry
-                rate *= samples_per_call / (math.ceil(samples_per_call / c) * c)
+            if samples_per_call and samples != samples_per_call:   # a big chunk on a small call:
+                rate *= samples_per_call / (math.ceil(samples_per_call / c) * c)   # charge its padding
             return rate
 
         def timed_call(c: int) -> float:

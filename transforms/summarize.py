@@ -30,11 +30,16 @@ def pool_grid(magnitude: np.ndarray, grid: int) -> np.ndarray:
     return pooled
 
 
+def inner_block(h: int, w: int, border: float) -> tuple[slice, slice]:
+    """The rows and columns inside the band of `border` x side on each edge."""
+    bh, bw = int(round(border * h)), int(round(border * w))
+    return slice(bh, h - bh), slice(bw, w - bw)
+
+
 def border_mask(h: int, w: int, border: float) -> np.ndarray:
     """True in the band of `border` x side on each edge."""
-    bh, bw = int(round(border * h)), int(round(border * w))
     inner = np.zeros((h, w), bool)
-    inner[bh:h - bh, bw:w - bw] = True
+    inner[inner_block(h, w, border)] = True
     return ~inner
 
 
@@ -66,8 +71,7 @@ def summarize_attribution(attribution: np.ndarray, grid: int = 16, border: float
     top_mass = np.partition(flat, flat.size - top)[flat.size - top:].sum()
     nonzero = pooled[pooled > 0]
     entropy = float(-(nonzero * np.log(nonzero)).sum() / np.log(grid * grid))
-    bh, bw = int(round(border * h)), int(round(border * w))   # the band of border_mask
-    inside = magnitude[bh:h - bh, bw:w - bw].sum()
+    inside = magnitude[inner_block(h, w, border)].sum()
     return AttributionStats(
         grid=pooled,
         border_mass=max(total - float(inside), 0.0) / total,

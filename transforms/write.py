@@ -120,7 +120,8 @@ class _WriteArtifactsFn(beam.DoFn):
     def encode_files(self, r: AttributionResult, mask_rel, overlay_rel) -> list[tuple[str, bytes]]:
         """(path, bytes) of the mask, overlay and raw array asked for."""
         files = []
-        shown = render.shown_map(r.attribution, self.options) if mask_rel or overlay_rel else None
+        # the mask's map, reused by a heat overlay (other overlays do not draw it)
+        shown = render.shown_map(r.attribution, self.options) if mask_rel else None
         if mask_rel:
             files.append((FileSystems.join(self.out_dir, mask_rel),
                           render.png_bytes(render.render_mask(r.attribution, self.options, shown))))
