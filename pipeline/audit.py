@@ -12,8 +12,11 @@ from typing import Optional
 
 from apache_beam.io.filesystems import FileSystems
 
-from pipeline.config import Config
-from pipeline.job import RunSummary, UserError, read_table, run_job
+from igaudit.pipeline.config import Config
+from igaudit.pipeline.errors import UserError
+from igaudit.pipeline.job import RunSummary, run_job
+from igaudit.pipeline.run_dir import read_table
+from igaudit.transforms.analysis.skew_rows import skew_rows
 
 EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR, EXIT_FLAGGED = 0, 1, 2, 3
 RUN_PREFIX = "run="
@@ -64,7 +67,6 @@ def compare_runs(current: str, reference: str, thresholds: Optional[dict] = None
 
     Thresholds default to the ones the current run was made with (its run.json).
     """
-    from transforms.skew import skew_rows
     for run in (current, reference):
         if not FileSystems.exists(FileSystems.join(run, "_SUCCESS")):
             raise UserError(f"'{run}' is not a complete igaudit run (no _SUCCESS): give two run output dirs")

@@ -18,7 +18,7 @@ def _import_tensorflow_quietly() -> None:
     """Import TensorFlow with stderr closed: its C++ start-up chatter (CUDA probing) ignores
     TF_CPP_MIN_LOG_LEVEL and would bury the one line a user needs. --debug keeps it."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    importlib.import_module("transforms")  # sets TF_ENABLE_ONEDNN_OPTS before TensorFlow reads it
+    importlib.import_module("igaudit.transforms")  # sets TF_ENABLE_ONEDNN_OPTS before TensorFlow reads it
     sys.stderr.flush()
     saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, 2)
@@ -89,16 +89,17 @@ def main(argv: list[str] | None = None) -> int:
     if not args.debug:
         _import_tensorflow_quietly()
 
-    from pipeline import audit
-    from pipeline.config import ConfigError, load_config
-    from pipeline.job import UserError, absolute, run_job
-    from transforms.models import ModelError
+    from igaudit.pipeline import audit
+    from igaudit.pipeline.config import ConfigError, load_config
+    from igaudit.pipeline.errors import UserError
+    from igaudit.pipeline.job import absolute, run_job
+    from igaudit.transforms.attribution.model_files import ModelError
     reference = None
     try:
         if args.command == "compare":
             return _compare(args)
         if args.command == "demo":
-            from pipeline.demo import ensure_demo
+            from igaudit.pipeline.demo import ensure_demo
             ensure_demo()
         cfg = load_config(args.config, args.overrides)
         if args.command == "audit":
@@ -140,8 +141,8 @@ def _compare(args) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipeline.audit import compare_runs, exit_code_for
-    from transforms.records import skew_schema
+    from igaudit.pipeline.audit import compare_runs, exit_code_for
+    from igaudit.transforms.records import skew_schema
     rows = compare_runs(args.run, args.reference)
     flagged = [r for r in rows if r["flagged"]]
     for r in flagged:

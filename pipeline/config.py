@@ -1,27 +1,49 @@
-"""The config schema: YAML (safe-loaded), `--set key=value` overrides, validation.
+"""The config schema: the one declaration of every option, its default and its allowed values.
 
-Every problem a user can cause ends in one `ConfigError` whose message names
-the field and what would be accepted.
+Each section is a frozen dataclass; each field carries its default and its check (which
+cleans the value, e.g. a YAML list into a tuple, or raises ValueError saying what would be
+accepted). The checks run whenever a section is built, from YAML or in code, so a section
+object is always valid. The engines receive these section objects as they are (no copy into
+a second settings type). Allowed values come from the modules that implement them
+(`transforms.attribution.registry`, `transforms.imaging.render` ...), all importable without
+TensorFlow, so parsing a config never imports it.
+
+Why dataclasses and not pydantic: they come with Python, pickle as they are for Beam's
+workers, and a field's check sits beside its default; pydantic would add a dependency with
+its own version constraints next to Beam's and TensorFlow's for no feature used here.
+
+YAML is read with a safe loader; every problem a user can cause ends in one `ConfigError`
+whose message names the field and what would be accepted.
 """
 from __future__ import annotations
 
 import dataclasses
 import math
+import os
 from pathlib import Path
 from typing import Any, Callable, Optional
 
 import yaml
 
-from transforms.ig import OUTPUTS, RULES, SCORES
-from transforms.methods import ADAPTIVE_RULES as AUTO_RULES  # the rules steps: auto can refine
-from transforms.methods import METHODS
-
-# `adaptive` refines each image's grid (transforms.refine); the others are fixed quadrature rules.
-RULE_CHOICES = ("adaptive",) + RULES
+from igaudit.transforms.analysis.skew_rows import resolve_thresholds
+from igaudit.transforms.attribution.choices import (AUTO_RULES, BASELINE_KINDS, FORMATS, METHODS, OUTPUTS,
+                                                    RULE_CHOICES, SCORES, SMOOTHINGS)
+from igaudit.transforms.attribution.quality import RANKINGS
+from igaudit.transforms.imaging.colormaps import CMAP_CHOICES, DIVERGING, resolve_cmap
+from igaudit.transforms.imaging.decode import DEFAULT_MAX_PIXELS, RESIZE_MODES
+from igaudit.transforms.imaging.render import OVERLAYS, POLARITIES
 
 
 class ConfigError(Exception):
     """A bad config: the message names the field and the fix."""
+
+
+class FieldError(ValueError):
+    """A field's value failed its check: which field, the value, and what is expected."""
+
+    def __init__(self, field: str, value: Any, expected: str):
+        super().__init__(f"{field}: {expected}; got {value!r}")
+        self.field, self.value, self.expected = field, value, expected
 
 
 # -- field checkers: each returns the cleaned value or raises ValueError(what is expected)
@@ -61,8 +83,24 @@ def _str(v):
     return v
 
 
-def _opt_str(v):
-    return None if v is None else _str(v)
+def _path(v):
+    """A path or URL as text (a pathlib.Path given in code is taken as its text)."""
+    return _str(os.fspath(v) if isinstance(v, os.PathLike) else v)
+
+
+def _opt(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    return lambda v: None if v is None else check(v)
+
+
+def _or_auto(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def wrapped(v):
+        if v == "auto":
+            return v
+        try:
+            return check(v)
+        except ValueError as e:
+            raise ValueError(f"{e}, or auto") from None
+    return wrapped
 
 
 def _pair(kind: type, positive: bool = False) -> Callable[[Any], tuple]:
@@ -87,24 +125,6 @@ def _range_pair(v):
     return (lo, hi)
 
 
-BASELINE_KINDS = ("black", "white", "uniform", "gaussian", "blur", "mean")
-
-
-def _or_auto(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    def wrapped(v):
-        if v == "auto":
-            return v
-        try:
-            return check(v)
-        except ValueError as e:
-            raise ValueError(f"{e}, or auto") from None
-    return wrapped
-
-
-def _opt(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    return lambda v: None if v is None else check(v)
-
-
 def _baseline(v):
     """A baseline kind, or the path of a baseline image (checked when the run starts)."""
     if not isinstance(v, str) or not v:
@@ -119,35 +139,70 @@ def _target(v):
     return v
 
 
+def _thresholds(v):
+    if v is None:
+        return {}
+    if not isinstance(v, dict):
+        raise ValueError("expected a mapping of threshold names to numbers")
+    resolve_thresholds(v)  # raises ValueError naming the bad threshold
+    return dict(v)
+
+
+def _colour(v):
+    if (not isinstance(v, (list, tuple)) or len(v) != 3
+            or not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in v)):
+        raise ValueError("expected three integers in [0, 255], like [0, 255, 0]")
+    return tuple(v)
+
+
 def _field(default, check):
     return dataclasses.field(default=default, metadata={"check": check})
 
 
-@dataclasses.dataclass(frozen=True)
-class InputConfig:
-    pattern: Optional[str] = _field(None, _opt_str)
-    manifest: Optional[str] = _field(None, _opt_str)
-    max_pixels: int = _field(64_000_000, _int(1))
+class _Section:
+    """Runs every field's check when a section is built (and `_validate`, for checks across fields)."""
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            check = f.metadata.get("check")
+            if check is None:
+                continue
+            value = getattr(self, f.name)
+            try:
+                object.__setattr__(self, f.name, check(value))
+            except ValueError as e:
+                raise FieldError(f.name, value, str(e)) from None
+        self._validate()
+
+    def _validate(self) -> None:
+        pass
 
 
 @dataclasses.dataclass(frozen=True)
-class ModelConfig:
-    path: str = _field("models/demo.keras", _str)
+class InputConfig(_Section):
+    pattern: Optional[str] = _field(None, _opt(_path))
+    manifest: Optional[str] = _field(None, _opt(_path))
+    max_pixels: int = _field(DEFAULT_MAX_PIXELS, _int(1))
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig(_Section):
+    path: str = _field("models/demo.keras", _path)
     input_size: tuple = _field((64, 64), _pair(int, positive=True))
     input_range: tuple = _field((0.0, 1.0), _range_pair)
     output: str = _field("logits", _choice(*OUTPUTS))
-    class_names: Optional[str] = _field(None, _opt_str)
-    resize: str = _field("pad", _choice("pad", "crop", "stretch"))
-    format: str = _field("auto", _choice("auto", "keras", "saved_model", "hub"))
+    class_names: Optional[str] = _field(None, _opt(_path))
+    resize: str = _field("pad", _choice(*RESIZE_MODES))
+    format: str = _field("auto", _choice(*FORMATS))
     signature: str = _field("serving_default", _str)
     share_across_processes: bool = _field(False, _bool)
     mixed_precision: bool = _field(False, _bool)
 
 
 @dataclasses.dataclass(frozen=True)
-class AttributionConfig:
+class AttributionConfig(_Section):
     method: str = _field("integrated_gradients", _choice(*METHODS))
-    # With smoothing, unset steps / rule default to 50 / trapezoid instead (from_dict).
+    # With smoothing, unset steps / rule default to 50 / trapezoid instead (`from_dict`).
     steps: Any = _field("auto", _or_auto(_int(1)))
     tolerance: float = _field(0.01, _float(1e-6, 1.0))
     pixel_tolerance: float = _field(0.08, _float(1e-6, 1e3))
@@ -161,10 +216,10 @@ class AttributionConfig:
     target: Any = _field("predicted", _target)
     k: int = _field(1, _int(1))
     score: str = _field("probability", _choice(*SCORES))
-    smoothing: str = _field("none", _choice("none", "smoothgrad", "smoothgrad_sq", "vargrad"))
+    smoothing: str = _field("none", _choice(*SMOOTHINGS))
     samples: int = _field(25, _int(1))
     stdev: float = _field(0.15, _float(0.0, 10.0))
-    layer: Optional[str] = _field(None, _opt_str)
+    layer: Optional[str] = _field(None, _opt(_str))
     window: int = _field(8, _int(1))
     stride: int = _field(4, _int(1))
     fill: float = _field(0.0, _float(-1e6, 1e6))
@@ -175,38 +230,68 @@ class AttributionConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class QualityConfig:
+class QualityConfig(_Section):
     enabled: bool = _field(False, _bool)
     steps: int = _field(20, _int(2))
-    ranking: str = _field("positive", _choice("positive", "absolute"))
+    ranking: str = _field("positive", _choice(*RANKINGS))
     infidelity_samples: int = _field(10, _int(1))
     infidelity_stdev: float = _field(0.1, _float(1e-6, 10.0))
 
 
 @dataclasses.dataclass(frozen=True)
-class OutputConfig:
-    dir: str = _field("out/demo", _str)
+class OutputConfig(_Section):
+    dir: str = _field("out/demo", _path)
     masks: bool = _field(True, _bool)
     overlays: bool = _field(True, _bool)
     raw: bool = _field(False, _bool)
 
 
-def _thresholds(v):
-    from transforms.skew import resolve_thresholds
-    if v is None:
-        return {}
-    if not isinstance(v, dict):
-        raise ValueError("expected a mapping of threshold names to numbers")
-    resolve_thresholds(v)  # raises ValueError naming the bad threshold
-    return dict(v)
+@dataclasses.dataclass(frozen=True)
+class AnalysisConfig(_Section):
+    grid: int = _field(16, _int(2))
+    border: float = _field(0.1, _float(0.0, 0.5))
+    reference: Optional[str] = _field(None, _opt(_path))   # an earlier run's output dir to compare against
+    thresholds: dict = dataclasses.field(default_factory=dict, metadata={"check": _thresholds})
 
 
 @dataclasses.dataclass(frozen=True)
-class AnalysisConfig:
-    grid: int = _field(16, _int(2))
-    border: float = _field(0.1, _float(0.0, 0.5))
-    reference: Optional[str] = _field(None, _opt_str)   # an earlier run's output dir to compare against
-    thresholds: dict = dataclasses.field(default_factory=dict, metadata={"check": _thresholds})
+class RenderConfig(_Section):
+    """How an attribution map becomes a mask and an overlay. Defaults: the TensorFlow IG tutorial's look.
+
+    polarity      absolute: sum over channels of |a|; positive: sum of max(a, 0); negative: sum of
+                  max(-a, 0) (so positive + negative = absolute); both: the signed sum of a, shown with
+                  a diverging colour map (negative one colour, positive the other, zero neutral).
+    clip_upper    percentile of the map's magnitude that maps to full intensity (larger values saturate).
+    clip_lower    percentile below which the map shows as zero; the range between the two percentiles
+                  is stretched linearly. 0 means no floor: zero attribution is zero intensity.
+    cmap          inferno | viridis (sequential) | pink_green | red_green (diverging) | auto (inferno,
+                  or pink_green for polarity both). A diverging map with a one-signed polarity uses its
+                  half from neutral to the positive colour (negative polarity: the negative colour).
+    overlay       heat: colour map blended over the image; heat_gray: the same over a grayscale copy;
+                  masked: image pixels kept where attribution is in the top `masked_keep` fraction,
+                  black elsewhere; outlines: borders of the largest `outline_regions` regions of the
+                  top `outline_top` fraction (after a 3x3 opening and closing), drawn over the image.
+    image_weight  weight of the image in the heat blends (heat weight is 1 - image_weight).
+    """
+    polarity: str = _field("absolute", _choice(*POLARITIES))
+    clip_upper: float = _field(99.0, _float(0.0, 100.0))
+    clip_lower: float = _field(0.0, _float(0.0, 100.0))
+    cmap: str = _field("auto", _choice(*CMAP_CHOICES))
+    overlay: str = _field("heat", _choice(*OVERLAYS))
+    image_weight: float = _field(0.4, _float(0.0, 1.0))
+    masked_keep: float = _field(0.2, _float(0.0, 1.0))
+    outline_top: float = _field(0.1, _float(0.0, 1.0))
+    outline_regions: int = _field(3, _int(1))
+    outline_color: tuple = _field((0, 255, 0), _colour)
+    outline_width: int = _field(1, _int(1))
+
+    def _validate(self) -> None:
+        if self.polarity == "both" and resolve_cmap(self.cmap, self.polarity) not in DIVERGING:
+            raise FieldError("cmap", self.cmap, f"polarity 'both' needs a diverging colour map "
+                                                f"({', '.join(DIVERGING)})")
+        if not self.clip_lower < self.clip_upper:
+            raise FieldError("clip_lower", self.clip_lower, f"clip_lower and clip_upper must satisfy "
+                                                            f"clip_lower < clip_upper ({self.clip_upper!r})")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -217,20 +302,15 @@ class Config:
     output: OutputConfig = dataclasses.field(default_factory=OutputConfig)
     analysis: AnalysisConfig = dataclasses.field(default_factory=AnalysisConfig)
     quality: QualityConfig = dataclasses.field(default_factory=QualityConfig)
-    render: dict = dataclasses.field(default_factory=dict)  # transforms.render.RenderOptions fields
+    render: RenderConfig = dataclasses.field(default_factory=RenderConfig)
     beam: dict = dataclasses.field(default_factory=dict)   # extra Beam pipeline options
-
-    def render_options(self):
-        from transforms.render import RenderOptions
-        return RenderOptions(**self.render)
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
 
 
+_SECTION_TYPES = {f.name: f.default_factory for f in dataclasses.fields(Config) if f.name != "beam"}
 _SECTIONS = [f.name for f in dataclasses.fields(Config)]
-_SECTION_TYPES = {"input": InputConfig, "model": ModelConfig, "attribution": AttributionConfig,
-                  "output": OutputConfig, "analysis": AnalysisConfig, "quality": QualityConfig}
 
 
 def _build_section(name: str, cls, raw: Any):
@@ -238,38 +318,17 @@ def _build_section(name: str, cls, raw: Any):
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError(f"config section '{name}' must be a mapping of keys to values")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    values = {}
-    for key, value in raw.items():
-        if key not in fields:
-            raise ConfigError(f"unknown config key '{name}.{key}'; known keys in '{name}': "
-                              f"{', '.join(fields)}")
-        try:
-            values[key] = fields[key].metadata["check"](value)
-        except ValueError as e:
-            raise ConfigError(f"bad value for '{name}.{key}': {value!r} ({e})") from None
-    return cls(**values)
-
-
-def _render_section(raw: Any) -> dict:
-    """The `render:` mapping, checked by building RenderOptions from it."""
-    from transforms.render import RenderOptions
-    if raw is None:
-        return {}
-    if not isinstance(raw, dict):
-        raise ConfigError("config section 'render' must be a mapping of keys to values")
-    known = [f.name for f in dataclasses.fields(RenderOptions)]
+    fields = [f.name for f in dataclasses.fields(cls)]
     for key in raw:
-        if key not in known:
-            raise ConfigError(f"unknown config key 'render.{key}'; known keys in 'render': {', '.join(known)}")
+        if key not in fields:
+            raise ConfigError(f"unknown config key '{name}.{key}'; known keys in '{name}': {', '.join(fields)}")
     try:
-        RenderOptions(**raw)
-    except (ValueError, TypeError) as e:
-        raise ConfigError(f"bad value in 'render': {e}") from None
-    return dict(raw)
+        return cls(**raw)
+    except FieldError as e:
+        raise ConfigError(f"bad value for '{name}.{e.field}': {e.value!r} ({e.expected})") from None
 
 
-def _resolve_steps(a: "AttributionConfig", given: dict) -> "AttributionConfig":
+def _resolve_steps(a: AttributionConfig, given: dict) -> AttributionConfig:
     """Default step policy: `steps: auto, rule: adaptive` (benchmarks/RESULTS.md, "Rules"), except
     with smoothing, which averages IG over noisy copies on one fixed grid: unset steps / rule
     are then 50 / trapezoid. `given`: the attribution keys the config sets."""
@@ -301,7 +360,7 @@ def from_dict(raw: Any) -> Config:
     if not isinstance(beam_options, dict):
         raise ConfigError("config section 'beam' must be a mapping of Beam pipeline option names to values")
     sections["attribution"] = _resolve_steps(sections["attribution"], raw.get("attribution") or {})
-    cfg = Config(beam=dict(beam_options), render=_render_section(raw.get("render")), **sections)
+    cfg = Config(beam=dict(beam_options), **sections)
     if bool(cfg.input.pattern) == bool(cfg.input.manifest):
         raise ConfigError("set exactly one of 'input.pattern' (a glob like data/train/*/*.png) "
                           "or 'input.manifest' (a CSV/JSONL/Parquet file with columns uri,label)")

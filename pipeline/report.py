@@ -11,8 +11,9 @@ import html
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.render import grid_heatmap_png
-from transforms.skew import DATASET_METRICS, class_skew_scores
+from igaudit.pipeline.run_dir import read_images_table, read_table
+from igaudit.transforms.analysis.skew_rows import DATASET_METRICS, class_skew_scores
+from igaudit.transforms.imaging.render import grid_heatmap_png
 
 _STYLE = """
 body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}
@@ -52,7 +53,6 @@ def _histogram(values: np.ndarray, bins: int = 10) -> str:
 
 def render_report(out_dir: str, run_info: dict) -> str:
     """The report's HTML text."""
-    from pipeline.job import read_images_table, read_table
     images = read_images_table(out_dir, columns=["image_id", "overlay_path", "relative_gap"]).to_pylist()
     classes = read_table(FileSystems.join(out_dir, "classes.parquet")).to_pylist()
     rejected = read_table(FileSystems.join(out_dir, "rejected.parquet")).to_pylist()

@@ -3,7 +3,7 @@ import importlib
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-importlib.import_module("transforms")  # before TensorFlow: tests run with igaudit's oneDNN setting
+importlib.import_module("igaudit.transforms")  # before TensorFlow: tests run with igaudit's oneDNN setting
 
 from pathlib import Path  # noqa: E402
 

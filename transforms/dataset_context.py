@@ -13,7 +13,7 @@ import hashlib
 import apache_beam as beam
 import numpy as np
 
-from transforms.records import DecodedImage
+from igaudit.transforms.records import DecodedImage
 
 
 class MeanImageFn(beam.CombineFn):

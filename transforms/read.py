@@ -14,7 +14,7 @@ import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 
-from transforms.records import ImageBytes, ImageFile, Rejected, make_image_id
+from igaudit.transforms.records import ImageBytes, ImageFile, Rejected, make_image_id
 
 # fullmatch, not match + "$": "$" also matches before a trailing newline, so "abc\n" would pass.
 _SAFE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")

@@ -28,11 +28,6 @@ def make_image_id(key: str) -> str:
     return f"{stem}-{digest}"
 
 
-def seed_from_id(image_id: str) -> int:
-    """A 32-bit seed derived from the image id, so random draws repeat across reruns."""
-    return int.from_bytes(hashlib.sha256(image_id.encode("utf-8")).digest()[:4], "little")
-
-
 @dataclasses.dataclass(frozen=True)
 class ImageFile:
     """A matched input: where it is and what label it carries (no bytes yet)."""

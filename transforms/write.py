@@ -15,9 +15,10 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from transforms import render
-from transforms.records import AttributionResult, REJECTED_SCHEMA, classes_schema, images_schema, skew_schema
-from transforms.summarize import box_stats, summarize_attribution
+from igaudit.transforms.imaging import render
+from igaudit.transforms.imaging.png import png_bytes
+from igaudit.transforms.records import AttributionResult, REJECTED_SCHEMA, classes_schema, images_schema, skew_schema
+from igaudit.transforms.analysis.summarize import box_stats, summarize_attribution
 
 
 def write_file_atomically(path: str, data: bytes) -> None:
@@ -94,14 +95,14 @@ class _WriteArtifactsFn(beam.DoFn):
     attribution. finish_bundle waits for every pending file and re-raises the first failure, so a
     bundle only commits once its files are in place."""
 
-    def __init__(self, out_dir: str, class_names: Sequence[str], masks: bool, overlays: bool, raw: bool,
-                 grid: int, border: float, options: render.RenderOptions, per_target_files: bool = False):
+    def __init__(self, out_dir: str, class_names: Sequence[str], output, analysis, options,
+                 per_target_files: bool):
         self.out_dir = out_dir
         self.per_target_files = per_target_files
         self.options = options
         self.class_names = list(class_names)
-        self.masks, self.overlays, self.raw = masks, overlays, raw
-        self.grid, self.border = grid, border
+        self.masks, self.overlays, self.raw = output.masks, output.overlays, output.raw
+        self.grid, self.border = analysis.grid, analysis.border
         self._pool = None
         self._pending = []
 
@@ -124,10 +125,10 @@ class _WriteArtifactsFn(beam.DoFn):
         shown = render.shown_map(r.attribution, self.options) if mask_rel else None
         if mask_rel:
             files.append((FileSystems.join(self.out_dir, mask_rel),
-                          render.png_bytes(render.render_mask(r.attribution, self.options, shown))))
+                          png_bytes(render.render_mask(r.attribution, self.options, shown))))
         if overlay_rel:
             files.append((FileSystems.join(self.out_dir, overlay_rel),
-                          render.png_bytes(render.render_overlay(r.pixels, r.attribution, self.options, shown))))
+                          png_bytes(render.render_overlay(r.pixels, r.attribution, self.options, shown))))
         if self.raw:
             files.append((FileSystems.join(self.out_dir, f"raw/{self.file_id(r)}.npy"), npy_bytes(r.attribution)))
         return files
@@ -157,14 +158,16 @@ class _WriteArtifactsFn(beam.DoFn):
 
 
 class WriteArtifacts(beam.PTransform):
-    """PCollection[AttributionResult] -> PCollection[dict] (images.parquet rows); writes masks/overlays/raw."""
+    """PCollection[AttributionResult] -> PCollection[dict] (images.parquet rows); writes masks/overlays/raw.
 
-    def __init__(self, out_dir: str, class_names: Sequence[str], *, masks: bool = True, overlays: bool = True,
-                 raw: bool = False, grid: int = 16, border: float = 0.1,
-                 options: render.RenderOptions = render.DEFAULT_OPTIONS, per_target_files: bool = False):
+    output, analysis, options: the config's `output`, `analysis` and `render` sections.
+    per_target_files: name files <image_id>-t<target> (several targets per image).
+    """
+
+    def __init__(self, out_dir: str, class_names: Sequence[str], *, output, analysis, options,
+                 per_target_files: bool = False):
         super().__init__()
-        self.fn = _WriteArtifactsFn(out_dir, class_names, masks, overlays, raw, grid, border, options,
-                                    per_target_files)
+        self.fn = _WriteArtifactsFn(out_dir, class_names, output, analysis, options, per_target_files)
 
     def expand(self, results):
         return results | "WriteArtifacts" >> beam.ParDo(self.fn)

@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> int:
     config = argparse.ArgumentParser(add_help=False)
     config.add_argument("--config", required=True)
     known, _ = config.parse_known_args(argv)
-    from pipeline.cli import main as igaudit
+    from igaudit.pipeline.cli import main as igaudit
     return igaudit(cli_args(argv, fetch_config(known.config)))
 
 

@@ -1,0 +1,134 @@
+"""Everything a user can get wrong, checked before any work starts: inputs, classes, model, settings.
+
+Each problem ends in a `UserError` naming the thing and the fix.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import numpy as np
+from apache_beam.io.filesystems import FileSystems
+
+from igaudit.pipeline.config import Config
+from igaudit.pipeline.errors import UserError
+from igaudit.pipeline.run_dir import read_table
+from igaudit.transforms.attribution.choices import BASELINE_KINDS
+from igaudit.transforms.attribution.targets import TargetSpec, parse_target
+from igaudit.transforms.read import label_from_uri, match_files, read_manifest
+from igaudit.transforms.records import ImageFile
+
+
+def find_inputs(cfg: Config) -> tuple[list[ImageFile], Optional[list[ImageFile]]]:
+    """(all inputs, the manifest's rows or None). Raises UserError when nothing matches."""
+    if cfg.input.manifest:
+        try:
+            files = read_manifest(cfg.input.manifest)
+        except FileNotFoundError:
+            raise UserError(f"input.manifest '{cfg.input.manifest}' not found: point it at a CSV, JSONL or "
+                            f"Parquet file with columns uri,label") from None
+        except (OSError, ValueError) as e:
+            raise UserError(f"input.manifest '{cfg.input.manifest}' cannot be read: {e}") from None
+        if not files:
+            raise UserError(f"input.manifest '{cfg.input.manifest}' has no rows")
+        return files, files
+    try:
+        uris = match_files(cfg.input.pattern)
+    except Exception as e:  # a filesystem that cannot be listed (bad bucket, missing plugin)
+        raise UserError(f"input.pattern '{cfg.input.pattern}' cannot be listed ({type(e).__name__}: {e})") from None
+    if not uris:
+        raise UserError(f"input.pattern '{cfg.input.pattern}' matches no files: check the glob (label = parent "
+                        f"folder, e.g. data/train/*/*.png); for the demo run `igaudit demo`")
+    return [ImageFile(u, label_from_uri(u), "") for u in uris], None
+
+
+def resolve_class_names(cfg: Config, files: list[ImageFile]) -> list[str]:
+    if cfg.model.class_names:
+        try:
+            with FileSystems.open(cfg.model.class_names) as f:
+                names = [line.strip() for line in f.read().decode("utf-8").splitlines() if line.strip()]
+        except Exception:
+            raise UserError(f"model.class_names '{cfg.model.class_names}' cannot be read: give a text file with "
+                            f"one class name per model output, or leave it null to use the sorted labels") from None
+        if not names:
+            raise UserError(f"model.class_names '{cfg.model.class_names}' is empty")
+        return names
+    return sorted({f.label for f in files if f.label is not None})
+
+
+def check_model(cfg: Config, class_names: list[str]) -> int:
+    """Load the model once here so a missing or mismatched model stops the run before any work."""
+    from igaudit.transforms.attribution.models import ModelError, enable_gpu_memory_growth, load_classifier
+    enable_gpu_memory_growth()  # before the first TF op; an in-process run's workers share this process
+    try:
+        classifier = load_classifier(cfg.model)
+    except ModelError as e:
+        raise UserError(str(e)) from None
+    n = classifier.num_classes
+    if cfg.model.class_names is None and n != len(class_names):
+        raise UserError(f"the model has {n} outputs but the input has {len(class_names)} labels "
+                        f"({', '.join(class_names[:8])}{'...' if len(class_names) > 8 else ''}): set "
+                        f"model.class_names to a file with one name per output")
+    if cfg.model.class_names is not None and n != len(class_names):
+        raise UserError(f"model.class_names '{cfg.model.class_names}' lists {len(class_names)} names but the "
+                        f"model has {n} outputs")
+    return n
+
+
+def resolve_attribution(cfg: Config, class_names: list[str]) -> tuple[TargetSpec, Optional[np.ndarray]]:
+    """`attribution.target` checked against the model's classes, and the baseline image decoded when
+    `attribution.baseline` is a path."""
+    from igaudit.transforms.imaging.decode import DecodeError, decode_image
+    a = cfg.attribution
+    baseline_image = None
+    if a.baseline not in BASELINE_KINDS:
+        try:
+            with FileSystems.open(a.baseline) as f:
+                baseline_image = decode_image(f.read(), tuple(cfg.model.input_size), cfg.model.resize)
+        except (OSError, DecodeError) as e:
+            raise UserError(f"attribution.baseline '{a.baseline}' is neither one of {', '.join(BASELINE_KINDS)} "
+                            f"nor a readable image ({e})") from None
+    if a.method == "grad_cam" and cfg.model.format not in ("auto", "keras") or (
+            a.method == "grad_cam" and not cfg.model.path.endswith((".keras", ".h5"))):
+        raise UserError("attribution.method grad_cam needs a Keras model (model.path ending in .keras): "
+                        "SavedModel and TF-Hub models have no layers to take activations from")
+    try:
+        target = parse_target(a.target, class_names, k=a.k, num_classes=len(class_names))
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    return target, baseline_image
+
+
+def read_reference_classes(reference: Optional[str]) -> Optional[list[dict]]:
+    """The class rows of an earlier, complete run (its _SUCCESS must exist)."""
+    if not reference:
+        return None
+    if not FileSystems.exists(FileSystems.join(reference, "_SUCCESS")):
+        raise UserError(f"analysis.reference '{reference}' is not a complete igaudit run (no _SUCCESS): point it "
+                        f"at an earlier run's output dir, or set it to null")
+    try:
+        return read_table(FileSystems.join(reference, "classes.parquet")).to_pylist()
+    except Exception as e:
+        raise UserError(f"analysis.reference '{reference}': classes.parquet cannot be read ({e})") from None
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Plan:
+    """What the checks found, for the run to use: inputs, classes, the resolved target and baseline image,
+    the reference run's class rows."""
+    files: list
+    manifest_files: Optional[list]
+    class_names: list
+    target: TargetSpec
+    baseline_image: Optional[np.ndarray]
+    reference_classes: Optional[list]
+
+
+def check(cfg: Config) -> Plan:
+    """Every check that can fail before any work, in the order a user would fix them."""
+    files, manifest_files = find_inputs(cfg)
+    class_names = resolve_class_names(cfg, files)
+    check_model(cfg, class_names)
+    target, baseline_image = resolve_attribution(cfg, class_names)
+    reference = read_reference_classes(cfg.analysis.reference)
+    return Plan(files, manifest_files, class_names, target, baseline_image, reference)

@@ -1,0 +1,174 @@
+"""pipeline/job.py end to end on the local runner: every output in the contract, counts that reconcile, object
+boxes from a manifest."""
+import csv
+import json
+
+import numpy as np
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from igaudit.pipeline.config import ConfigError, from_dict
+from igaudit.pipeline.errors import UserError
+from igaudit.pipeline.job import run_job
+from igaudit.pipeline.run_dir import read_images_table
+from tests.conftest import CLASSES, SIZE, tiny_config
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tiny_assets, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "out"
+    cfg = from_dict(tiny_config(tiny_assets, out, output={"raw": True}))
+    summary = run_job(cfg)
+    return {"out": out, "summary": summary, "assets": tiny_assets, "cfg": cfg}
+
+
+@pytest.mark.slow
+def test_every_output_in_the_contract_exists(tiny_run):
+    out = tiny_run["out"]
+    for name in ("classes.parquet", "skew.parquet", "rejected.parquet", "report.html", "run.json", "_SUCCESS"):
+        assert (out / name).is_file(), name
+    assert list((out / "images").glob("*.parquet"))
+
+
+@pytest.mark.slow
+def test_counts_reconcile_and_rows_match_files(tiny_run):
+    assets, out = tiny_run["assets"], tiny_run["out"]
+    images = read_images_table(str(out)).to_pylist()
+    rejected = pq.read_table(out / "rejected.parquet").to_pylist()
+    files = sorted(str(p) for p in assets["data"].glob("*/*"))
+    assert len(images) == assets["good"] and len(rejected) == assets["bad"]
+    assert sorted([r["uri"] for r in images] + [r["uri"] for r in rejected]) == files
+    assert len({r["image_id"] for r in images}) == len(images)
+    run = json.loads((out / "run.json").read_text())
+    assert run["counts"] == {"matched": len(files), "attributed": len(images), "rejected": len(rejected)}
+    assert run["status"] == "ok"
+    assert {r["stage"] for r in rejected} == {"decode"} and all(r["reason"] for r in rejected)
+    for r in images:
+        assert r["label"] == r["uri"].split("/")[-2]
+        assert r["steps"] == 8 and r["rule"] == "trapezoid"
+        assert len(r["grid"]) == 16 and np.isclose(sum(r["grid"]), 1.0)
+        assert np.isclose(r["completeness_gap"], r["attribution_sum"] - (r["score_input"] - r["score_baseline"]))
+        assert r["predicted_name"] in CLASSES and r["target"] == r["predicted"]
+
+
+@pytest.mark.slow
+def test_masks_overlays_raw_are_model_sized(tiny_run):
+    out = tiny_run["out"]
+    images = read_images_table(str(out)).to_pylist()
+    for r in images:
+        mask = Image.open(out / "masks" / f"{r['image_id']}.png")
+        assert mask.size == (SIZE, SIZE) and mask.mode == "L"
+        overlay = Image.open(out / "overlays" / f"{r['image_id']}.png")
+        assert overlay.size == (SIZE, SIZE) and overlay.mode == "RGB"
+        raw = np.load(out / "raw" / f"{r['image_id']}.npy")
+        assert raw.shape == (SIZE, SIZE, 3) and raw.dtype == np.float32
+        # the raw array is the attribution the row summarises
+        assert np.isclose(raw.sum(dtype=np.float64), r["attribution_sum"], rtol=1e-4, atol=1e-6)
+        assert np.asarray(mask).max() > 0
+
+
+@pytest.mark.slow
+def test_per_class_rows(tiny_run):
+    out = tiny_run["out"]
+    classes = pq.read_table(out / "classes.parquet").to_pylist()
+    by_label = {r["class_name"]: r for r in classes if r["group_by"] == "label"}
+    assert set(by_label) == set(CLASSES)
+    assert all(r["count"] == 4 for r in by_label.values())
+    predicted_total = sum(r["count"] for r in classes if r["group_by"] == "predicted")
+    assert predicted_total == 12
+    for r in by_label.values():
+        assert np.isclose(sum(r["mean_grid"]), 1.0) and 0 <= r["accuracy"] <= 1
+        assert r["typical_images"]
+
+
+@pytest.mark.slow
+def test_image_ids_are_stable_across_reruns(tiny_run, tmp_path):
+    cfg = from_dict(tiny_config(tiny_run["assets"], tmp_path / "again", output={"overlays": False}))
+    run_job(cfg)
+    first = {r["uri"]: (r["image_id"], r["attribution_sum"]) for r in read_images_table(str(tiny_run["out"])).to_pylist()}
+    second = {r["uri"]: (r["image_id"], r["attribution_sum"]) for r in read_images_table(str(tmp_path / "again")).to_pylist()}
+    assert first.keys() == second.keys()
+    for uri in first:
+        assert first[uri][0] == second[uri][0]
+        assert np.isclose(first[uri][1], second[uri][1], rtol=1e-5, atol=1e-7)
+    assert not (tmp_path / "again" / "overlays").exists()
+
+
+@pytest.mark.slow
+def test_rerun_into_same_dir_replaces_outputs(tiny_assets, tmp_path):
+    out = tmp_path / "out"
+    run_job(from_dict(tiny_config(tiny_assets, out, output={"raw": True})))
+    assert list((out / "raw").glob("*.npy"))
+    run_job(from_dict(tiny_config(tiny_assets, out)))
+    assert not (out / "raw").exists()       # no stale files from the earlier run
+    assert (out / "_SUCCESS").exists()
+
+
+def test_user_errors_stop_before_any_work(tiny_assets, tmp_path):   # not slow: run_job stops in its checks
+    with pytest.raises(UserError, match="matches no files"):
+        run_job(from_dict(tiny_config(tiny_assets, tmp_path / "o", input={"pattern": str(tmp_path / "none/*.png")})))
+    with pytest.raises(UserError, match="does not exist|not found"):
+        run_job(from_dict(tiny_config(tiny_assets, tmp_path / "o", model={"path": str(tmp_path / "nope.keras")})))
+    assert not (tmp_path / "o").exists()
+
+
+@pytest.mark.slow
+def test_render_section_changes_the_pictures(tiny_assets, tmp_path):
+    cfg = from_dict({**tiny_config(tiny_assets, tmp_path / "o", output={"raw": True}),
+                     "render": {"polarity": "both", "overlay": "outlines"}})
+    run_job(cfg)
+    row = read_images_table(str(tmp_path / "o")).to_pylist()[0]
+    overlay = np.asarray(Image.open(tmp_path / "o" / row["overlay_path"]))
+    mask = np.asarray(Image.open(tmp_path / "o" / row["mask_path"]))
+    assert overlay.shape == (SIZE, SIZE, 3) and mask.shape == (SIZE, SIZE)
+    signed = np.load(tmp_path / "o" / "raw" / f"{row['image_id']}.npy").sum(axis=-1)
+    strong = 0.2 * np.percentile(np.abs(signed), 99)   # signed mask: zero at mid-grey, each sign on its side
+    assert np.all(mask[signed > strong] > 128) and np.all(mask[signed < -strong] < 128)
+    assert (signed > strong).any()
+    with pytest.raises(ConfigError, match="render.colour"):
+        from_dict({**tiny_config(tiny_assets, tmp_path / "x"), "render": {"colour": "red"}})
+    with pytest.raises(ConfigError, match="render"):
+        from_dict({**tiny_config(tiny_assets, tmp_path / "x"), "render": {"overlay": "sparkles"}})
+
+
+@pytest.mark.slow
+def test_the_default_step_policy_refines_each_image_until_its_gap_is_within_tolerance(tiny_assets, tmp_path):
+    raw = tiny_config(tiny_assets, tmp_path / "out", output={"masks": False, "overlays": False})
+    del raw["attribution"]["steps"], raw["attribution"]["rule"]       # the defaults: steps auto, rule adaptive
+    cfg = from_dict(raw)
+    assert (cfg.attribution.steps, cfg.attribution.rule) == ("auto", "adaptive")
+    run_job(cfg)
+    rows = read_images_table(str(tmp_path / "out")).to_pylist()
+    assert rows and all(r["rule"] == "adaptive" for r in rows)
+    for r in rows:
+        assert 8 <= r["steps"] <= cfg.attribution.max_steps and r["gradient_samples"] == r["steps"] + 1
+        change = abs(r["score_input"] - r["score_baseline"])
+        assert abs(r["completeness_gap"]) <= max(cfg.attribution.tolerance * change, 1e-6) + 1e-6 \
+            or r["steps"] == cfg.attribution.max_steps
+    assert any(r["steps"] > 8 for r in rows)        # refined beyond the 8-interval start grid
+
+
+@pytest.mark.slow
+def test_manifest_boxes_reach_rows_classes_and_skew(tiny_assets, tmp_path):
+    rows = []
+    for p in sorted(tiny_assets["data"].glob("*/img*")):
+        w, h = Image.open(p).size
+        # the class-coloured square of the conftest images, and a wrong box for 'cat'
+        box = (w // 4, h // 4, 3 * w // 4, 3 * h // 4) if p.parent.name != "cat" else (0, 0, 3, 3)
+        rows.append({"uri": str(p), "label": p.parent.name, "bbox": ",".join(map(str, box))})
+    manifest = tmp_path / "m.csv"
+    with manifest.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["uri", "label", "bbox"])
+        writer.writeheader()
+        writer.writerows(rows)
+    out = tmp_path / "out"
+    run_job(from_dict(tiny_config(tiny_assets, out, input={"pattern": None, "manifest": str(manifest)})))
+    images = read_images_table(str(out)).to_pylist()
+    assert all(0.0 <= r["in_box"] <= 1.0 and r["pointing_hit"] in (0.0, 1.0) for r in images)
+    classes = {c["class_name"]: c for c in pq.read_table(out / "classes.parquet").to_pylist()
+               if c["group_by"] == "label"}
+    assert classes["cat"]["mean_in_box"] < classes["ant"]["mean_in_box"]
+    skew = [r for r in pq.read_table(out / "skew.parquet").to_pylist() if r["metric"] == "in_box"]
+    assert {r["class_name"] for r in skew if r["group_by"] == "label"} == {"ant", "bee", "cat"}
+    assert next(r for r in skew if r["class_name"] == "cat" and r["group_by"] == "label")["flagged"]

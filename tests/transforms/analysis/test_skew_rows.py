@@ -1,0 +1,283 @@
+"""transforms/analysis/skew_rows.py: skew.parquet rows against the dataset and a reference run (no Beam)."""
+import numpy as np
+import pyarrow as pa
+import pytest
+
+from igaudit.transforms.analysis.skew_rows import DEFAULT_THRESHOLDS, class_skew_scores, skew_rows
+from igaudit.transforms.records import classes_schema, skew_schema
+
+G = 8
+CLASSES = ("circle", "cross", "square", "triangle")
+
+
+def check_rows(rows):
+    """Invariants every skew_rows output must satisfy."""
+    assert rows == sorted(rows, key=lambda r: (r["group_by"], r["class_name"], r["metric"]))
+    keys = [(r["group_by"], r["class_name"], r["metric"]) for r in rows]
+    assert len(keys) == len(set(keys))
+    for r in rows:
+        assert list(r) == skew_schema().names
+        assert r["flagged"] == (r["score"] >= 1), r
+        assert isinstance(r["detail"], str) and r["detail"]
+    table = pa.Table.from_pylist(rows, schema=skew_schema())
+    assert table.num_rows == len(rows)
+    return rows
+
+
+def uniform_grid(rng, noise=0.05):
+    g = np.full(G * G, 1.0 / (G * G)) * (1 + noise * rng.uniform(-1, 1, G * G))
+    return g / g.sum()
+
+
+def corner_grid(share=0.7):
+    g = np.full((G, G), (1 - share) / (G * G - 4))
+    g[:2, :2] = share / 4
+    return g.ravel()
+
+
+def class_row(name, grid, group_by="label", count=50, accuracy=0.9, confidence=0.8, border=0.12,
+              predicted=None, **extra):
+    row = {
+        "group_by": group_by, "class_name": name, "count": count,
+        "accuracy": accuracy if group_by == "label" else float("nan"),
+        "mean_confidence": confidence, "mean_completeness_gap": 0.0, "mean_abs_completeness_gap": 0.0,
+        "mean_relative_gap": 0.0, "mean_border_mass": border, "std_border_mass": 0.05,
+        "mean_concentration": 0.1, "mean_entropy": 0.9, "mean_channel_shares": [1 / 3] * 3,
+        "grid_size": G, "mean_grid": [float(v) for v in grid],
+        "predicted_counts": predicted if predicted is not None else [(name, count)],
+        "typical_images": [],
+        # optional metrics (quality, object boxes): None when the run has none
+        "mean_deletion_auc": None, "mean_insertion_auc": None, "mean_infidelity": None,
+        "mean_in_box": None, "mean_pointing_hit": None,
+    }
+    assert set(row) == set(classes_schema().names)
+    row.update(extra)
+    return row
+
+
+@pytest.fixture
+def planted():
+    """4 classes on an 8x8 grid; 'triangle' has 70% of its mass in the top-left 2x2 cells."""
+    rng = np.random.default_rng(0)
+    borders = {"circle": 0.12, "cross": 0.13, "square": 0.11, "triangle": 0.55}
+    rows = []
+    for name in CLASSES:
+        grid = corner_grid() if name == "triangle" else uniform_grid(rng)
+        rows.append(class_row(name, grid, border=borders[name]))
+    return rows
+
+
+def labelled_run(seed=1):
+    """A plain run: near-uniform grids, similar border masses, mostly correct predictions (label + predicted)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i, name in enumerate(CLASSES):
+        other = CLASSES[(i + 1) % len(CLASSES)]
+        rows.append(class_row(name, uniform_grid(rng), count=100, accuracy=0.9, border=0.12 + 0.01 * i,
+                              predicted={name: 90, other: 10}))
+        rows.append(class_row(name, uniform_grid(rng), group_by="predicted", count=100, border=0.12 + 0.01 * i))
+    return rows
+
+
+# --- against the dataset ------------------------------------------------------
+
+def test_planted_corner_class_flagged(planted):
+    rows = check_rows(skew_rows(planted))
+    by = {(r["class_name"], r["metric"]): r for r in rows}
+    assert {r["metric"] for r in rows} == {"grid_js", "border_z"}      # no in_box without mean_in_box
+    tri = by[("triangle", "grid_js")]
+    assert tri["flagged"] and tri["value"] > DEFAULT_THRESHOLDS["grid_js"]
+    assert tri["score"] == pytest.approx(tri["value"] / tri["threshold"])
+    assert tri["reference"] is None
+    # dataset mean = count-weighted mean of the 4 class grids: 1/4 * 70% + 3/4 * ~4/64 in the corner
+    dataset = np.average([np.asarray(r["mean_grid"]).reshape(G, G) for r in planted], axis=0,
+                         weights=[r["count"] for r in planted])
+    dataset_share = dataset[:2, :2].sum()
+    assert "top-left" in tri["detail"] and "triangle" in tri["detail"]
+    assert "70%" in tri["detail"] and f"{100 * dataset_share:.0f}%" in tri["detail"]
+    assert by[("triangle", "border_z")]["flagged"]
+    assert "0.55" in by[("triangle", "border_z")]["detail"]
+    for name in ("circle", "cross", "square"):
+        assert not by[(name, "grid_js")]["flagged"], by[(name, "grid_js")]
+        assert not by[(name, "border_z")]["flagged"], by[(name, "border_z")]
+    scores = class_skew_scores(rows)
+    assert max(scores, key=scores.get) == ("label", "triangle")
+    assert all(scores[("label", n)] < 1 for n in ("circle", "cross", "square"))
+
+
+def test_dataset_grid_is_count_weighted(planted):
+    light = [dict(r, count=1) if r["class_name"] == "triangle" else dict(r, count=1000) for r in planted]
+    heavy = [dict(r, count=1000) if r["class_name"] == "triangle" else dict(r, count=1) for r in planted]
+    js_light = {r["class_name"]: r["value"] for r in skew_rows(light) if r["metric"] == "grid_js"}
+    js_heavy = {r["class_name"]: r["value"] for r in skew_rows(heavy) if r["metric"] == "grid_js"}
+    # a class that dominates the dataset hardly differs from it
+    assert js_light["triangle"] > 3 * js_heavy["triangle"]
+
+
+def test_border_z_needs_three_classes(planted):
+    rows = check_rows(skew_rows(planted[:2]))
+    assert {r["metric"] for r in rows} == {"grid_js"}
+    rows = check_rows(skew_rows(planted[:3]))
+    assert sum(r["metric"] == "border_z" for r in rows) == 3
+
+
+def test_groups_are_separate(planted):
+    predicted = [dict(r, group_by="predicted", accuracy=float("nan")) for r in planted]
+    rows = check_rows(skew_rows(planted + predicted))
+    flagged = {(r["group_by"], r["class_name"]) for r in rows if r["flagged"]}
+    assert flagged == {("label", "triangle"), ("predicted", "triangle")}
+    pred_detail = next(r["detail"] for r in rows if r["group_by"] == "predicted" and r["metric"] == "grid_js"
+                       and r["class_name"] == "triangle")
+    assert "predicted 'triangle'" in pred_detail
+
+
+def test_in_box_flags_below_threshold(planted):
+    shares = {"circle": 0.8, "cross": 0.6, "square": None, "triangle": 0.2}
+    rows_in = [dict(r, mean_in_box=shares[r["class_name"]]) for r in planted]
+    rows = check_rows(skew_rows(rows_in))
+    in_box = {r["class_name"]: r for r in rows if r["metric"] == "in_box"}
+    assert set(in_box) == {"circle", "cross", "triangle"}             # None = absent
+    assert in_box["triangle"]["flagged"] and "20%" in in_box["triangle"]["detail"]
+    assert in_box["triangle"]["score"] == pytest.approx(DEFAULT_THRESHOLDS["in_box"] / 0.2)
+    assert not in_box["circle"]["flagged"] and not in_box["cross"]["flagged"]
+    zero = check_rows(skew_rows([dict(rows_in[0], mean_in_box=0.0)] + rows_in[1:]))
+    assert next(r for r in zero if r["metric"] == "in_box" and r["class_name"] == "circle")["flagged"]
+
+
+def test_thresholds_override_and_validation(planted):
+    rows = check_rows(skew_rows(planted, thresholds={"grid_js": 0.9, "border_z": 1000}))
+    assert not any(r["flagged"] for r in rows)
+    assert all(r["threshold"] == 0.9 for r in rows if r["metric"] == "grid_js")
+    with pytest.raises(ValueError, match="grid_jsx"):
+        skew_rows(planted, thresholds={"grid_jsx": 0.1})
+    with pytest.raises(ValueError, match="border_z"):
+        skew_rows(planted, thresholds={"border_z": -1})
+
+
+def test_default_threshold_keys():
+    assert set(DEFAULT_THRESHOLDS) == {"grid_js", "border_z", "in_box", "ref_grid_js", "ref_border_shift",
+                                       "ref_accuracy_drop", "ref_confidence_shift", "ref_predicted_linf",
+                                       "ref_predicted_js"}
+    assert all(v > 0 for v in DEFAULT_THRESHOLDS.values())
+
+
+def test_mixed_grid_sizes_in_one_run_skipped(planted):
+    odd = dict(planted[0], grid_size=4, mean_grid=[1 / 16] * 16)
+    rows = check_rows(skew_rows([odd] + planted[1:]))
+    row = next(r for r in rows if r["class_name"] == odd["class_name"] and r["metric"] == "grid_js")
+    assert row["value"] is None and not row["flagged"] and "4x4" in row["detail"]
+
+
+# --- against a reference run --------------------------------------------------
+
+def test_identical_runs_nothing_flagged():
+    run = labelled_run()
+    rows = check_rows(skew_rows(run, reference=[dict(r) for r in run]))
+    assert not any(r["flagged"] for r in rows)
+    ref_rows = [r for r in rows if r["metric"].startswith("ref_")]
+    assert {r["metric"] for r in ref_rows} == {"ref_grid_js", "ref_border_shift", "ref_accuracy_drop",
+                                               "ref_confidence_shift", "ref_predicted_linf", "ref_predicted_js"}
+    assert all(abs(r["value"]) < 1e-9 for r in ref_rows)
+    # predicted-distribution and accuracy metrics only for label rows
+    assert not any(r["group_by"] == "predicted" and r["metric"] in ("ref_accuracy_drop", "ref_predicted_linf",
+                                                                    "ref_predicted_js") for r in rows)
+
+
+def test_accuracy_drop_and_prediction_shift_flag_that_class_only():
+    reference = labelled_run()
+    current = [dict(r) for r in reference]
+    for r in current:
+        if r["class_name"] == "triangle" and r["group_by"] == "label":
+            r["accuracy"] = 0.6                                   # 0.9 -> 0.6
+            r["predicted_counts"] = [("circle", 10), ("square", 30), ("triangle", 60)]   # pairs, not a dict
+        if r["group_by"] == "predicted" and r["class_name"] in ("triangle", "square"):
+            r["count"] += -30 if r["class_name"] == "triangle" else 30
+    rows = check_rows(skew_rows(current, reference=reference))
+    flagged = [r for r in rows if r["flagged"]]
+    assert {(r["group_by"], r["class_name"]) for r in flagged} == {("label", "triangle")}
+    by = {r["metric"]: r for r in rows if r["class_name"] == "triangle" and r["group_by"] == "label"}
+    assert {"ref_accuracy_drop", "ref_predicted_linf"} <= {r["metric"] for r in flagged}
+    drop = by["ref_accuracy_drop"]
+    assert drop["value"] == pytest.approx(0.3) and drop["reference"] == pytest.approx(0.9)
+    assert drop["score"] == pytest.approx(0.3 / DEFAULT_THRESHOLDS["ref_accuracy_drop"])
+    assert "60%" in drop["detail"] and "90%" in drop["detail"]
+    linf = by["ref_predicted_linf"]
+    assert linf["value"] == pytest.approx(0.3)                  # 'square' share 0% -> 30% (and triangle 90 -> 60)
+    assert "'square' for 30%" in linf["detail"] and "'triangle' for 60% (90%)" in linf["detail"]
+    assert by["ref_predicted_js"]["flagged"]
+    assert class_skew_scores(rows)[("label", "triangle")] == max(r["score"] for r in by.values())
+
+
+def test_accuracy_improvement_not_flagged_and_signed_shifts():
+    reference = labelled_run()
+    current = [dict(r) for r in reference]
+    for r in current:
+        if r["class_name"] == "cross":
+            r["accuracy"] = 1.0 if r["group_by"] == "label" else r["accuracy"]
+            r["mean_border_mass"] = r["mean_border_mass"] - 0.25
+            r["mean_confidence"] = r["mean_confidence"] + 0.15
+    rows = check_rows(skew_rows(current, reference=reference))
+    by = {(r["group_by"], r["metric"]): r for r in rows if r["class_name"] == "cross"}
+    assert by[("label", "ref_accuracy_drop")]["value"] == pytest.approx(-0.1)
+    assert not by[("label", "ref_accuracy_drop")]["flagged"]
+    for group_by in ("label", "predicted"):
+        border = by[(group_by, "ref_border_shift")]
+        assert border["value"] == pytest.approx(-0.25) and border["flagged"]   # either direction counts
+        assert border["score"] == pytest.approx(0.25 / DEFAULT_THRESHOLDS["ref_border_shift"])
+        assert by[(group_by, "ref_confidence_shift")]["value"] == pytest.approx(0.15)
+        assert by[(group_by, "ref_confidence_shift")]["flagged"]
+
+
+def test_reference_grid_shift_described():
+    reference = labelled_run()
+    current = [dict(r, mean_grid=list(corner_grid())) if r["class_name"] == "square" and r["group_by"] == "label"
+               else dict(r) for r in reference]
+    rows = check_rows(skew_rows(current, reference=reference))
+    row = next(r for r in rows if r["class_name"] == "square" and r["group_by"] == "label"
+               and r["metric"] == "ref_grid_js")
+    assert row["flagged"] and "top-left" in row["detail"] and "reference run" in row["detail"]
+
+
+def test_grid_size_mismatch_across_runs_skipped():
+    reference = labelled_run()
+    current = [dict(r, grid_size=4, mean_grid=[1 / 16] * 16) for r in reference]
+    rows = check_rows(skew_rows(current, reference=reference))
+    grid = [r for r in rows if r["metric"] == "ref_grid_js"]
+    assert len(grid) == len(reference)
+    assert all(r["value"] is None and not r["flagged"] and "4x4" in r["detail"] and "8x8" in r["detail"]
+               for r in grid)
+
+
+def test_class_presence_rows():
+    reference = labelled_run()
+    current = [r for r in reference if r["class_name"] != "cross"]
+    current.append(class_row("star", uniform_grid(np.random.default_rng(5)), count=7))
+    rows = check_rows(skew_rows(current, reference=reference))
+    presence = {(r["group_by"], r["class_name"]): r for r in rows if r["metric"] == "class_presence"}
+    assert set(presence) == {("label", "cross"), ("predicted", "cross"), ("label", "star")}
+    assert all(r["flagged"] for r in presence.values())
+    assert presence[("label", "star")]["value"] == 7 and presence[("label", "star")]["reference"] == 0
+    assert "none in the reference run" in presence[("label", "star")]["detail"]
+    assert "none in this run" in presence[("label", "cross")]["detail"]
+    # no other reference metric for a class missing on one side
+    assert not any(r["class_name"] in ("cross", "star") and r["metric"].startswith("ref_") for r in rows)
+
+
+def test_unlabelled_accuracy_nan_skipped():
+    reference = labelled_run()
+    current = [dict(r, accuracy=float("nan")) for r in reference]
+    rows = check_rows(skew_rows(current, reference=reference))
+    assert not any(r["metric"] == "ref_accuracy_drop" for r in rows)
+
+
+def test_rows_deterministic_under_input_order():
+    reference = labelled_run()
+    current = labelled_run(seed=2)
+    a = skew_rows(current, reference=reference)
+    b = skew_rows(list(reversed(current)), reference=list(reversed(reference)))
+    assert a == b
+
+
+def test_empty_input():
+    assert skew_rows([]) == []
+    assert check_rows(skew_rows([], reference=[])) == []

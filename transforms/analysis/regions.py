@@ -1,0 +1,132 @@
+"""Where attribution mass sits, in words: the block of a grid with the most excess mass, and its name (numpy only)."""
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import numpy as np
+
+def percent(share: float) -> str:
+    pct = 100.0 * share
+    if 0 < pct < 1:
+        return f"{pct:.1f}%"
+    return f"{pct:.0f}%"
+
+
+def plural(n: int, word: str) -> str:
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"
+
+
+# Below one percentage point of excess mass a "region" is noise, not worth naming.
+_MIN_EXCESS = 0.01
+
+
+def excess_region(class_grid, dataset_grid) -> Optional[tuple[int, int, int, int]]:
+    """The cell block (r0, r1, c0, c1), ends exclusive, where the class's mass most exceeds the dataset's.
+
+    Maximises sum(class - dataset - penalty) over all axis-aligned blocks, with a
+    per-cell penalty of 20% of the largest cell excess, so cells that exceed the
+    dataset only by noise do not stretch the block. None when no cell has excess.
+    """
+    c, d = _square(class_grid), _square(dataset_grid)
+    if c.shape != d.shape:
+        raise ValueError(f"grids differ in shape: {c.shape} vs {d.shape}")
+    diff = c / c.sum() - d / d.sum()
+    peak = float(diff.max())
+    if not peak > 1e-12:
+        return None
+    gain = diff - 0.2 * peak
+    g_rows, g_cols = gain.shape
+    best, best_key = None, None
+    # For each pair of rows, the best column span is a max-subarray problem on the
+    # column sums: best = max over c1 of prefix[c1] - min over c0 < c1 of prefix[c0].
+    for r0 in range(g_rows):
+        col_sums = np.zeros(g_cols)
+        for r1 in range(r0 + 1, g_rows + 1):
+            col_sums += gain[r1 - 1]
+            prefix = np.concatenate([[0.0], np.cumsum(col_sums)])
+            running_min = np.minimum.accumulate(prefix[:-1])
+            argmins = _running_argmin(prefix[:-1])
+            spans = prefix[1:] - running_min
+            c1 = int(np.argmax(spans)) + 1
+            c0 = int(argmins[c1 - 1])
+            value = float(spans[c1 - 1])
+            area = (r1 - r0) * (c1 - c0)
+            # deterministic: larger gain, then smaller block, then top-most, left-most
+            key = (round(value, 12), -area, -r0, -c0)
+            if best_key is None or key > best_key:
+                best, best_key = (r0, r1, c0, c1), key
+    return best
+
+
+def _running_argmin(a: np.ndarray) -> np.ndarray:
+    # index of the (last) minimum of a[:i+1], for each i; last so the span is shortest
+    out = np.empty(a.size, np.int64)
+    best = 0
+    for i in range(a.size):
+        if a[i] <= a[best]:
+            best = i
+        out[i] = best
+    return out
+
+
+def _square(grid) -> np.ndarray:
+    a = np.asarray(grid, np.float64)
+    if a.ndim == 1:
+        side = int(round(math.sqrt(a.size)))
+        if side * side != a.size or a.size == 0:
+            raise ValueError(f"a flattened grid must have a square number of cells, got {a.size}")
+        a = a.reshape(side, side)
+    if a.ndim != 2:
+        raise ValueError("a grid must be 2-D or a flattened square")
+    return a
+
+
+def region_name(r0: int, r1: int, c0: int, c1: int, rows: int, cols: int) -> str:
+    """A human name for the block rows r0..r1-1, cols c0..c1-1 of a rows x cols grid."""
+    h, w = r1 - r0, c1 - c0
+    vert = "full" if (r0 == 0 and r1 == rows) else "top" if r0 == 0 else "bottom" if r1 == rows else "mid"
+    horiz = "full" if (c0 == 0 and c1 == cols) else "left" if c0 == 0 else "right" if c1 == cols else "mid"
+    cells = "cell" if h * w == 1 else f"{h}x{w} cells"
+    row_span = f"row {r0 + 1}" if h == 1 else f"rows {r0 + 1}-{r1}"
+    col_span = f"column {c0 + 1}" if w == 1 else f"columns {c0 + 1}-{c1}"
+    if vert == "full" and horiz == "full":
+        return "the whole grid"
+    if vert in ("top", "bottom") and horiz in ("left", "right"):
+        return f"the {vert}-{horiz} {cells}"
+    if horiz == "full":
+        if vert == "mid":
+            return f"the middle {plural(h, 'row')} ({row_span})"
+        return f"the {vert} row" if h == 1 else f"the {vert} {h} rows"
+    if vert == "full":
+        if horiz == "mid":
+            return f"the middle {plural(w, 'column')} ({col_span})"
+        return f"the {horiz} column" if w == 1 else f"the {horiz} {w} columns"
+    if vert in ("top", "bottom"):           # horiz == "mid"
+        return f"the {cells} on the {vert} edge ({col_span})"
+    if horiz in ("left", "right"):          # vert == "mid"
+        return f"the {cells} on the {horiz} edge ({row_span})"
+    centre_r, centre_c = rows / 2.0, cols / 2.0
+    if r0 <= centre_r <= r1 and c0 <= centre_c <= c1:
+        return f"the centre {cells} ({row_span}, {col_span})"
+    return f"the interior {cells} ({row_span}, {col_span})"
+
+
+def describe_region(class_grid, dataset_grid, against: str = "across the dataset") -> str:
+    """Where the class's excess attribution mass sits, with both shares.
+
+    e.g. "70% of attribution in the top-left 2x2 cells of the 8x8 grid vs 22% across the dataset".
+    Grids may be G x G or flattened (row-major, row 0 at the top, as summarize.pool_grid).
+    """
+    c, d = _square(class_grid), _square(dataset_grid)
+    region = excess_region(c, d)
+    if region is None:
+        return f"attribution spread like the grid {against} (no region with excess mass)"
+    r0, r1, c0, c1 = region
+    rows, cols = c.shape
+    class_share = float(c[r0:r1, c0:c1].sum() / c.sum())
+    other_share = float(d[r0:r1, c0:c1].sum() / d.sum())
+    if class_share - other_share < _MIN_EXCESS:
+        return f"attribution spread like the grid {against} (no region with {percent(_MIN_EXCESS)} excess mass)"
+    return (f"{percent(class_share)} of attribution in {region_name(r0, r1, c0, c1, rows, cols)} "
+            f"of the {rows}x{cols} grid vs {percent(other_share)} {against}")

@@ -1,0 +1,364 @@
+"""Load a classifier named by a `ModelConfig` as a differentiable callable.
+
+Supported forms, all reachable through `load_classifier`:
+- a Keras 3 file (`.keras`, legacy `.h5`), read with `keras.models.load_model`;
+- a SavedModel directory (`saved_model.pb`), read with `tf.saved_model.load` and
+  called through a named signature or, failing that, the object's `__call__`;
+- a TF-Hub handle (an http(s) URL such as https://tfhub.dev/... or a Kaggle
+  models URL) or a local hub directory, read with `tensorflow_hub.load`.
+
+`hub.KerasLayer` is deliberately not used: it only works inside tf_keras
+models and Keras 3 rejects it, while `hub.load` objects are plain trackables
+that GradientTape differentiates through.
+
+The `Classifier` takes pixels in [0, 1] and scales them to the model's input
+range itself, so input gradients (and so IG) are always w.r.t. [0, 1] pixels.
+"""
+from __future__ import annotations
+
+import os
+import zipfile
+from typing import TYPE_CHECKING, Any, Callable, Optional
+
+import tensorflow as tf
+
+from igaudit.transforms.attribution.model_files import (
+    WHAT_TO_POINT_AT, ModelError, copy_file_local, copy_tree_local, detect_format, exists, is_remote, is_url, local_path,
+    missing)
+
+if TYPE_CHECKING:
+    from igaudit.pipeline.config import ModelConfig
+
+# Output keys tried, in order, when a signature returns several tensors.
+_OUTPUT_KEYS = {
+    "logits": ("logits", "output_0", "predictions", "outputs", "default", "probabilities"),
+    "probabilities": ("probabilities", "probs", "predictions", "output_0", "outputs",
+                      "default", "logits"),
+}
+
+
+def enable_gpu_memory_growth() -> None:
+    """Let TensorFlow take GPU memory as it needs it instead of all of it up front, so several
+    SDK processes (Dataflow runs one per vCPU) can share a GPU. Only possible before TF has
+    initialised the GPUs; if this process already did (the launcher loaded the model), skip."""
+    try:
+        gpus = tf.config.list_physical_devices("GPU")
+    except Exception:  # noqa: BLE001 - no usable GPU runtime: nothing to configure
+        return
+    for gpu in gpus:
+        try:
+            tf.config.experimental.set_memory_growth(gpu, True)
+        except (RuntimeError, ValueError):  # already initialised in this process
+            pass
+
+
+class Classifier:
+    """A loaded model as a function of [0, 1] pixels: (N, H, W, 3) -> (N, K) float32.
+
+    `fn` is the raw model entry point taking inputs already in the model's
+    input range; the loaded object is kept alive here because a SavedModel's
+    variables are freed with it.
+    """
+
+    def __init__(self, spec: ModelConfig, fn: Callable[[tf.Tensor], Any], kind: str,
+                 entry: str, model: Any = None, input_dtype: tf.DType = tf.float32):
+        self._spec = spec
+        self._fn = fn
+        self._kind = kind
+        self._entry = entry
+        self._model = model
+        self._input_dtype = input_dtype
+        self._num_classes = self._probe()
+
+    @property
+    def spec(self) -> ModelConfig:
+        return self._spec
+
+    @property
+    def kind(self) -> str:
+        """Which loader was used: "keras", "saved_model" or "hub"."""
+        return self._kind
+
+    @property
+    def entry(self) -> str:
+        """How the model is called: "keras model", "__call__" or
+        "signature 'serving_default' (keras_tensor -> output_0)"."""
+        return self._entry
+
+    @property
+    def num_classes(self) -> int:
+        return self._num_classes
+
+    def __call__(self, pixels) -> tf.Tensor:
+        pixels = tf.convert_to_tensor(pixels, tf.float32)
+        lo, hi = (float(v) for v in self._spec.input_range)
+        # Scaling here, not in the caller, keeps gradients w.r.t. [0, 1] pixels.
+        x = lo + pixels * (hi - lo)
+        if self._input_dtype != tf.float32:
+            x = tf.cast(x, self._input_dtype)
+        return tf.cast(self._fn(x), tf.float32)
+
+    def _probe(self) -> int:
+        """One forward pass on zeros: checks the input size and the output rank."""
+        h, w = self._spec.input_size
+        try:
+            out = self(tf.zeros((1, h, w, 3), tf.float32))
+        except ModelError:
+            raise
+        except Exception as e:  # noqa: BLE001 - any failure here means "wrong input"
+            raise ModelError(
+                f"model {self._spec.path!r} does not accept input of shape (N, {h}, {w}, 3): "
+                f"{_one_line(e)}; set model.input_size to the model's input size") from e
+        if out.shape.rank != 2 or out.shape[0] != 1:
+            raise ModelError(
+                f"model {self._spec.path!r} returns shape {tuple(out.shape)} for one image; "
+                f"igaudit needs a classifier returning (batch, classes) scores")
+        return int(out.shape[1])
+
+    def __repr__(self) -> str:
+        return (f"Classifier(path={self._spec.path!r}, kind={self._kind!r}, "
+                f"entry={self._entry!r}, num_classes={self._num_classes})")
+
+
+def load_classifier(spec: ModelConfig) -> Classifier:
+    """Load the model `spec` names and wrap it as a `Classifier`.
+
+    Raises ModelError for a missing or unreadable model, one whose input does
+    not fit spec.input_size, or one whose output is not (batch, classes).
+    """
+    loaders = {"keras": _load_keras, "saved_model": _load_saved_model, "hub": _load_hub}
+    fmt = spec.format
+    try:
+        if fmt == "auto":
+            fmt = detect_format(spec.path)
+        return loaders[fmt](spec)
+    except ModelError:
+        raise
+    except Exception as e:  # noqa: BLE001 - loaders raise many types; the user needs one
+        if is_url(spec.path):
+            fix = ("check network access to the handle, or download the model and point "
+                   "model.path at the local directory")
+        else:
+            fix = f"point model.path at {WHAT_TO_POINT_AT} (or set model.format)"
+        raise ModelError(
+            f"could not load model.path {spec.path!r} as {fmt}: {_one_line(e)}; {fix}") from e
+
+
+# --- loaders -----------------------------------------------------------------
+
+def _load_keras(spec: ModelConfig) -> Classifier:
+    import keras
+
+    if keras.backend.backend() != "tensorflow":
+        # Input gradients are taken with tf.GradientTape, which needs TF tensors.
+        raise ModelError(
+            f"model.path {spec.path!r}: Keras backend is {keras.backend.backend()!r}; "
+            f"igaudit needs KERAS_BACKEND=tensorflow")
+    if not exists(spec.path):
+        raise missing(spec.path)
+    local = copy_file_local(spec.path) if is_remote(spec.path) else local_path(spec.path)
+    if os.path.isdir(local):
+        raise ModelError(
+            f"model.path {spec.path!r} is a directory, not a .keras file: "
+            f"use model.format: saved_model for SavedModel directories")
+    try:
+        # Keras reports a non-zip .keras file as "File not found", which misleads.
+        if local.lower().endswith(".keras") and not zipfile.is_zipfile(local):
+            raise ModelError(
+                f"model.path {spec.path!r} is not a valid .keras file (not a zip archive): "
+                f"re-save the model with model.save('name.keras') or point model.path at "
+                f"{WHAT_TO_POINT_AT}")
+        model = keras.models.load_model(local, compile=False)
+    finally:
+        if local != local_path(spec.path):
+            os.remove(local)
+    _check_input_shape(spec, _keras_input_shape(model))
+    if spec.mixed_precision:
+        model = _mixed_precision_copy(model)
+
+    def call(x):
+        return _pick_output(model(x, training=False), spec, "model")
+
+    return Classifier(spec, call, "keras", "keras model", model=model)
+
+
+def _mixed_precision_copy(model):
+    """The same network and weights with float16 compute and float32 variables (Keras' mixed_float16).
+
+    A loaded model keeps the dtype policy it was saved with, so the global policy alone does nothing:
+    each layer is rebuilt from its config with the policy swapped. Worth it on GPUs with tensor
+    cores; on a CPU float16 is slower. Outputs are cast back to float32 by the IG engine.
+    """
+    import keras
+
+    def clone(layer):
+        config = layer.get_config()
+        if not isinstance(layer, keras.layers.InputLayer):
+            config["dtype"] = "mixed_float16"
+        return layer.__class__.from_config(config)
+
+    try:
+        copy = keras.models.clone_model(model, clone_function=clone)
+        copy.set_weights(model.get_weights())
+    except Exception as e:  # subclassed models cannot be cloned from config
+        raise ModelError(f"model.mixed_precision: cannot rebuild this model with float16 compute "
+                         f"({_one_line(e)}); set it to false") from None
+    return copy
+
+
+def _keras_input_shape(model) -> Optional[tf.TensorShape]:
+    inputs = getattr(model, "inputs", None)
+    if not inputs or len(inputs) != 1:
+        return None  # subclassed or multi-input: leave it to the forward probe
+    return tf.TensorShape(inputs[0].shape)
+
+
+def _load_saved_model(spec: ModelConfig) -> Classifier:
+    path = _local_dir(spec)
+    obj = tf.saved_model.load(path)
+    return _wrap_trackable(spec, obj, "saved_model", prefer_signature=True)
+
+
+def _load_hub(spec: ModelConfig) -> Classifier:
+    import tensorflow_hub as hub
+
+    # URLs are resolved and cached by tensorflow_hub itself (TFHUB_CACHE_DIR).
+    path = spec.path if is_url(spec.path) else _local_dir(spec)
+    obj = hub.load(path)
+    return _wrap_trackable(spec, obj, "hub", prefer_signature=False)
+
+
+def _local_dir(spec: ModelConfig) -> str:
+    if not exists(spec.path):
+        raise missing(spec.path)
+    return copy_tree_local(spec.path) if is_remote(spec.path) else local_path(spec.path)
+
+
+def _wrap_trackable(spec: ModelConfig, obj, kind: str, prefer_signature: bool) -> Classifier:
+    """Pick the entry point of a loaded SavedModel / hub object.
+
+    SavedModel: the named signature first (that is what serving exports
+    promise), then `__call__` (TF2 hub-style SavedModels). Hub: `__call__`
+    first (the TF2 hub convention), then the named signature, then TF1 hub's
+    "default" signature.
+    """
+    signatures = dict(getattr(obj, "signatures", {}) or {})
+    has_call = callable(obj)
+
+    def by_signature(name: str) -> Classifier:
+        return _wrap_signature(spec, obj, signatures[name], name, kind)
+
+    def by_call() -> Classifier:
+        _check_input_shape(spec, _restored_input_shape(obj.__call__))
+
+        def call(x):
+            return _pick_output(obj(x), spec, "__call__")
+
+        return Classifier(spec, call, kind, "__call__", model=obj)
+
+    if prefer_signature and spec.signature in signatures:
+        return by_signature(spec.signature)
+    if has_call:
+        return by_call()
+    for name in (spec.signature, "default"):
+        if name in signatures:
+            return by_signature(name)
+    available = ", ".join(sorted(signatures)) or "none"
+    raise ModelError(
+        f"model.path {spec.path!r} has no signature {spec.signature!r} and is not callable "
+        f"(signatures: {available}); set model.signature to one of them")
+
+
+def _wrap_signature(spec: ModelConfig, obj, sig, name: str, kind: str) -> Classifier:
+    """Call a signature (keyword-only) with its single input; pick one output."""
+    args, kwargs = sig.structured_input_signature
+    if args or len(kwargs) != 1:
+        names = ", ".join(sorted(kwargs)) or "positional"
+        raise ModelError(
+            f"model.path {spec.path!r}: signature {name!r} takes inputs ({names}); "
+            f"igaudit needs a signature with exactly one image input")
+    (input_name, input_spec), = kwargs.items()
+    _check_input_shape(spec, input_spec.shape)
+    if not input_spec.dtype.is_floating:
+        raise ModelError(
+            f"model.path {spec.path!r}: signature {name!r} takes {input_spec.dtype.name} input; "
+            f"integrated gradients need a float input (export a float32 signature)")
+    output_key = _signature_output_key(spec, sig, name)
+
+    def call(x):
+        out = sig(**{input_name: x})
+        return out[output_key] if output_key is not None else out
+
+    entry = f"signature {name!r} ({input_name} -> {output_key or 'tensor'})"
+    return Classifier(spec, call, kind, entry, model=obj, input_dtype=input_spec.dtype)
+
+
+def _signature_output_key(spec: ModelConfig, sig, name: str) -> Optional[str]:
+    """Which output of a signature to use.
+
+    One output: that one. Several: the first of the names listed in
+    _OUTPUT_KEYS for spec.output (so 'logits' or 'probabilities' wins when the
+    model exports both), else an error listing the keys.
+    """
+    outputs = sig.structured_outputs
+    if not isinstance(outputs, dict):
+        return None
+    if len(outputs) == 1:
+        return next(iter(outputs))
+    for key in _OUTPUT_KEYS[spec.output]:
+        if key in outputs:
+            return key
+    raise ModelError(
+        f"model.path {spec.path!r}: signature {name!r} returns several outputs "
+        f"({', '.join(sorted(outputs))}) and none is named logits/probabilities/output_0; "
+        f"export a signature with one output")
+
+
+def _pick_output(out, spec: ModelConfig, where: str):
+    """Unwrap a single-entry dict/list output; pick by name from a multi-entry dict."""
+    if isinstance(out, dict):
+        if len(out) == 1:
+            return next(iter(out.values()))
+        for key in _OUTPUT_KEYS[spec.output]:
+            if key in out:
+                return out[key]
+        raise ModelError(
+            f"model.path {spec.path!r}: {where} returns several outputs "
+            f"({', '.join(sorted(out))}); igaudit needs one (batch, classes) output")
+    if isinstance(out, (list, tuple)):
+        if len(out) == 1:
+            return out[0]
+        raise ModelError(
+            f"model.path {spec.path!r}: {where} returns {len(out)} outputs; "
+            f"igaudit needs one (batch, classes) output")
+    return out
+
+
+def _restored_input_shape(fn) -> Optional[tf.TensorShape]:
+    signature = getattr(fn, "input_signature", None)
+    if not signature or len(signature) != 1 or not isinstance(signature[0], tf.TensorSpec):
+        return None
+    return signature[0].shape
+
+
+def _check_input_shape(spec: ModelConfig, shape: Optional[tf.TensorShape]) -> None:
+    """Compare a declared input shape with (N, H, W, 3).
+
+    Done up front because neither Keras models with global pooling nor
+    signature functions reject a wrong spatial size on their own: they would
+    silently run on images of a size the model was never trained on.
+    """
+    if shape is None or shape.rank is None:
+        return
+    h, w = spec.input_size
+    if not shape.is_compatible_with([None, h, w, 3]):
+        dims = tuple(None if d is None else int(d) for d in shape.as_list())
+        raise ModelError(
+            f"model {spec.path!r} expects input shape {dims} but model.input_size is "
+            f"({h}, {w}) with 3 channels; set model.input_size to match the model")
+
+
+def _one_line(e: BaseException, limit: int = 200) -> str:
+    text = next((ln.strip() for ln in str(e).splitlines() if ln.strip()), "")
+    text = f"{type(e).__name__}: {text}" if text else type(e).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
