@@ -38,11 +38,11 @@ _DATA: dict = {}
 
 
 def demo_dataset(n_per_class: int = 16, seed: int = 0) -> Path:
-    """A demo dataset (pipeline.demo.make_dataset) in a temp dir; its audit split has
+    """A demo dataset (igaudit.pipeline.demo.make_dataset) in a temp dir; its audit split has
     2 x n_per_class images."""
     key = ("demo", n_per_class, seed)
     if key not in _DATA:
-        from pipeline.demo import make_dataset
+        from igaudit.pipeline.demo import make_dataset
         root = Path(tempfile.mkdtemp(prefix="igaudit-bench-data-"))
         make_dataset(root, n_per_class=n_per_class, size=DEMO_SIZE, seed=seed)
         _DATA[key] = root
@@ -52,7 +52,7 @@ def demo_dataset(n_per_class: int = 16, seed: int = 0) -> Path:
 def bench_images(n: int, size: int = DEMO_SIZE, seed: int = 0) -> np.ndarray:
     """n demo images (audit split of the dataset with this seed, all classes in turn) as float32
     [0, 1], resized to size x size."""
-    from pipeline.demo import load_split
+    from igaudit.pipeline.demo import load_split
     root = demo_dataset(max(4, (n + 1) // 2 + 1), seed)
     x, y, _ = load_split(root, "audit")
     order = np.argsort(np.arange(len(y)) % (len(y) // 4) * 4 + y, kind="stable")  # interleave classes
@@ -91,10 +91,10 @@ def demo_cnn(prefer_trained: bool = True) -> BenchModel:
             net = keras.models.load_model(copy, compile=False)
         how = "trained `models/demo.keras`"
     else:
-        from pipeline.demo import build_model
+        from igaudit.pipeline.demo import build_model
         keras.utils.set_random_seed(0)
         net = build_model(4, DEMO_SIZE)
-        how = "`pipeline.demo.build_model(4, 64)`, seed-0 weights (no models/demo.keras)"
+        how = "`igaudit.pipeline.demo.build_model(4, 64)`, seed-0 weights (no models/demo.keras)"
     return BenchModel("demo_cnn", lambda x: net(x), net, (DEMO_SIZE, DEMO_SIZE, 3),
                       f"demo CNN 64x64, {net.count_params():,} parameters: {how}")
 

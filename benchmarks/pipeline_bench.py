@@ -1,7 +1,7 @@
 """`igaudit run` end to end on Beam's local runner versus the bare engine on the same images, and
 peak memory against dataset size.
 
-Each `igaudit run` is its own process (`python -m pipeline.cli run --config ...`), reaped with
+Each `igaudit run` is its own process (`python -m igaudit.pipeline.cli run --config ...`), reaped with
 os.wait4, which gives that process's own peak RSS (ru_maxrss; the local runner runs the
 pipeline in that process) and its wall time.
 
@@ -46,7 +46,7 @@ class Workspace:
         else:
             import keras
 
-            from pipeline.demo import build_model
+            from igaudit.pipeline.demo import build_model
             keras.utils.set_random_seed(0)
             self.model = self.root / "demo.keras"
             build_model(4, DEMO_SIZE).save(self.model)
@@ -88,7 +88,7 @@ def run_igaudit(config: Path) -> dict:
     """One `igaudit run` in a child process: wall seconds, peak RSS (MiB), exit code."""
     with tempfile.TemporaryFile() as out_file, tempfile.TemporaryFile() as err_file:
         started = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "pipeline.cli", "run", "--config", str(config)], cwd=ROOT,
+        proc = subprocess.Popen([sys.executable, "-m", "igaudit.pipeline.cli", "run", "--config", str(config)], cwd=ROOT,
                                 stdout=out_file, stderr=err_file)
         # wait4 reaps this very child and returns its own rusage (RUSAGE_CHILDREN would be the
         # max over every child this process ever had).
@@ -125,21 +125,26 @@ def attribution_phase(config: Path) -> dict:
 
 def bare_engine(ws: Workspace, data: Path, batch_size: int = 16, chunk_size: int = CONFIG_CHUNK) -> dict:
     """The engine alone on the same images, decoded the pipeline's way, same model wrapper and settings."""
-    from transforms.decode import decode_image
-    from transforms.ig import IGEngine
-    from transforms.models import ModelSpec, load_classifier
+    from igaudit.pipeline.config import ModelConfig
+    from igaudit.transforms.attribution.engine import GradientEngine
+    from igaudit.transforms.attribution.integrated_gradients import integrated_gradients
+    from igaudit.transforms.attribution.models import load_classifier
+    from igaudit.transforms.imaging.decode import decode_image
     files = sorted(data.glob("*/*.png"))
     started = time.perf_counter()
     pixels = np.stack([decode_image(f.read_bytes(), (DEMO_SIZE, DEMO_SIZE), "pad") for f in files])
     decode_seconds = time.perf_counter() - started
-    classifier = load_classifier(ModelSpec(path=str(ws.model), input_size=(DEMO_SIZE, DEMO_SIZE),
-                                           input_range=(0.0, 1.0), output="logits"))
-    engine = IGEngine(classifier, (DEMO_SIZE, DEMO_SIZE, 3), steps=STEPS, rule="trapezoid", chunk_size=chunk_size)
-    engine.attribute(pixels[:batch_size], np.zeros_like(pixels[:batch_size]))  # trace + warm up
+    classifier = load_classifier(ModelConfig(path=str(ws.model), input_size=(DEMO_SIZE, DEMO_SIZE),
+                                             input_range=(0.0, 1.0), output="logits"))
+    engine = GradientEngine(classifier, (DEMO_SIZE, DEMO_SIZE, 3), output="logits", score="probability",
+                            chunk_size=chunk_size)
+
+    def attribute(batch):
+        return integrated_gradients(engine, batch, np.zeros_like(batch), None, rule="trapezoid", steps=STEPS)
+    attribute(pixels[:batch_size])  # trace + warm up
     started = time.perf_counter()
     for i in range(0, len(pixels), batch_size):
-        batch = pixels[i:i + batch_size]
-        engine.attribute(batch, np.zeros_like(batch))
+        attribute(pixels[i:i + batch_size])
     seconds = time.perf_counter() - started
     return {"images": len(files), "seconds": seconds, "images_per_s": len(files) / seconds,
             "decode_images_per_s": len(files) / decode_seconds}

@@ -7,7 +7,7 @@ benchmark evaluates h once at the union of every rule's nodes over the whole ste
 sweep (many are shared: trapezoid and midpoint nodes of power-of-two and
 3 x power-of-two step counts sit on two dyadic grids), and then reads off every
 (rule, steps) gap without recomputing gradients. A cross-check against
-`IGEngine.attribute`'s own gap is reported beside the table.
+`integrated_gradients`'s own gap (through a `GradientEngine`) is reported beside the table.
 
 relative gap = |sum(IG) - (F(x) - F(x'))| / |F(x) - F(x')|, F = the target's (predicted
 class's) softmax probability, black baseline. Images whose |F(x) - F(x')| < 0.01 are left
@@ -20,9 +20,10 @@ import numpy as np
 from benchmarks.common import log
 
 RULES = ("trapezoid", "riemann_middle", "gauss_legendre", "graded_trapezoid")
-# steps: auto, as transforms.methods.adaptive_ig does it: per image, start at AUTO_START steps and
-# double (nested rules: every earlier gradient is reused, so an image that stops at m steps used
-# m + 1 samples) until its relative gap is under the tolerance or the sweep's largest step count.
+# steps: auto, as integrated_gradients.adaptive_ig does it with rule trapezoid: per image, start at
+# AUTO_START steps and double (nested rules: every earlier gradient is reused, so an image that stops
+# at m steps used m + 1 samples) until its relative gap is under the tolerance or the sweep's largest
+# step count.
 AUTO_RULES = ("trapezoid", "graded_trapezoid")
 AUTO_START = 4
 THRESHOLDS = (0.01, 0.001)
@@ -80,7 +81,9 @@ def rules_table(model, images: np.ndarray, max_steps: dict, chunk: int, limit: i
     |F(x) - F(x')| >= 0.01, and the samples needed per threshold."""
     import tensorflow as tf
 
-    from transforms.ig import IGEngine, quadrature
+    from igaudit.transforms.attribution.engine import GradientEngine
+    from igaudit.transforms.attribution.integrated_gradients import integrated_gradients
+    from igaudit.transforms.attribution.quadrature import quadrature
     baselines = np.zeros_like(images)
     logits = model(tf.constant(np.concatenate([images, baselines]))).numpy().astype(np.float64)
     probs = np.exp(logits - logits.max(1, keepdims=True))
@@ -133,8 +136,8 @@ def rules_table(model, images: np.ndarray, max_steps: dict, chunk: int, limit: i
     # Cross-check: the engine's own completeness gap (sum(IG) - (F(x) - F(x'))) at 16 steps.
     check = None
     if 16 in plans.get("trapezoid", ()):
-        engine = IGEngine(model, images.shape[1:], steps=16, rule="trapezoid", chunk_size=chunk)
-        r = engine.attribute(images, baselines, targets)
+        engine = GradientEngine(model, images.shape[1:], output="logits", score="probability", chunk_size=chunk)
+        r = integrated_gradients(engine, images, baselines, targets, rule="trapezoid", steps=16)
         alphas, weights = quadrature("trapezoid", 16)
         own = h[:, [column[_key(a)] for a in alphas]] @ weights - change
         check = float(np.max(np.abs(own - r.completeness_gap)))
@@ -160,7 +163,7 @@ REFERENCE_STEPS = 1024   # per-pixel errors are measured against trapezoid IG at
 L1_LADDER = (16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 
 
-NEIGHBOUR_PIXEL_TOLERANCES = (0.06, 0.1)   # beside the default (transforms.methods.DEFAULT_PIXEL_TOLERANCE)
+NEIGHBOUR_PIXEL_TOLERANCES = (0.06, 0.1)   # beside the default (AttributionConfig().pixel_tolerance)
 FINE_STEP = 4   # the trapezoid's steps for a median gap under 1%, read again on this finer ladder
 
 
@@ -182,7 +185,7 @@ def fine_window(max_steps: int, samples) -> tuple:
 
 def policy_table(model, images: np.ndarray, chunk: int, limit: int, fixed: dict, window=None) -> dict:
     """The default step policy (`steps: auto`, `rule: adaptive`) run for real through
-    `transforms.methods.adaptive_ig`, beside the fixed rules at `fixed` {rule: gradient samples
+    `integrated_gradients.adaptive_ig`, beside the fixed rules at `fixed` {rule: gradient samples
     (from rules_table: the fewest for a median gap under 1%)}: per policy,
     gradient samples per image, median / p95 relative completeness gap, median / p95 per-pixel
     relative L1 error against trapezoid IG at REFERENCE_STEPS, and wall time per image. Also the
@@ -192,8 +195,14 @@ def policy_table(model, images: np.ndarray, chunk: int, limit: int, fixed: dict,
     on every FINE_STEP steps in it, and that count replaces fixed["trapezoid"]."""
     import time
 
-    from transforms.methods import AttributionEngine, adaptive_ig
-    engine = AttributionEngine(model, images.shape[1:], chunk_size=chunk)
+    from igaudit.pipeline.config import AttributionConfig
+    from igaudit.transforms.attribution.engine import GradientEngine
+    from igaudit.transforms.attribution.integrated_gradients import adaptive_ig, integrated_gradients
+    engine = GradientEngine(model, images.shape[1:], output="logits", score="probability", chunk_size=chunk)
+    # `steps: auto` as shipped (AttributionConfig's defaults); each row sets its tolerances
+    defaults = AttributionConfig()
+    auto = {"rule": "adaptive", "max_steps": defaults.max_steps}
+    pixel_default = defaults.pixel_tolerance
     baselines = np.zeros_like(images)
     outputs = engine.forward(np.concatenate([images, baselines]))
     n = len(images)
@@ -202,13 +211,15 @@ def policy_table(model, images: np.ndarray, chunk: int, limit: int, fixed: dict,
     keep = np.flatnonzero(np.abs(change) >= MIN_SCORE_CHANGE)[:limit]
     images, baselines, targets = images[keep], baselines[keep], targets[keep]
     log(f"  policies: {len(images)} images, reference = trapezoid {REFERENCE_STEPS} steps")
-    adaptive_ig(engine, images[:2], baselines[:2], targets[:2])   # trace its gradient call before timing
-    reference = engine.integrated_gradients(images, baselines, targets, rule="trapezoid",
-                                            steps=REFERENCE_STEPS).attributions.reshape(len(images), -1)
+    # trace its gradient call before timing
+    adaptive_ig(engine, images[:2], baselines[:2], targets[:2], **auto, tolerance=defaults.tolerance,
+                pixel_tolerance=pixel_default)
+    reference = integrated_gradients(engine, images, baselines, targets, rule="trapezoid",
+                                     steps=REFERENCE_STEPS).attributions.reshape(len(images), -1)
     ref_norm = np.abs(reference).sum(axis=1)
 
     def measure(fn) -> dict:
-        engine.integrated_gradients(images[:1], baselines[:1], targets[:1], steps=2)   # warm
+        integrated_gradients(engine, images[:1], baselines[:1], targets[:1], rule="trapezoid", steps=2)   # warm
         started = time.perf_counter()
         r = fn()
         seconds = time.perf_counter() - started
@@ -222,25 +233,25 @@ def policy_table(model, images: np.ndarray, chunk: int, limit: int, fixed: dict,
     fine = {}
     if window:
         for m in range(window[0], window[1] + 1, FINE_STEP):
-            r = engine.integrated_gradients(images, baselines, targets, rule="trapezoid", steps=m)
+            r = integrated_gradients(engine, images, baselines, targets, rule="trapezoid", steps=m)
             fine[m] = float(np.median(relative_gap(r)))
         rows = [{"samples": m + 1, "median": fine[m]} for m in sorted(fine)]
         fixed = dict(fixed, trapezoid=_first_staying_under(rows, "median", 0.01))
     rows = {}
     for threshold in THRESHOLDS:
-        rows[f"adaptive|{threshold}"] = measure(lambda: adaptive_ig(engine, images, baselines, targets,
-                                                                    tolerance=threshold, rule="adaptive"))
+        rows[f"adaptive|{threshold}"] = measure(lambda: adaptive_ig(
+            engine, images, baselines, targets, **auto, tolerance=threshold, pixel_tolerance=pixel_default))
     for pixel in NEIGHBOUR_PIXEL_TOLERANCES:
         rows[f"adaptive, pixel_tolerance {pixel}|0.01"] = measure(lambda pixel=pixel: adaptive_ig(
-            engine, images, baselines, targets, tolerance=0.01, rule="adaptive", pixel_tolerance=pixel))
+            engine, images, baselines, targets, **auto, tolerance=0.01, pixel_tolerance=pixel))
     rows["adaptive, gap test only|0.01"] = measure(lambda: adaptive_ig(
-        engine, images, baselines, targets, tolerance=0.01, rule="adaptive", pixel_tolerance=1e9))
+        engine, images, baselines, targets, **auto, tolerance=0.01, pixel_tolerance=1e9))
     for rule, samples in fixed.items():
         if samples:
             steps = samples - 1 if rule in ("trapezoid", "graded_trapezoid") else samples
-            rows[f"{rule}, {steps} steps|0.01"] = measure(lambda rule=rule, steps=steps: engine.integrated_gradients(
-                images, baselines, targets, rule=rule, steps=steps))
-    ladder = {m: measure(lambda m=m: engine.integrated_gradients(images, baselines, targets, rule="trapezoid",
-                                                                  steps=m))["l1_median"] for m in L1_LADDER}
+            rows[f"{rule}, {steps} steps|0.01"] = measure(lambda rule=rule, steps=steps: integrated_gradients(
+                engine, images, baselines, targets, rule=rule, steps=steps))
+    ladder = {m: measure(lambda m=m: integrated_gradients(engine, images, baselines, targets, rule="trapezoid",
+                                                          steps=m))["l1_median"] for m in L1_LADDER}
     return {"images": int(len(images)), "rows": rows, "trapezoid_l1_ladder": ladder,
             "trapezoid_fine": fine, "trapezoid_needed": fixed.get("trapezoid")}

@@ -37,7 +37,8 @@ from benchmarks.common import ROOT, STEPS, bench_images, build_model, cleanup, l
 MODELS = ("demo_cnn", "mobilenet_v2")
 SHIPPED_ONEDNN = "1"   # what igaudit runs with (transforms/__init__.py sets TF_ENABLE_ONEDNN_OPTS=1)
 THREAD_SETTINGS = ((None, None), (1, 1), (2, 1), (1, 2))
-TUNING_SEED = 1        # demo data the pixel_tolerance default was judged on (transforms/refine.py), reported apart
+# demo data the pixel_tolerance default was judged on (transforms/attribution/refine.py), reported apart
+TUNING_SEED = 1
 MUST = {"eff": 0.95, "tutorial": {"mobilenet_v2": 1.15, "demo_cnn": 1.0}, "keras": 15.0, "rules": 3.0,
         "pipeline": 0.85, "memory": 1.10}
 
@@ -77,7 +78,7 @@ def machine_facts(device: str, quick: bool) -> dict:
 
 def tensorflow_onednn_default() -> bool:
     """Whether TensorFlow turns oneDNN on by itself here (what a tutorial user gets): asked in a
-    fresh process without TF_ENABLE_ONEDNN_OPTS, since importing `transforms` sets it."""
+    fresh process without TF_ENABLE_ONEDNN_OPTS, since importing `igaudit.transforms` sets it."""
     env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
     env["TF_CPP_MIN_LOG_LEVEL"] = "3"
     out = subprocess.run([sys.executable, "-c", "from tensorflow.python.util import _pywrap_util_port as p; "
@@ -320,7 +321,8 @@ def render(results: dict) -> str:
         add("")
         add("Ceiling = best forward + input-gradient samples/s of a traced `tf.function` over the batch "
             "sizes listed (target's softmax probability, as IG differentiates). Engine = "
-            f"`IGEngine.attribute` at m = {STEPS}, trapezoid ({STEPS + 1} gradient samples an image, "
+            f"`integrated_gradients` on a `GradientEngine` at m = {STEPS}, trapezoid ({STEPS + 1} gradient "
+            "samples an image, "
             "plus one forward pass over inputs and baselines), black baseline, predicted class. "
             "eff = images/s x samples per image / ceiling; *eff (best)* divides by the best ceiling of "
             "both oneDNN settings. References: `benchmarks/references.py` (TF tutorial as published, "
@@ -364,9 +366,17 @@ def render(results: dict) -> str:
             probes = [(s, r["auto"]) for s, r in sorted(rows.items()) if r.get("auto")]
             for s, a in probes:
                 skipped = "; ".join(f"{k}: {v}" for k, v in a["skipped"].items())
+                # probe_samples_per_s: runs before igaudit issue #13 (IGEngine's own probe, gradient samples/s)
+                probe = (f"probe images/s {a['probe_images_per_s']}" if "probe_images_per_s" in a
+                         else f"probe samples/s {a['probe_samples_per_s']}")
                 add(f"- auto chunk, oneDNN {'on' if s == '1' else 'off'}: picked **{a['chunk']}** in "
-                    f"{a['seconds']} s; probe samples/s {a['probe_samples_per_s']}"
-                    f"{'; skipped ' + skipped if skipped else ''}")
+                    f"{a['seconds']} s; {probe}{'; skipped ' + skipped if skipped else ''}")
+            if any("probe_images_per_s" in a for _, a in probes):
+                add("- *chunk auto* = the chunk `attribution.chunk_size: auto` picks: "
+                    "`chunk_size.choose_chunk_size` on an `Explainer` configured for this IG (trapezoid, "
+                    f"m = {STEPS}, batches of {any_row['images']['engine_images']} images) times "
+                    "`Explainer.explain` on a seeded probe batch of that size per candidate (images/s, "
+                    "best of 3 passes); the engine it leaves is then timed like the others.")
             add("- *no overlap* = the auto chunk with `parallel_iterations=1`: consecutive chunks never run "
                 "at once. The engine's default (2) lets the next chunk start while the last finishes, which "
                 "fills cores a single call leaves idle; that is how it can beat a ceiling measured one call "
@@ -458,7 +468,7 @@ def render(results: dict) -> str:
             add(f"### {t['description']}")
             add("")
             add(f"{t['images']} images (of {t['of']}; |F(x) - F(x')| median {t['score_change_median']:.2f}), "
-                f"{t['distinct_alphas']} distinct alphas, {t['seconds']} s. Cross-check with `IGEngine.attribute` "
+                f"{t['distinct_alphas']} distinct alphas, {t['seconds']} s. Cross-check with `integrated_gradients` "
                 f"(trapezoid, 16 steps): max |engine gap - table gap| = {t['engine_check_max_abs_diff']:.1e} "
                 "(absolute, in probability)."
                 + (" Differences above float rounding come from the alpha = 0 sample: on a black image every "
@@ -522,7 +532,7 @@ def render(results: dict) -> str:
                 continue
             add(f"### The default step policy, run through the engine: {model}")
             add("")
-            add(f"`steps: auto`, `rule: adaptive` (`transforms/refine.py`) on the same {pol['images']} images, "
+            add(f"`steps: auto`, `rule: adaptive` (`transforms/attribution/refine.py`) on the same {pol['images']} images, "
                 "beside the fixed rules at their step counts for a median gap under 1% (table above; the "
                 f"trapezoid's count read again on every {FINE_STEP} steps around it, below). Per-pixel "
                 "error = ||IG - IG_ref||_1 / ||IG_ref||_1 against trapezoid IG at "
@@ -548,7 +558,7 @@ def render(results: dict) -> str:
                 add(f"Demo data seed {TUNING_SEED} (the tables above: seed 0), {tp['images']} images (of "
                     f"{tuning['of']}; |F(x) - F(x')| median {tuning['score_change_median']:.2f}). "
                     "Not part of the must-show row: shown so the default's choice can be checked "
-                    "(`transforms/refine.py`).")
+                    "(`transforms/attribution/refine.py`).")
                 add("")
                 policy_rows(add, tp)
                 policy_notes(add, tp, tuning)
@@ -572,8 +582,8 @@ def render(results: dict) -> str:
         add("## Pipeline vs bare engine")
         add("")
         add(f"`igaudit run` (local FnApiRunner, defaults: masks + overlays, batch 16, chunk 64, m = {STEPS} "
-            f"trapezoid) over {n} demo images ({p['model']}) vs `IGEngine.attribute` on the same images decoded "
-            "the pipeline's way (`decode_image`), same model wrapper (`load_classifier`), batches of 16. "
+            f"trapezoid) over {n} demo images ({p['model']}) vs `integrated_gradients` on a `GradientEngine` "
+            "over the same images decoded the pipeline's way (`imaging.decode.decode_image`), same model wrapper (`load_classifier`), batches of 16. "
             f"Best of {len(p['runs_n'])} repeats (the range over them beside it). The pipeline's rate two ways: "
             "its attribution phase as the run itself times it (run.json `timings`: first batch start to last "
             "batch end; every per-image cost inside, startup and wind-down outside), and by differencing the "
@@ -595,7 +605,7 @@ def render(results: dict) -> str:
         add(f"| **pipeline / engine** (attribution phase) | **{fmt(phase_ratio, 2)}** | |")
         add(f"| pipeline / engine (differenced wall times) | {fmt(diff_ratio, 2)} | |")
         decode_rate = max(e["decode_images_per_s"] for e in p["engine"])
-        add(f"| decode alone (`decode_image`), images/s | {fmt(decode_rate, 0)} | |")
+        add(f"| decode alone (`imaging.decode.decode_image`), images/s | {fmt(decode_rate, 0)} | |")
         noart = p.get("runs_n_no_artifacts")
         if noart and best(noart, "phase_images_per_s", lowest=False):
             rate = best(noart, "phase_images_per_s", lowest=False)
@@ -639,7 +649,7 @@ def render(results: dict) -> str:
     for what, value, ok in must:
         add(f"| {what} | {value} | {verdict(ok)} |")
     add("| Tests guard the mechanisms (one trace per model across ragged batches, many targets and step "
-        "counts; auto chunk picks a candidate and respects the memory budget) | `tests/test_ig_perf.py` "
+        "counts; auto chunk picks a candidate and respects the memory budget) | `tests/transforms/attribution/test_engine.py`, `test_chunk_size.py` "
         "(no timings asserted) | see `make test` |")
     add("")
     results.setdefault("notes", [])

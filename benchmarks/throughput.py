@@ -7,9 +7,12 @@ import; the thread pools likewise can only be sized before TensorFlow's runtime 
 - ceiling: gradient samples/s of one traced `tf.function` (forward + input gradient of the
   target's softmax probability, fixed batch shape) called back to back, per batch size; the best
   batch size's figure is *the* ceiling.
-- engine: `IGEngine.attribute` images/s at m = 50 trapezoid (51 gradient samples an image; the
-  engine's extra forward pass over inputs and baselines is included in its time), with the
-  config's default chunk (64) and with `chunk_size="auto"`.
+- engine: `integrated_gradients(GradientEngine, ...)` images/s at m = 50 trapezoid (51 gradient
+  samples an image; the engine's extra forward pass over inputs and baselines is included in its
+  time), with the config's default chunk (64) and with the chunk `chunk_size: auto` picks:
+  `chunk_size.choose_chunk_size` on an `Explainer` configured for that IG (trapezoid, m = 50,
+  batches of engine_images), which times `Explainer.explain` on a seeded probe batch per
+  candidate (images/s).
 - tutorial / keras example: `benchmarks.references`, per image, on the same images and targets.
 
 All methods of a model run in turn, round after round (`common.interleaved`); the best round
@@ -83,7 +86,18 @@ def measure_model(name: str, spec: dict, device: str) -> dict:
     import tensorflow as tf
 
     from benchmarks.references import TutorialIG, keras_example_ig
-    from transforms.ig import IGEngine
+    from igaudit.pipeline.config import AttributionConfig, QualityConfig
+    from igaudit.transforms.attribution.chunk_size import choose_chunk_size
+    from igaudit.transforms.attribution.engine import GradientEngine
+    from igaudit.transforms.attribution.explainer import Explainer
+    from igaudit.transforms.attribution.integrated_gradients import integrated_gradients
+
+    def engine_at(chunk: int, **kwargs) -> GradientEngine:
+        return GradientEngine(model, model.shape, output="logits", score="probability", chunk_size=chunk,
+                              device=device, **kwargs)
+
+    def ig(engine) -> None:
+        integrated_gradients(engine, engine_images, baselines, None, rule="trapezoid", steps=STEPS)
 
     quick = bool(spec.get("quick"))
     plan = dict(PLANS[name, quick])
@@ -109,27 +123,31 @@ def measure_model(name: str, spec: dict, device: str) -> dict:
 
     if mode == "full":
         if not (quick and name == "mobilenet_v2"):
-            fixed = IGEngine(model, model.shape, steps=STEPS, rule="trapezoid", chunk_size=CONFIG_CHUNK,
-                             device=device)
-            fixed.attribute(engine_images, baselines)  # trace + warm up
-            methods["engine chunk 64"] = (lambda: fixed.attribute(engine_images, baselines), len(engine_images))
+            fixed = engine_at(CONFIG_CHUNK)
+            ig(fixed)  # trace + warm up
+            methods["engine chunk 64"] = (lambda: ig(fixed), len(engine_images))
+        # chunk_size: auto as igaudit runs it (an Explainer probes its configured method on a real batch,
+        # chunk_size.choose_chunk_size), here among this plan's candidates; the engine it leaves is timed.
         started = time.perf_counter()
-        auto = IGEngine(model, model.shape, steps=STEPS, rule="trapezoid", chunk_size="auto", device=device,
-                        chunk_candidates=plan["candidates"], samples_per_call=len(engine_images) * samples)
-        result["auto"] = {"chunk": auto.chunk_size, "seconds": round(time.perf_counter() - started, 2),
-                          "probe_samples_per_s": {str(k): round(v, 1) for k, v in auto.chunk_timings.items()},
-                          "skipped": {str(k): v for k, v in auto.chunk_skipped.items()}}
-        log(f"  {name}: auto chunk {auto.chunk_size} ({result['auto']['seconds']} s, "
-            f"probe {result['auto']['probe_samples_per_s']})")
-        auto.attribute(engine_images, baselines)
-        methods["engine auto"] = (lambda: auto.attribute(engine_images, baselines), len(engine_images))
+        batch = len(engine_images)
+        explainer = Explainer(model, model.shape, "logits",
+                              AttributionConfig(rule="trapezoid", steps=STEPS, chunk_size=min(plan["candidates"]),
+                                                batch_size=batch), QualityConfig(), batch_size=batch)
+        explainer.engine.device = device
+        chunk = choose_chunk_size(explainer, batch, candidates=plan["candidates"])
+        auto = explainer.engine
+        result["auto"] = {"chunk": chunk, "seconds": round(time.perf_counter() - started, 2),
+                          "probe_images_per_s": {str(k): round(v, 2) for k, v in explainer.chunk_timings.items()},
+                          "skipped": {str(k): v for k, v in explainer.chunk_skipped.items()}}
+        log(f"  {name}: auto chunk {chunk} ({result['auto']['seconds']} s, "
+            f"probe images/s {result['auto']['probe_images_per_s']})")
+        ig(auto)
+        methods["engine auto"] = (lambda: ig(auto), len(engine_images))
         if not quick:
             # The same chunk without overlapping consecutive chunks: what the loop's overlap adds.
-            serial = IGEngine(model, model.shape, steps=STEPS, rule="trapezoid", chunk_size=auto.chunk_size,
-                              device=device, parallel_iterations=1)
-            serial.attribute(engine_images, baselines)
-            methods["engine auto, no overlap"] = (lambda: serial.attribute(engine_images, baselines),
-                                                  len(engine_images))
+            serial = engine_at(chunk, parallel_iterations=1)
+            ig(serial)
+            methods["engine auto, no overlap"] = (lambda: ig(serial), len(engine_images))
         if spec.get("references", True):
             tutorial, eager = TutorialIG(model), TutorialIG(model, eager=True)
             tut_images = [tf.constant(im) for im in images[:plan["tutorial_images"]]]
@@ -152,9 +170,9 @@ def measure_model(name: str, spec: dict, device: str) -> dict:
             methods["keras example"] = (run_keras, len(keras_images))
     else:  # threads: the ceiling and the engine at a fixed chunk
         chunk = 32 if name == "demo_cnn" else 8
-        fixed = IGEngine(model, model.shape, steps=STEPS, rule="trapezoid", chunk_size=chunk, device=device)
-        fixed.attribute(engine_images, baselines)
-        methods[f"engine chunk {chunk}"] = (lambda: fixed.attribute(engine_images, baselines), len(engine_images))
+        fixed = engine_at(chunk)
+        ig(fixed)
+        methods[f"engine chunk {chunk}"] = (lambda: ig(fixed), len(engine_images))
 
     log(f"  {name}: {len(methods)} methods, {plan['rounds']} rounds")
     rates = interleaved(methods, plan["rounds"] if mode == "full" else 4, plan["seconds"])
