@@ -80,7 +80,21 @@ def summary_row(r: AttributionResult, class_names: Sequence[str], grid: int, bor
     }
 
 
-MAX_PENDING_WRITES = 64
+# A run records every per-image file it writes in ledger files under this folder of output.dir, each
+# written before the files it lists: a rerun (pipeline/ownership.py) removes exactly those files, even
+# after a kill, and leaves anything else in masks/, overlays/ or raw/ alone.
+LEDGER_FOLDER = ".igaudit/written"
+LEDGER_GROUP = 16          # results per ledger file
+MAX_PENDING_WRITES = 64    # results whose files may wait for the write thread
+
+
+def ledger_text(paths: Sequence[str]) -> bytes:
+    """A ledger file's content: one output-relative path per line."""
+    return "".join(f"{p}\n" for p in paths).encode("utf-8")
+
+
+def read_ledger(data: bytes) -> list[str]:
+    return [line for line in data.decode("utf-8").splitlines() if line]
 
 
 class _WriteArtifactsFn(beam.DoFn):
@@ -90,10 +104,12 @@ class _WriteArtifactsFn(beam.DoFn):
     Rendering and PNG encoding (CPU) stay on the calling thread, between IG batches: on a
     background thread they ran while TensorFlow computed the next batch and slowed it by more
     than their own cost (measured: `benchmarks/pipeline_bench.py`). Writing (I/O, which releases
-    the GIL, and slow on a remote bucket) overlaps the next batch. At most MAX_PENDING_WRITES
+    the GIL, and slow on a remote bucket) overlaps the next batch. Files go out in groups of
+    LEDGER_GROUP results, each group's ledger file first (the single write thread keeps that
+    order), so a file igaudit wrote is always listed before it exists. At most MAX_PENDING_WRITES
     results' files wait for the thread, so memory stays bounded when writes are slower than
-    attribution. finish_bundle waits for every pending file and re-raises the first failure, so a
-    bundle only commits once its files are in place."""
+    attribution. finish_bundle writes the last group, waits for every pending file and re-raises
+    the first failure, so a bundle only commits once its files are in place."""
 
     def __init__(self, out_dir: str, class_names: Sequence[str], output, analysis, options,
                  per_target_files: bool):
@@ -134,26 +150,40 @@ class _WriteArtifactsFn(beam.DoFn):
         return files
 
     @staticmethod
-    def _write_files(files: list[tuple[str, bytes]]) -> None:
+    def _write_files(ledger: str, paths: list[str], files: list[tuple[str, bytes]]) -> None:
+        write_file_atomically(ledger, ledger_text(paths))     # listed first, then written
         for path, data in files:
             write_file_atomically(path, data)
 
     def start_bundle(self):
         self._pending = []
+        self._group, self._group_results = [], 0
+
+    def _flush(self):
+        if self._group:
+            ledger = FileSystems.join(self.out_dir, LEDGER_FOLDER, f"{uuid.uuid4().hex}.txt")
+            paths = [path[len(self.out_dir.rstrip("/")) + 1:] for path, _ in self._group]
+            self._pending.append((self._pool.submit(self._write_files, ledger, paths, self._group),
+                                  self._group_results))
+        self._group, self._group_results = [], 0
+        while sum(n for _, n in self._pending) > MAX_PENDING_WRITES:   # a slow filesystem holds back IG
+            self._pending.pop(0)[0].result()
 
     def process(self, r: AttributionResult):
         mask_rel = f"masks/{self.file_id(r)}.png" if self.masks else None
         overlay_rel = f"overlays/{self.file_id(r)}.png" if self.overlays else None
         files = self.encode_files(r, mask_rel, overlay_rel)
         if files:
-            self._pending.append(self._pool.submit(self._write_files, files))
-        if len(self._pending) > MAX_PENDING_WRITES:   # a slow filesystem holds back IG, not memory
-            self._pending.pop(0).result()
+            self._group.extend(files)
+            self._group_results += 1
+            if self._group_results >= LEDGER_GROUP:
+                self._flush()
         yield summary_row(r, self.class_names, self.grid, self.border, mask_rel, overlay_rel)
 
     def finish_bundle(self):
+        self._flush()
         pending, self._pending = self._pending, []
-        for future in pending:
+        for future, _ in pending:
             future.result()   # re-raises a failed write
 
 
