@@ -8,21 +8,32 @@ from pathlib import Path
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from igaudit.pipeline.beam_flags import known_flags, runner_key
 from igaudit.pipeline.config import Config
 
 log = logging.getLogger("igaudit")
 
-def pipeline_options(cfg: Config, beam_args: list[str]) -> PipelineOptions:
-    """Config `beam:` options first, then command-line Beam flags (which win)."""
-    from_config = []
+
+def config_flags(cfg: Config) -> list[str]:
+    """The config's `beam:` section as command-line flags (false: Beam's --no_<key> where it has one, else
+    nothing, a switch's default being off)."""
+    flags = []
     for key, value in cfg.beam.items():
         if isinstance(value, bool):
-            from_config.append(f"--{key}" if value else f"--no{key}")
+            if value:
+                flags.append(f"--{key}")
+            elif f"--no_{key}" in known_flags():
+                flags.append(f"--no_{key}")
         elif isinstance(value, list):
-            from_config.extend(f"--{key}={v}" for v in value)
+            flags.extend(f"--{key}={v}" for v in value)
         else:
-            from_config.append(f"--{key}={value}")
-    args = from_config + list(beam_args)
+            flags.append(f"--{key}={value}")
+    return flags
+
+
+def pipeline_options(cfg: Config, beam_args: list[str]) -> PipelineOptions:
+    """Config `beam:` options first, then command-line Beam flags (which win)."""
+    args = config_flags(cfg) + list(beam_args)
     return PipelineOptions(args + worker_code_options(PipelineOptions(args).get_all_options()))
 
 
@@ -31,17 +42,9 @@ SETUP_FILE = PROJECT_ROOT / "setup.py"
 _LOCAL_MASTERS = ("[local]", "[auto]")   # FlinkRunner's in-process Flink (LOOPBACK workers)
 
 
-def _runner_key(runner) -> str:
-    """'DataflowRunner', 'dataflow', 'apache_beam.runners...DataflowRunner', a runner object -> 'dataflow'."""
-    if not runner:
-        return ""
-    name = (runner if isinstance(runner, str) else type(runner).__name__).rsplit(".", 1)[-1].lower()
-    return name[: -len("runner")] if name.endswith("runner") else name
-
-
 def runs_on_remote_workers(all_options: dict) -> bool:
     """Whether the SDK workers run somewhere other than this process (so they need our code shipped)."""
-    runner = _runner_key(all_options.get("runner"))
+    runner = runner_key(all_options.get("runner"))
     if runner in ("dataflow", "testdataflow"):
         return True
     if runner not in ("portable", "flink", "spark"):
@@ -55,6 +58,11 @@ def runs_on_remote_workers(all_options: dict) -> bool:
         if runner == "spark" and re.match(r"^local(\[.+\])?$", all_options.get("spark_master_url") or "local[4]"):
             return False
     return True                        # PortableRunner defaults to DOCKER
+
+
+def runs_locally(all_options: dict) -> bool:
+    """Whether the SDK workers are this process or its children (they see its environment and files)."""
+    return not runs_on_remote_workers(all_options)
 
 
 def _container_given(all_options: dict) -> bool:
