@@ -33,7 +33,7 @@ def build_pipeline(p: beam.Pipeline, cfg: Config, plan: Plan, out_dir: str) -> N
     files = p | "MatchImages" >> MatchImages(cfg.input.pattern, plan.manifest_files)
     read = files | "ReadImageBytes" >> ReadImageBytes()
     decoded = read.images | "DecodeImages" >> DecodeImages(
-        tuple(cfg.model.input_size), cfg.model.resize, cfg.input.max_pixels)
+        plan.input_shape[:2], cfg.model.resize, cfg.input.max_pixels, channels=plan.input_shape[2])
     images = decoded.decoded
     references = a.references if a.method == "expected_gradients" else 0
     if a.baseline == "mean" or references:

@@ -49,7 +49,7 @@ class ImageBytes:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class DecodedImage:
-    """A model-ready image: float32 H x W x 3 in [0, 1] at the model's input size."""
+    """A model-ready image: float32 H x W x C in [0, 1] at the model's input size and channels."""
     uri: str
     label: Optional[str]
     image_id: str
@@ -77,8 +77,8 @@ class AttributionResult:
     uri: str
     label: Optional[str]
     image_id: str
-    pixels: np.ndarray          # H x W x 3 float32 in [0, 1], what the model saw
-    attribution: np.ndarray     # H x W x 3 float32, IG w.r.t. pixels in [0, 1]
+    pixels: np.ndarray          # H x W x C float32 in [0, 1], what the model saw
+    attribution: np.ndarray     # H x W x C float32, IG w.r.t. pixels in [0, 1]
     label_index: int            # -1 when the label is unknown to the model
     predicted: int
     confidence: float           # softmax probability of the predicted class

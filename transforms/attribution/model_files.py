@@ -48,9 +48,10 @@ def join(path: str, name: str) -> str:
 
 
 def missing(path: str) -> ModelError:
+    shown = path if is_remote(path) else os.path.abspath(local_path(path))
     return ModelError(
-        f"model.path {path!r} does not exist: build it with `igaudit demo` "
-        f"or point model.path at {WHAT_TO_POINT_AT}")
+        f"model.path {shown!r} does not exist (relative paths are relative to the current directory): build "
+        f"it with `igaudit demo` or point model.path at {WHAT_TO_POINT_AT}")
 
 
 def detect_format(path: str) -> str:
