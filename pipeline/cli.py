@@ -1,7 +1,13 @@
-"""`igaudit run` and `igaudit demo`. Flags igaudit does not know go to Beam's PipelineOptions.
+"""`igaudit run / audit / compare / demo`. Flags igaudit does not know go to Beam's PipelineOptions (checked).
 
-Errors a user can cause end in one line on stderr and exit code 2; a failed run
-exits 1; `--debug` shows the traceback.
+Exit codes (for cron, Airflow, Cloud Scheduler; the README's table):
+  0    the run is complete and nothing needs attention
+  1    the run failed: it crashed, or finished without being trustworthy (nothing attributed, too many
+       inputs rejected, counts that do not reconcile); run.json says why and there is no _SUCCESS
+  2    a user error, before any work: bad config, flag, model, inputs or output.dir (one line on stderr)
+  3    the run is complete and flagged something (igaudit audit / compare)
+  130  interrupted by Ctrl-C (SIGINT); 143: stopped by SIGTERM
+`--debug` shows tracebacks and library logs.
 """
 from __future__ import annotations
 
@@ -42,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--debug", action="store_true", help="show tracebacks and library logs")
     run = sub.add_parser("run", parents=[common], help="run an audit from a config file")
     run.add_argument("--config", required=True, help="YAML config, e.g. configs/local.yaml")
+    run.add_argument("--overwrite", action="store_true",
+                     help="DESTRUCTIVE: when output.dir is a non-empty folder that is not an igaudit run folder, "
+                          "delete everything in it first (an igaudit run folder never needs this)")
     audit = sub.add_parser("audit", parents=[common],
                            help="a dated run under output.dir, compared with the newest earlier complete run; "
                                 "exit 0 nothing flagged, 3 flagged, 1 failed, 2 user error")
@@ -86,13 +95,15 @@ def main(argv: list[str] | None = None) -> int:
             progress.addHandler(handler)
         progress.setLevel(logging.INFO)
         progress.propagate = False
+    from igaudit.pipeline import interrupts
+    interrupts.install(debug=args.debug)
     if not args.debug:
         _import_tensorflow_quietly()
 
     from igaudit.pipeline import audit
     from igaudit.pipeline.config import ConfigError, load_config
     from igaudit.pipeline.errors import UserError
-    from igaudit.pipeline.job import absolute, run_job
+    from igaudit.pipeline.job import RunFailed, absolute, run_job
     from igaudit.transforms.attribution.model_files import ModelError
     reference = None
     try:
@@ -105,13 +116,13 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "audit":
             summary, reference = audit.audit(cfg, beam_args, reference=args.reference)
         else:
-            summary = run_job(cfg, beam_args)
+            summary = run_job(cfg, beam_args, overwrite=getattr(args, "overwrite", False))
     except (ConfigError, UserError, ModelError) as e:
         print(f"igaudit: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("igaudit: interrupted; the output has no _SUCCESS marker and is incomplete", file=sys.stderr)
-        return 130
+    except RunFailed as e:
+        print(f"igaudit: run failed: {e}", file=sys.stderr)
+        return 1
     except Exception as e:  # a failed run, not a user mistake
         if args.debug:
             traceback.print_exc()
@@ -124,8 +135,12 @@ def main(argv: list[str] | None = None) -> int:
               f"outputs to {summary.out_dir} (run.json, report.html and _SUCCESS only come from a launcher that "
               f"waits for the job: igaudit run/audit)")
         return 0
+    accuracy = "" if summary.accuracy is None else f"; accuracy {summary.accuracy:.2f}"
     print(f"igaudit: attributed {summary.attributed} of {summary.matched} images "
-          f"({summary.rejected} rejected) in {summary.seconds:.1f} s; {summary.images_per_second:.1f} images/s")
+          f"({summary.rejected} rejected) in {summary.seconds:.1f} s; {summary.images_per_second:.1f} images/s"
+          f"{accuracy}")
+    for warning in summary.warnings:
+        print(f"igaudit: warning: {warning}", file=sys.stderr)
     if summary.flagged:
         names = ", ".join(f"{c['class_name']} (by {c['group_by']})" for c in summary.flagged)
         print(f"igaudit: flagged: {names}")

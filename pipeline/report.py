@@ -21,6 +21,7 @@ table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding
 th{background:#f4f4f4}td.l,th.l{text-align:left}.class{border-top:2px solid #ddd;padding:1em 0}
 .class img{margin-right:.4em;vertical-align:top;image-rendering:pixelated}.muted{color:#777}
 figure{display:inline-block;margin:0 .6em 0 0}figcaption{font-size:.8em;color:#555;max-width:128px}
+.warning{background:#fff4e5;border-left:4px solid #e8a33d;padding:.4em .8em}
 """
 
 
@@ -70,12 +71,17 @@ def render_report(out_dir: str, run_info: dict) -> str:
              "<h2>Summary</h2><table>",
              *(f"<tr><th class=l>{html.escape(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in (
                  ("images matched", counts["matched"]), ("attributed", counts["attributed"]),
-                 ("rejected", counts["rejected"]), ("model", cfg["model"]["path"]),
+                 ("rejected", counts["rejected"]), ("accuracy", run_info.get("accuracy")),
+                 ("status", run_info.get("status")), ("model", cfg["model"]["path"]),
                  ("steps / rule", f"{cfg['attribution']['steps']} / {cfg['attribution']['rule']}"),
                  ("baseline", cfg["attribution"]["baseline"]), ("target", cfg["attribution"]["target"]),
                  ("score", cfg["attribution"]["score"]),
                  ("wall time (s)", run_info["timings"].get("total_seconds")))),
              "</table>"]
+    if run_info.get("status") == "failed":
+        parts.append(f"<p class=warning><b>This run failed:</b> {html.escape(run_info.get('reason') or '')}</p>")
+    for warning in run_info.get("warnings") or []:
+        parts.append(f"<p class=warning><b>Warning:</b> {html.escape(warning)}</p>")
 
     parts.append(f"<h2>Flagged ({len(flagged)})</h2>")
     if flagged:

@@ -28,6 +28,7 @@ from igaudit.transforms.attribution import registry
 from igaudit.transforms.attribution.baselines import configured_baselines
 from igaudit.transforms.attribution.paths import has_completeness
 from igaudit.transforms.attribution.targets import TargetSpec, resolve_targets, target_rows
+from igaudit.transforms import progress
 from igaudit.transforms.progress import progress_interval, progress_reporter
 from igaudit.transforms.records import AttributionResult, DecodedImage, Rejected
 
@@ -63,7 +64,8 @@ class ExplainerHandler(ModelHandler[DecodedImage, Any, Any]):
         from igaudit.transforms.attribution.models import enable_gpu_memory_growth, load_classifier
         enable_gpu_memory_growth()  # before load_classifier runs the first TF op
         m = self.model_config
-        explainer = Explainer(load_classifier(m), (*m.input_size, 3), m.output, self.attribution, self.quality,
+        classifier = load_classifier(m)
+        explainer = Explainer(classifier, classifier.input_shape, m.output, self.attribution, self.quality,
                               baseline_image=self.baseline_image, batch_size=self.attribution.batch_size)
         explainer.warm_up()
         return explainer
@@ -145,10 +147,15 @@ class _SplitRejected(beam.DoFn):
     def process(self, element):
         if isinstance(element, Rejected):
             self.rejected.inc()
+            progress.count("rejected")
             yield beam.pvalue.TaggedOutput("rejected", element)
         else:
             self.attributed.inc()
+            progress.count("attributed")
             yield element
+
+    def finish_bundle(self):
+        progress.flush()
 
 
 class Attribute(beam.PTransform):
