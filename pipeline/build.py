@@ -1,16 +1,19 @@
 """The only place that knows the whole graph: wires the stages together.
 
     files --MatchImages--> ImageFile --ReadImageBytes--> ImageBytes --DecodeImages--> DecodedImage
+      (or TFRecord shards --ReadTFRecords--> ImageBytes)
       [--AttachDatasetContext (mean image / reference sample, side inputs)-->]
       --Attribute (RunInference + Explainer)--> AttributionResult --WriteArtifacts--> images rows
       images rows --AggregateClasses--> classes rows --FlagSkew (vs dataset, vs reference run)--> skew rows
       rejected from read / decode / attribute --> rejected rows
+      every sink's written files (side inputs) --Finalize--> report.html, run.json, _SUCCESS last
 """
 from __future__ import annotations
 
 import apache_beam as beam
 
 from igaudit.pipeline.config import Config
+from igaudit.pipeline.finalize import Finalize
 from igaudit.pipeline.preflight import Plan
 from igaudit.transforms.aggregate import AggregateClasses
 from igaudit.transforms.attribute import Attribute, ExplainerHandler
@@ -18,6 +21,7 @@ from igaudit.transforms.dataset_context import AttachDatasetContext
 from igaudit.transforms.decode import DecodeImages
 from igaudit.transforms.read import MatchImages, ReadImageBytes
 from igaudit.transforms.skew import FlagSkew
+from igaudit.transforms.tfrecords import ReadTFRecords
 from igaudit.transforms.write import (WriteArtifacts, write_classes_table, write_images_table, write_rejected_table,
                                       write_skew_table)
 
@@ -27,12 +31,21 @@ def model_handler(cfg: Config, plan: Plan) -> ExplainerHandler:
                             baseline_image=plan.baseline_image)
 
 
-def build_pipeline(p: beam.Pipeline, cfg: Config, plan: Plan, out_dir: str) -> None:
-    """Add the audit's stages to `p`, writing under `out_dir`."""
+def build_pipeline(p: beam.Pipeline, cfg: Config, plan: Plan, out_dir: str, base: dict) -> None:
+    """Add the audit's stages to `p`, writing under `out_dir`; the last one (Finalize) writes report.html,
+    run.json and _SUCCESS from what the others wrote. base: see `finalize.finish_run`."""
     a = cfg.attribution
-    files = p | "MatchImages" >> MatchImages(cfg.input.pattern, plan.manifest_files)
-    read = files | "ReadImageBytes" >> ReadImageBytes()
-    decoded = read.images | "DecodeImages" >> DecodeImages(
+    if cfg.input.format == "tfrecord":
+        records = p | "ReadTFRecords" >> ReadTFRecords(cfg.input.pattern, cfg.input.tfrecord, plan.class_names)
+        read_images, read_rejected = records["images"], records["rejected"]
+        matched = ((read_images, read_rejected) | "AllRecords" >> beam.Flatten()
+                   | "CountInputs" >> beam.combiners.Count.Globally())
+    else:
+        files = p | "MatchImages" >> MatchImages(cfg.input.pattern, plan.manifest_files)
+        matched = files | "CountInputs" >> beam.combiners.Count.Globally()
+        read = files | "ReadImageBytes" >> ReadImageBytes()
+        read_images, read_rejected = read.images, read.rejected
+    decoded = read_images | "DecodeImages" >> DecodeImages(
         plan.input_shape[:2], cfg.model.resize, cfg.input.max_pixels, channels=plan.input_shape[2])
     images = decoded.decoded
     references = a.references if a.method == "expected_gradients" else 0
@@ -43,14 +56,16 @@ def build_pipeline(p: beam.Pipeline, cfg: Config, plan: Plan, out_dir: str) -> N
     rows = attributed.attributed | "WriteArtifacts" >> WriteArtifacts(
         out_dir, plan.class_names, output=cfg.output, analysis=cfg.analysis, options=cfg.render,
         per_target_files=several_targets)
-    write_images_table(rows, out_dir)
+    images_written = write_images_table(rows, out_dir)
     if several_targets:  # classes summarise each image once: its attribution for the predicted class
         rows = rows | "PredictedTargetOnly" >> beam.Filter(lambda r: r["target"] == r["predicted"])
     classes = rows | "AggregateClasses" >> AggregateClasses()
-    write_classes_table(classes, out_dir)
+    classes_written = write_classes_table(classes, out_dir)
     skew = classes | "FlagSkew" >> FlagSkew(plan.reference_classes, cfg.analysis.thresholds)
-    write_skew_table(skew, out_dir)
-    rejected = ((read.rejected, decoded.rejected, attributed.rejected)
+    skew_written = write_skew_table(skew, out_dir)
+    rejected = ((read_rejected, decoded.rejected, attributed.rejected)
                 | "FlattenRejected" >> beam.Flatten()
                 | "RejectedRow" >> beam.Map(lambda r: r.to_row()))
-    write_rejected_table(rejected, out_dir)
+    rejected_written = write_rejected_table(rejected, out_dir)
+    p | "Finalize" >> Finalize(out_dir, base, matched,
+                               [images_written, classes_written, skew_written, rejected_written])

@@ -30,12 +30,14 @@ def read_table(path: str, columns: Optional[list[str]] = None):
         return pq.read_table(io.BytesIO(f.read()), columns=columns)
 
 
-def read_images_table(out_dir: str, columns: Optional[list[str]] = None):
-    """All images/*.parquet parts as one table; pass `columns` to keep big runs small in memory."""
+def read_images_table(out_dir: str, columns: Optional[list[str]] = None, paths: Optional[list[str]] = None):
+    """All images/*.parquet parts (or exactly `paths`) as one table; pass `columns` to keep big runs small in
+    memory."""
     import pyarrow as pa
 
     from igaudit.transforms.records import images_schema
-    paths = [m.path for m in FileSystems.match([FileSystems.join(out_dir, "images", "*.parquet")])[0].metadata_list]
+    if paths is None:
+        paths = [m.path for m in FileSystems.match([FileSystems.join(out_dir, "images", "*.parquet")])[0].metadata_list]
     tables = [read_table(p, columns) for p in sorted(paths)]
     if tables:
         return pa.concat_tables(tables)
