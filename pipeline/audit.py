@@ -12,10 +12,11 @@ from typing import Optional
 
 from apache_beam.io.filesystems import FileSystems
 
-from igaudit.pipeline.config import Config
+from igaudit.pipeline.config import Config, absolute_paths
 from igaudit.pipeline.errors import UserError
 from igaudit.pipeline.job import RunSummary, run_job
 from igaudit.pipeline.run_dir import read_table
+from igaudit.pipeline.runner import use_options
 from igaudit.transforms.analysis.skew_rows import skew_rows
 
 EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR, EXIT_FLAGGED = 0, 1, 2, 3
@@ -47,15 +48,18 @@ def pick_reference(root: str, before: str, named: Optional[str] = None) -> Optio
 
 
 def audit(cfg: Config, beam_args: list[str] = (), reference: Optional[str] = None,
-          now: Optional[datetime] = None) -> tuple[RunSummary, Optional[str]]:
-    """One dated run under cfg.output.dir, compared against the reference run. Returns (summary, reference)."""
+          now: Optional[datetime] = None, detach: bool = False) -> tuple[RunSummary, Optional[str]]:
+    """One dated run under cfg.output.dir, compared against the reference run. Returns (summary, reference).
+    The run folder and the reference are chosen here, when the job is submitted (also with detach)."""
+    cfg = absolute_paths(cfg)
+    use_options(cfg, beam_args)           # the reference is looked for with the job's storage options
     root = cfg.output.dir
     name = run_name(now)
     ref = pick_reference(root, name, reference or cfg.analysis.reference)
     run_cfg = dataclasses.replace(
         cfg, output=dataclasses.replace(cfg.output, dir=FileSystems.join(root, name)),
         analysis=dataclasses.replace(cfg.analysis, reference=ref))
-    return run_job(run_cfg, beam_args), ref
+    return run_job(run_cfg, beam_args, detach=detach), ref
 
 
 def exit_code_for(flagged: list) -> int:

@@ -11,9 +11,10 @@ from igaudit.transforms.analysis.skew_rows import resolve_thresholds
 from igaudit.transforms.attribution.choices import BASELINE_KINDS
 
 
-def field(default, check):
-    """A config field: its default and its check."""
-    return dataclasses.field(default=default, metadata={"check": check})
+def field(default, check, *, local_path: bool = False):
+    """A config field: its default and its check; `local_path`: a relative local path in it is taken from the
+    current directory and made absolute when the config is loaded (so workers anywhere read the same file)."""
+    return dataclasses.field(default=default, metadata={"check": check, "local_path": local_path})
 
 
 def integer(lo: int = 1) -> Callable[[Any], int]:
@@ -122,3 +123,21 @@ def colour(v):
             or not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in v)):
         raise ValueError("expected three integers in [0, 255], like [0, 255, 0]")
     return tuple(v)
+
+
+def section(cls) -> Callable[[Any], Any]:
+    """A nested section (a dataclass of its own fields): from a mapping, or as given."""
+    def check(v):
+        if isinstance(v, cls):
+            return v
+        if not isinstance(v, dict):
+            raise ValueError(f"expected a mapping with keys {', '.join(f.name for f in dataclasses.fields(cls))}")
+        unknown = [k for k in v if k not in {f.name for f in dataclasses.fields(cls)}]
+        if unknown:
+            raise ValueError(f"unknown key '{unknown[0]}'; known keys: "
+                             f"{', '.join(f.name for f in dataclasses.fields(cls))}")
+        try:
+            return cls(**v)
+        except ValueError as e:
+            raise ValueError(str(e)) from None
+    return check

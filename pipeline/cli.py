@@ -56,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
                                 "exit 0 nothing flagged, 3 flagged, 1 failed, 2 user error")
     audit.add_argument("--config", required=True, help="YAML config, e.g. configs/audit.yaml")
     audit.add_argument("--reference", help="compare with this run dir instead of the newest earlier one")
+    for command in (run, audit):
+        command.add_argument("--detach", action="store_true",
+                             help="submit the job and return (exit 0, printing its id) without waiting; the job "
+                                  "writes report.html, run.json and _SUCCESS itself (remote runners only)")
     compare = sub.add_parser("compare", help="compare two existing runs without recomputing IG "
                                              "(exit 0 nothing flagged, 3 flagged)")
     compare.add_argument("run", help="the current run's output dir")
@@ -86,15 +90,15 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.debug else logging.ERROR,
                         format="%(levelname)s %(name)s: %(message)s")
     if not args.debug:
-        # Workers' progress lines (logger "igaudit", INFO) show while library logs stay quiet.
-        progress = logging.getLogger("igaudit")
-        if not any(getattr(h, "igaudit_progress", False) for h in progress.handlers):  # main() may run twice
+        # igaudit's own log lines (logger "igaudit": warnings) show while library logs stay quiet.
+        ours = logging.getLogger("igaudit")
+        if not any(getattr(h, "igaudit_own", False) for h in ours.handlers):  # main() may run twice
             handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(logging.Formatter("%(message)s"))
-            handler.igaudit_progress = True
-            progress.addHandler(handler)
-        progress.setLevel(logging.INFO)
-        progress.propagate = False
+            handler.setFormatter(logging.Formatter("igaudit: %(message)s"))
+            handler.igaudit_own = True
+            ours.addHandler(handler)
+        ours.setLevel(logging.INFO)
+        ours.propagate = False
     from igaudit.pipeline import interrupts
     interrupts.install(debug=args.debug)
     if not args.debug:
@@ -114,9 +118,10 @@ def main(argv: list[str] | None = None) -> int:
             ensure_demo()
         cfg = load_config(args.config, args.overrides)
         if args.command == "audit":
-            summary, reference = audit.audit(cfg, beam_args, reference=args.reference)
+            summary, reference = audit.audit(cfg, beam_args, reference=args.reference, detach=args.detach)
         else:
-            summary = run_job(cfg, beam_args, overwrite=getattr(args, "overwrite", False))
+            summary = run_job(cfg, beam_args, overwrite=getattr(args, "overwrite", False),
+                              detach=getattr(args, "detach", False))
     except (ConfigError, UserError, ModelError) as e:
         print(f"igaudit: error: {e}", file=sys.stderr)
         return 2
@@ -132,8 +137,19 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if summary.template_location:
         print(f"igaudit: job graph written to {summary.template_location}; the Dataflow job will write its "
-              f"outputs to {summary.out_dir} (run.json, report.html and _SUCCESS only come from a launcher that "
-              f"waits for the job: igaudit run/audit)")
+              f"outputs to {summary.out_dir} and finish them itself (report.html, run.json, then _SUCCESS)")
+        return 0
+    if summary.job_request is not None:
+        transforms = getattr(summary.job_request, "proto_pipeline", None)
+        count = len(transforms.components.transforms) if transforms is not None else 0
+        print(f"igaudit: dry run: the Dataflow job request is built ({count} transforms) and not submitted; "
+              f"{absolute(summary.out_dir)} was checked and left as it is")
+        return 0
+    if summary.job_id:
+        print(f"igaudit: submitted job {summary.job_id}; it writes {absolute(summary.out_dir)} and finishes it "
+              f"itself: _SUCCESS when complete, or run.json with status: failed")
+        if args.command == "audit":
+            print(f"igaudit: reference run: {reference or 'none (first run)'}")
         return 0
     accuracy = "" if summary.accuracy is None else f"; accuracy {summary.accuracy:.2f}"
     print(f"igaudit: attributed {summary.attributed} of {summary.matched} images "

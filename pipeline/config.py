@@ -19,18 +19,22 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 from pathlib import Path
 from typing import Any, Optional
 
 import yaml
 
 from igaudit.pipeline import checks as c
-from igaudit.transforms.attribution.choices import (AUTO_RULES, FORMATS, METHODS, OUTPUTS, RULE_CHOICES, SCORES,
-                                                    SMOOTHINGS)
+from igaudit.transforms.attribution.choices import (AUTO_RULES, BASELINE_KINDS, FORMATS, METHODS, OUTPUTS,
+                                                    RULE_CHOICES, SCORES, SMOOTHINGS)
 from igaudit.transforms.attribution.quality import RANKINGS
 from igaudit.transforms.imaging.colormaps import CMAP_CHOICES, DIVERGING, resolve_cmap
 from igaudit.transforms.imaging.decode import DEFAULT_MAX_PIXELS, RESIZE_MODES
 from igaudit.transforms.imaging.render import OVERLAYS, POLARITIES
+
+
+INPUT_FORMATS = ("files", "tfrecord")
 
 
 class ConfigError(Exception):
@@ -65,19 +69,37 @@ class _Section:
 
 
 @dataclasses.dataclass(frozen=True)
+class TFRecordConfig(_Section):
+    """The tf.train.Example feature keys of `input.format: tfrecord` (TFDS's and the TF Object Detection
+    API's usual names)."""
+    image: str = c.field("image/encoded", c.text)             # the encoded image bytes
+    label_text: str = c.field("image/class/text", c.text)     # the label as text, or else ...
+    label_index: str = c.field("image/class/label", c.text)   # ... as an index into model.class_names
+    id: str = c.field("image/filename", c.text)               # else the shard's name and record position
+
+
+@dataclasses.dataclass(frozen=True)
 class InputConfig(_Section):
-    pattern: Optional[str] = c.field(None, c.optional(c.path))
-    manifest: Optional[str] = c.field(None, c.optional(c.path))
+    pattern: Optional[str] = c.field(None, c.optional(c.path), local_path=True)
+    manifest: Optional[str] = c.field(None, c.optional(c.path), local_path=True)
     max_pixels: int = c.field(DEFAULT_MAX_PIXELS, c.integer(1))
+    format: str = c.field("files", c.choice(*INPUT_FORMATS))   # files: images (pattern or manifest) | tfrecord
+    tfrecord: TFRecordConfig = dataclasses.field(default_factory=TFRecordConfig,
+                                                 metadata={"check": c.section(TFRecordConfig)})
+
+    def _validate(self) -> None:
+        if self.format == "tfrecord" and self.manifest:
+            raise FieldError("manifest", self.manifest, "input.format tfrecord reads input.pattern (a glob of "
+                                                        "TFRecord shards), not a manifest")
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig(_Section):
-    path: str = c.field("models/demo.keras", c.path)
+    path: str = c.field("models/demo.keras", c.path, local_path=True)
     input_size: Optional[tuple] = c.field(None, c.optional(c.pair(int, positive=True)))   # None: the model's own
     input_range: tuple = c.field((0.0, 1.0), c.range_pair)
     output: str = c.field("logits", c.choice(*OUTPUTS))
-    class_names: Optional[str] = c.field(None, c.optional(c.path))
+    class_names: Optional[str] = c.field(None, c.optional(c.path), local_path=True)
     resize: str = c.field("pad", c.choice(*RESIZE_MODES))
     format: str = c.field("auto", c.choice(*FORMATS))
     signature: str = c.field("serving_default", c.text)
@@ -94,7 +116,7 @@ class AttributionConfig(_Section):
     pixel_tolerance: float = c.field(0.08, c.number(1e-6, 1e3))
     max_steps: int = c.field(128, c.integer(2))
     rule: str = c.field("adaptive", c.choice(*RULE_CHOICES))
-    baseline: str = c.field("black", c.baseline)
+    baseline: str = c.field("black", c.baseline, local_path=True)
     baseline_samples: int = c.field(1, c.integer(1))
     blur_sigma: float = c.field(5.0, c.number(0.1, 1000.0))
     baseline_stdev: float = c.field(0.15, c.number(0.0, 10.0))
@@ -126,7 +148,7 @@ class QualityConfig(_Section):
 
 @dataclasses.dataclass(frozen=True)
 class OutputConfig(_Section):
-    dir: str = c.field("out/demo", c.path)
+    dir: str = c.field("out/demo", c.path, local_path=True)
     masks: bool = c.field(True, c.boolean)
     overlays: bool = c.field(True, c.boolean)
     raw: bool = c.field(False, c.boolean)
@@ -136,7 +158,7 @@ class OutputConfig(_Section):
 class AnalysisConfig(_Section):
     grid: int = c.field(16, c.integer(2))
     border: float = c.field(0.1, c.number(0.0, 0.5))
-    reference: Optional[str] = c.field(None, c.optional(c.path))   # an earlier run's output dir to compare against
+    reference: Optional[str] = c.field(None, c.optional(c.path), local_path=True)   # an earlier run to compare with
     # A run that rejects more than this share of its inputs fails (status failed, no _SUCCESS, exit 1).
     max_rejected_share: float = c.field(0.5, c.number(0.0, 1.0))
     thresholds: dict = dataclasses.field(default_factory=dict, metadata={"check": c.thresholds})
@@ -339,11 +361,28 @@ def parse_yaml(text: str, label: str) -> tuple[Any, dict]:
         loader.dispose()
 
 
+def absolute_paths(cfg: Config) -> Config:
+    """The config with every relative local path (fields declared `local_path`) made absolute from the
+    current directory; bucket paths, URLs and baseline kinds stay as they are."""
+    sections = {}
+    for name in _SECTION_TYPES:
+        section = getattr(cfg, name)
+        changes = {}
+        for f in dataclasses.fields(section):
+            value = getattr(section, f.name)
+            if (f.metadata.get("local_path") and isinstance(value, str) and "://" not in value
+                    and not os.path.isabs(value) and value not in BASELINE_KINDS):
+                changes[f.name] = os.path.abspath(value)
+        sections[name] = dataclasses.replace(section, **changes) if changes else section
+    return dataclasses.replace(cfg, **sections)
+
+
 def load_config(path: Optional[str | Path], overrides: tuple[str, ...] | list[str] = ()) -> Config:
     """Read a YAML config (safe loader, duplicate keys refused), apply overrides, validate.
 
-    Relative paths in the config (inputs, model, output...) are relative to the current directory, like
-    those given with --set; messages about files show the absolute path that was tried."""
+    Relative local paths in the config (inputs, model, output...) are relative to the current directory,
+    like those given with --set; a run makes them absolute (`absolute_paths`) before anything reads them, so
+    workers with another current directory read the same files, and messages show the path tried."""
     raw: Any = {}
     where: dict = {}
     if path is not None:

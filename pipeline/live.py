@@ -27,9 +27,10 @@ def wants_bar(local: bool) -> bool:
 
 
 class ProgressBar:
-    """A rich progress bar over `total` inputs, fed from the workers' board folder."""
+    """A rich progress bar over `total` inputs (None: not known up front, as TFRecord records), fed from the
+    workers' board folder."""
 
-    def __init__(self, total: int):
+    def __init__(self, total: Optional[int]):
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
         self.total = total
@@ -42,7 +43,8 @@ class ProgressBar:
 
     def _text(self, attributed: int, rejected: int) -> str:
         rate = attributed / max(time.monotonic() - self._started, 1e-6)
-        return f"{attributed} of {self.total} images · {rate:.1f}/s · {rejected} rejected · ETA"
+        of = f" of {self.total}" if self.total is not None else ""
+        return f"{attributed}{of} images · {rate:.1f}/s · {rejected} rejected · ETA"
 
     def __enter__(self) -> "ProgressBar":
         os.environ[BOARD_ENV] = self.folder
@@ -53,7 +55,7 @@ class ProgressBar:
     def refresh(self) -> None:
         counts = read_board(self.folder)
         done = counts["attributed"] + counts["rejected"]
-        self._bar.update(self._task, completed=min(done, self.total),
+        self._bar.update(self._task, completed=done if self.total is None else min(done, self.total),
                          text=self._text(counts["attributed"], counts["rejected"]))
 
     def __exit__(self, *exc) -> None:

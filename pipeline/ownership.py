@@ -150,20 +150,30 @@ def _version() -> str:
         return "unknown"
 
 
+def check_claimable(out_dir: str, *, overwrite: bool = False) -> str:
+    """What `claim` would do with out_dir, without doing it: "new" (missing or empty), "rerun" (an igaudit run
+    folder) or "overwrite"; raises UserError for a file or a foreign non-empty folder (without overwrite)."""
+    if not is_remote(out_dir) and os.path.exists(shown(out_dir)) and not os.path.isdir(shown(out_dir)):
+        raise UserError(f"output.dir '{shown(out_dir)}' is a file, not a folder: choose a folder")
+    if not (_exists_dir(out_dir) and _entries(out_dir, limit=1)):
+        return "new"
+    if is_run_dir(out_dir):
+        return "rerun"
+    if overwrite:
+        return "overwrite"
+    raise UserError(f"output.dir '{shown(out_dir)}' is not empty and is not an igaudit run folder (no "
+                    f"{MARKER}): choose a new or empty folder (--set output.dir=...), or pass --overwrite "
+                    f"to delete everything in it")
+
+
 def claim(out_dir: str, *, overwrite: bool = False) -> str:
     """Make out_dir this run's: refuse a foreign non-empty folder (unless overwrite), remove an earlier
     run's files, then write the marker (which also proves the folder writable). Returns the run id."""
-    if not is_remote(out_dir) and os.path.exists(shown(out_dir)) and not os.path.isdir(shown(out_dir)):
-        raise UserError(f"output.dir '{shown(out_dir)}' is a file, not a folder: choose a folder")
-    if _exists_dir(out_dir) and _entries(out_dir, limit=1):
-        if is_run_dir(out_dir):
-            remove_previous_run(out_dir)
-        elif overwrite:
-            clear(out_dir)
-        else:
-            raise UserError(f"output.dir '{shown(out_dir)}' is not empty and is not an igaudit run folder (no "
-                            f"{MARKER}): choose a new or empty folder (--set output.dir=...), or pass --overwrite "
-                            f"to delete everything in it")
+    state = check_claimable(out_dir, overwrite=overwrite)
+    if state == "rerun":
+        remove_previous_run(out_dir)
+    elif state == "overwrite":
+        clear(out_dir)
     run_id = uuid.uuid4().hex
     marker = {"tool": "igaudit", "version": _version(), "run_id": run_id,
               "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -41,6 +41,11 @@ def find_inputs(cfg: Config) -> tuple[list[ImageFile], Optional[list[ImageFile]]
         uris = match_files(cfg.input.pattern)
     except Exception as e:  # a filesystem that cannot be listed (bad bucket, missing plugin)
         raise UserError(f"input.pattern '{cfg.input.pattern}' cannot be listed ({type(e).__name__}: {e})") from None
+    if not uris and cfg.input.format == "tfrecord":
+        raise UserError(f"input.pattern '{shown(cfg.input.pattern)}' matches no TFRecord files (relative paths are "
+                        f"relative to the current directory)")
+    if cfg.input.format == "tfrecord":         # the shards; their records are counted by the job
+        return [ImageFile(u, None, "") for u in uris], None
     if not uris:
         raise UserError(f"input.pattern '{shown(cfg.input.pattern)}' matches no files: check the glob (label = "
                         f"parent folder, e.g. data/train/*/*.png; relative paths are relative to the current "
@@ -49,6 +54,9 @@ def find_inputs(cfg: Config) -> tuple[list[ImageFile], Optional[list[ImageFile]]
 
 
 def resolve_class_names(cfg: Config, files: list[ImageFile]) -> list[str]:
+    if cfg.input.format == "tfrecord" and not cfg.model.class_names:
+        raise UserError("input.format tfrecord: set model.class_names to a text file with the model's classes, "
+                        "one per line in output order (the labels are only read from the records during the run)")
     if cfg.model.class_names:
         try:
             with FileSystems.open(cfg.model.class_names) as f:

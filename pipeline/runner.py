@@ -37,6 +37,16 @@ def pipeline_options(cfg: Config, beam_args: list[str]) -> PipelineOptions:
     return PipelineOptions(args + worker_code_options(PipelineOptions(args).get_all_options()))
 
 
+def use_options(cfg: Config, beam_args: list[str]) -> PipelineOptions:
+    """The run's pipeline options, also handed to Beam's FileSystems, so igaudit's own reads and writes
+    (inputs listed up front, the model, output.dir, the reference run) use the job's endpoints and
+    credentials (e.g. --s3_endpoint_url, --s3_access_key_id) before the job starts."""
+    from apache_beam.io.filesystems import FileSystems
+    options = pipeline_options(cfg, beam_args)
+    FileSystems.set_options(options)
+    return options
+
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 SETUP_FILE = PROJECT_ROOT / "setup.py"
 _LOCAL_MASTERS = ("[local]", "[auto]")   # FlinkRunner's in-process Flink (LOOPBACK workers)
@@ -66,9 +76,13 @@ def runs_locally(all_options: dict) -> bool:
 
 
 def _container_given(all_options: dict) -> bool:
+    """Whether the workers' environment already holds igaudit: a container image, or an EXTERNAL worker
+    pool (started by the user from igaudit's image or an environment with igaudit installed)."""
     if all_options.get("sdk_container_image") or all_options.get("worker_harness_container_image"):
         return True
     environment = (all_options.get("environment_type") or "").upper()
+    if environment == "EXTERNAL":
+        return True
     env_options = all_options.get("environment_options") or []
     return environment in ("DOCKER", "") and bool(   # unset: the portable runners' default is DOCKER
         all_options.get("environment_config")
@@ -80,7 +94,8 @@ def worker_code_options(all_options: dict, setup_file: Path = SETUP_FILE) -> lis
 
     Added only when the runner's workers are remote (Dataflow, Flink, Spark, PortableRunner
     with a non-LOOPBACK environment) and nothing else ships the code: no --setup_file, no
-    --extra_package(s), no container (--sdk_container_image, or a DOCKER environment_config),
+    --extra_package(s), no container (--sdk_container_image, or a DOCKER environment_config), no EXTERNAL
+    worker pool (started from igaudit's image or an environment with igaudit installed),
     since a container built from docker/Dockerfile already has the project installed.
     """
     if not runs_on_remote_workers(all_options):
