@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 import tensorflow as tf
 
 from igaudit.transforms.attribution.model_files import (
-    WHAT_TO_POINT_AT, ModelError, copy_file_local, copy_tree_local, detect_format, exists, is_remote, is_url, local_path,
+    WHAT_TO_POINT_AT, ModelError, detect_format, exists, is_remote, is_url, local_copy, local_path,
     missing)
 
 if TYPE_CHECKING:
@@ -124,12 +124,42 @@ class Classifier:
                 f"entry={self._entry!r}, num_classes={self._num_classes})")
 
 
+# The classifiers this process loaded, newest last: in a local run the launcher's check and the worker (the
+# same process) load the model once. Two are kept (a process running several jobs loads again).
+_LOADED: dict = {}
+_KEEP = 2
+
+
+def _version_of(path: str):
+    """What changes when the model file or folder is replaced (local paths; None for buckets and URLs)."""
+    if is_remote(path) or is_url(path):
+        return None
+    try:
+        stat = os.stat(local_path(path))
+        return stat.st_mtime_ns, stat.st_size
+    except OSError:
+        return None
+
+
 def load_classifier(spec: ModelConfig) -> Classifier:
-    """Load the model `spec` names and wrap it as a `Classifier`.
+    """The model `spec` names as a `Classifier`: loaded once per process (the same config and model file
+    give the same object), so a local run's check and its worker share one load.
 
     Raises ModelError for a missing or unreadable model, one whose input does
     not fit spec.input_size, or one whose output is not (batch, classes).
     """
+    key = (spec, _version_of(spec.path))
+    if key in _LOADED:
+        _LOADED[key] = _LOADED.pop(key)            # most recently used last
+        return _LOADED[key]
+    classifier = _load(spec)
+    _LOADED[key] = classifier
+    while len(_LOADED) > _KEEP:
+        _LOADED.pop(next(iter(_LOADED)))
+    return classifier
+
+
+def _load(spec: ModelConfig) -> Classifier:
     loaders = {"keras": _load_keras, "saved_model": _load_saved_model, "hub": _load_hub}
     fmt = spec.format
     try:
@@ -160,22 +190,18 @@ def _load_keras(spec: ModelConfig) -> Classifier:
             f"igaudit needs KERAS_BACKEND=tensorflow")
     if not exists(spec.path):
         raise missing(spec.path)
-    local = copy_file_local(spec.path) if is_remote(spec.path) else local_path(spec.path)
+    local = local_copy(spec.path) if is_remote(spec.path) else local_path(spec.path)
     if os.path.isdir(local):
         raise ModelError(
             f"model.path {spec.path!r} is a directory, not a .keras file: "
             f"use model.format: saved_model for SavedModel directories")
-    try:
-        # Keras reports a non-zip .keras file as "File not found", which misleads.
-        if local.lower().endswith(".keras") and not zipfile.is_zipfile(local):
-            raise ModelError(
-                f"model.path {spec.path!r} is not a valid .keras file (not a zip archive): "
-                f"re-save the model with model.save('name.keras') or point model.path at "
-                f"{WHAT_TO_POINT_AT}")
-        model = keras.models.load_model(local, compile=False)
-    finally:
-        if local != local_path(spec.path):
-            os.remove(local)
+    # Keras reports a non-zip .keras file as "File not found", which misleads.
+    if local.lower().endswith(".keras") and not zipfile.is_zipfile(local):
+        raise ModelError(
+            f"model.path {spec.path!r} is not a valid .keras file (not a zip archive): "
+            f"re-save the model with model.save('name.keras') or point model.path at "
+            f"{WHAT_TO_POINT_AT}")
+    model = keras.models.load_model(local, compile=False)
     if spec.mixed_precision:
         model = _mixed_precision_copy(model)
 
@@ -234,7 +260,7 @@ def _load_hub(spec: ModelConfig) -> Classifier:
 def _local_dir(spec: ModelConfig) -> str:
     if not exists(spec.path):
         raise missing(spec.path)
-    return copy_tree_local(spec.path) if is_remote(spec.path) else local_path(spec.path)
+    return local_copy(spec.path) if is_remote(spec.path) else local_path(spec.path)
 
 
 def _wrap_trackable(spec: ModelConfig, obj, kind: str, prefer_signature: bool) -> Classifier:
