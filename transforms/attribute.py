@@ -14,7 +14,7 @@ the same namespace. Each worker process logs a progress line (`progress`).
 """
 from __future__ import annotations
 
-import logging
+import sys
 import time
 import uuid
 from typing import Any, Iterable, Optional, Sequence
@@ -31,8 +31,6 @@ from igaudit.transforms.attribution.targets import TargetSpec, resolve_targets, 
 from igaudit.transforms import progress
 from igaudit.transforms.progress import progress_interval, progress_reporter
 from igaudit.transforms.records import AttributionResult, DecodedImage, Rejected
-
-log = logging.getLogger("igaudit")
 
 # Module level: Metrics objects resolve the current bundle's container when used.
 _GRADIENT_SAMPLES = Metrics.counter("igaudit", "gradient_samples")
@@ -106,8 +104,8 @@ class ExplainerHandler(ModelHandler[DecodedImage, Any, Any]):
         _CLOCK_MS.update(int((time.time() - self.launched) * 1000))
         _GRADIENT_SAMPLES.inc(int(out.gradient_samples.sum()))
         line = progress_reporter(self.run_token).add(len(keep), started, self.progress_seconds, done)
-        if line:
-            log.info(line)
+        if line:     # straight to stderr: Beam forwards worker log records only at the launcher's log level
+            print(line, file=sys.stderr, flush=True)
         gap_needed = registry.method(a.method).COMPLETENESS and has_completeness(a.smoothing)
         for j, i in enumerate(rows):
             e = batch[i]
