@@ -107,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     from igaudit.pipeline import audit
     from igaudit.pipeline.config import ConfigError, load_config
     from igaudit.pipeline.errors import UserError
-    from igaudit.pipeline.job import RunFailed, absolute, run_job
+    from igaudit.pipeline.job import RunFailed, run_job
+    from igaudit.pipeline.paths import shown
     from igaudit.transforms.attribution.model_files import ModelError
     reference = None
     try:
@@ -143,10 +144,10 @@ def main(argv: list[str] | None = None) -> int:
         transforms = getattr(summary.job_request, "proto_pipeline", None)
         count = len(transforms.components.transforms) if transforms is not None else 0
         print(f"igaudit: dry run: the Dataflow job request is built ({count} transforms) and not submitted; "
-              f"{absolute(summary.out_dir)} was checked and left as it is")
+              f"{shown(summary.out_dir)} was checked and left as it is")
         return 0
     if summary.job_id:
-        print(f"igaudit: submitted job {summary.job_id}; it writes {absolute(summary.out_dir)} and finishes it "
+        print(f"igaudit: submitted job {summary.job_id}; it writes {shown(summary.out_dir)} and finishes it "
               f"itself: _SUCCESS when complete, or run.json with status: failed")
         if args.command == "audit":
             print(f"igaudit: reference run: {reference or 'none (first run)'}")
@@ -164,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         print("igaudit: nothing flagged")
     if args.command == "audit":
         print(f"igaudit: reference run: {reference or 'none (first run)'}")
-    print(f"igaudit: report: {absolute(summary.report)}")
+    print(f"igaudit: report: {shown(summary.report)}")
     return audit.exit_code_for(summary.flagged) if args.command == "audit" else 0
 
 

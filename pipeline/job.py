@@ -11,7 +11,6 @@ import dataclasses
 import logging
 import sys
 import time
-from pathlib import Path
 from typing import Optional
 
 from apache_beam.io.filesystems import FileSystems
@@ -97,21 +96,18 @@ def run_job(cfg: Config, beam_args: list[str] = (), *, overwrite: bool = False, 
             return result
 
         result = live.run_in_background(run_pipeline, bar)
-    if dry_run:
-        return RunSummary(out_dir=out_dir, matched=len(files), attributed=0, rejected=0, class_names=class_names,
-                          flagged=[], seconds=time.time() - started, report="", job_request=getattr(result, "job",
-                                                                                                      None))
-    if detach:
-        return RunSummary(out_dir=out_dir, matched=len(files), attributed=0, rejected=0, class_names=class_names,
-                          flagged=[], seconds=time.time() - started, report="", job_id=job_id(result))
     pipeline_seconds = time.time() - pipeline_started
+    # A job nobody waited for: a dry run (the request only), a detached job, or a template launch (the graph
+    # only, e.g. the Flex Template launcher); each finishes itself (Finalize), so nothing is read back here.
+    submitted = dict(out_dir=out_dir, matched=len(files), attributed=0, rejected=0, class_names=class_names,
+                     flagged=[], seconds=time.time() - started, report="", pipeline_seconds=pipeline_seconds)
+    if dry_run:
+        return RunSummary(**submitted, job_request=getattr(result, "job", None))
+    if detach:
+        return RunSummary(**submitted, job_id=job_id(result))
     template_location = options.get_all_options().get("template_location")
     if template_location:
-        # A template launch (e.g. the Flex Template launcher) only writes the job graph; the job runs
-        # later and finishes itself (Finalize), so there is nothing to read back here.
-        return RunSummary(out_dir=out_dir, matched=len(files), attributed=0, rejected=0, class_names=class_names,
-                          flagged=[], seconds=time.time() - started, report="", pipeline_seconds=pipeline_seconds,
-                          template_location=template_location)
+        return RunSummary(**submitted, template_location=template_location)
     return summarize(out_dir, result, started, pipeline_seconds)
 
 
@@ -146,7 +142,3 @@ def summarize(out_dir: str, result, started: float, pipeline_seconds: float) -> 
                       seconds=time.time() - started, pipeline_seconds=pipeline_seconds, metrics=metrics,
                       report=FileSystems.join(out_dir, run_dir.REPORT), accuracy=run_info["accuracy"],
                       warnings=run_info["warnings"], **run_info["counts"])
-
-
-def absolute(path: str) -> str:
-    return path if "://" in path else str(Path(path).resolve())
