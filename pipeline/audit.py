@@ -1,12 +1,15 @@
-"""Scheduled audits: dated runs, picking the reference run, exit codes; `compare` of two runs.
+"""Scheduled audits: dated runs, picking the reference run, exit codes, retention; `compare` of two runs.
 
-Exit codes (for cron, Airflow, Cloud Scheduler): 0 nothing flagged, 3 something
-flagged, 1 the run failed, 2 a user error (bad config, missing model...).
+Exit codes (for cron, Airflow, Cloud Scheduler): 0 nothing to alert, 3 an alert (a flag
+that `analysis.alert_on` counts: a new one by default, any with `any`), 1 the run failed,
+2 a user error (bad config, missing model...). `audit.keep: N` keeps the newest N complete
+runs and deletes older ones, only folders igaudit wrote and only the files it wrote there.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from datetime import datetime, timezone
 from typing import Optional
 
@@ -15,8 +18,9 @@ from apache_beam.io.filesystems import FileSystems
 from igaudit.pipeline.config import Config
 from igaudit.pipeline.errors import UserError
 from igaudit.pipeline.job import RunSummary, run_job
-from igaudit.pipeline.run_dir import read_table
-from igaudit.transforms.analysis.skew_rows import skew_rows
+from igaudit.pipeline.run_dir import OUTPUT_ENTRIES, SUCCESS, read_table
+from igaudit.transforms.analysis.skew_rows import REFERENCE_METRICS, skew_rows
+from igaudit.transforms.analysis.status import alerting, with_status
 
 EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR, EXIT_FLAGGED = 0, 1, 2, 3
 RUN_PREFIX = "run="
@@ -55,15 +59,55 @@ def audit(cfg: Config, beam_args: list[str] = (), reference: Optional[str] = Non
     run_cfg = dataclasses.replace(
         cfg, output=dataclasses.replace(cfg.output, dir=FileSystems.join(root, name)),
         analysis=dataclasses.replace(cfg.analysis, reference=ref))
-    return run_job(run_cfg, beam_args), ref
+    summary = run_job(run_cfg, beam_args)
+    if cfg.audit.keep:
+        prune_runs(root, cfg.audit.keep)
+    return summary, ref
 
 
-def exit_code_for(flagged: list) -> int:
-    return EXIT_FLAGGED if flagged else EXIT_OK
+def exit_code_for(alerts: list) -> int:
+    """3 when there is a flag to alert on (RunSummary.alerts / status.alerting), else 0."""
+    return EXIT_FLAGGED if alerts else EXIT_OK
+
+
+def is_igaudit_run(run: str) -> bool:
+    """A complete run igaudit wrote: named run=<timestamp>, with _SUCCESS and a run.json igaudit wrote."""
+    if not run.rstrip("/").rsplit("/", 1)[-1].startswith(RUN_PREFIX):
+        return False
+    try:
+        with FileSystems.open(FileSystems.join(run, "run.json")) as f:
+            info = json.loads(f.read().decode("utf-8"))
+    except Exception:
+        return False
+    return (isinstance(info, dict) and info.get("status") == "ok" and {"config", "versions", "counts"} <= set(info)
+            and FileSystems.exists(FileSystems.join(run, SUCCESS)))
+
+
+def prune_runs(root: str, keep: int) -> list[str]:
+    """Delete all but the newest `keep` complete igaudit runs under root; returns the runs deleted.
+
+    Only what igaudit writes in a run (run_dir.OUTPUT_ENTRIES) is deleted, _SUCCESS first so a run
+    half deleted never looks complete; a file someone else put in the folder stays, and so does the
+    folder then. Incomplete runs and other folders are never touched."""
+    runs = [r for r in completed_runs(root) if is_igaudit_run(r)]
+    doomed = runs[:-keep] if keep < len(runs) else []
+    for run in doomed:
+        for name in OUTPUT_ENTRIES:   # _SUCCESS is the first entry
+            path = FileSystems.join(run, name)
+            if FileSystems.exists(path):
+                FileSystems.delete([path])
+        if "://" not in run:
+            try:
+                os.rmdir(run)   # only when nothing else is left in it
+            except OSError:
+                pass
+    return doomed
 
 
 def compare_runs(current: str, reference: str, thresholds: Optional[dict] = None) -> list[dict]:
-    """The skew rows of `current` against `reference`, from their Parquet outputs (no IG recomputed).
+    """The skew rows of `current` against `reference`, from their Parquet outputs (no IG recomputed): the
+    drift rows recomputed from the two runs' class rows, the current run's own verdicts as they are
+    (the interventions ran with it), and every flag's status against the reference run's flags.
 
     Thresholds default to the ones the current run was made with (its run.json).
     """
@@ -75,4 +119,15 @@ def compare_runs(current: str, reference: str, thresholds: Optional[dict] = None
             thresholds = json.loads(f.read().decode("utf-8"))["config"]["analysis"].get("thresholds") or {}
     classes = read_table(FileSystems.join(current, "classes.parquet")).to_pylist()
     ref_classes = read_table(FileSystems.join(reference, "classes.parquet")).to_pylist()
-    return skew_rows(classes, ref_classes, thresholds)
+    drift = [r for r in skew_rows(classes, ref_classes, thresholds) if r["metric"] in REFERENCE_METRICS]
+    own = [r for r in read_table(FileSystems.join(current, "skew.parquet")).to_pylist()
+           if r["metric"] not in REFERENCE_METRICS and r.get("status") != "resolved"]
+    ref_skew = read_table(FileSystems.join(reference, "skew.parquet")).to_pylist()
+    return with_status(own + drift, ref_skew)
+
+
+def compare_alerts(rows: list, current: str) -> list:
+    """The rows that alert under the current run's analysis.alert_on."""
+    with FileSystems.open(FileSystems.join(current, "run.json")) as f:
+        alert_on = json.loads(f.read().decode("utf-8"))["config"]["analysis"].get("alert_on", "new")
+    return alerting(rows, alert_on)

@@ -3,23 +3,35 @@
     files --MatchImages--> ImageFile --ReadImageBytes--> ImageBytes --DecodeImages--> DecodedImage
       [--AttachDatasetContext (mean image / reference sample, side inputs)-->]
       --Attribute (RunInference + Explainer)--> AttributionResult --WriteArtifacts--> images rows
-      images rows --AggregateClasses--> classes rows --FlagSkew (vs dataset, vs reference run)--> skew rows
+      images rows --ClusterStrategies (bounded sample per class -> centres, side input -> every row)-->
+        images rows with clusters (images/*.parquet), cluster summaries --> clusters rows
+      images rows --AggregateClasses--> classes rows
+      (classes, clusters rows) --FlagSkew (vs dataset, vs reference run, per cluster, per channel)--> candidates
+      candidates --CandidateTests--> tests (side input) --Intervene (bounded sample per test, re-read,
+        forward-only re-scoring)--> figures
+      (candidates, figures, tests) --Verdicts (flag, evidence, status vs the reference run)--> skew rows
       rejected from read / decode / attribute --> rejected rows
 """
 from __future__ import annotations
+
+from typing import Optional
 
 import apache_beam as beam
 
 from igaudit.pipeline.config import Config
 from igaudit.pipeline.preflight import Plan
 from igaudit.transforms.aggregate import AggregateClasses
+from igaudit.transforms.analysis.cluster_rows import cluster_table
 from igaudit.transforms.attribute import Attribute, ExplainerHandler
+from igaudit.transforms.cluster import ClusterStrategies
 from igaudit.transforms.dataset_context import AttachDatasetContext
 from igaudit.transforms.decode import DecodeImages
+from igaudit.transforms.intervene import Intervene, InterventionHandler
 from igaudit.transforms.read import MatchImages, ReadImageBytes
 from igaudit.transforms.skew import FlagSkew
-from igaudit.transforms.write import (WriteArtifacts, write_classes_table, write_images_table, write_rejected_table,
-                                      write_skew_table)
+from igaudit.transforms.verdicts import CandidateTests, Verdicts
+from igaudit.transforms.write import (WriteArtifacts, write_classes_table, write_clusters_table, write_images_table,
+                                      write_rejected_table, write_skew_table)
 
 
 def model_handler(cfg: Config, plan: Plan) -> ExplainerHandler:
@@ -27,8 +39,10 @@ def model_handler(cfg: Config, plan: Plan) -> ExplainerHandler:
                             baseline_image=plan.baseline_image)
 
 
-def build_pipeline(p: beam.Pipeline, cfg: Config, plan: Plan, out_dir: str) -> None:
-    """Add the audit's stages to `p`, writing under `out_dir`."""
+def build_pipeline(p: beam.Pipeline, cfg: Config, plan: Plan, out_dir: str,
+                   reference_skew: Optional[list] = None) -> None:
+    """Add the audit's stages to `p`, writing under `out_dir`. reference_skew: the reference run's skew
+    rows (the flags each status is judged against)."""
     a = cfg.attribution
     files = p | "MatchImages" >> MatchImages(cfg.input.pattern, plan.manifest_files)
     read = files | "ReadImageBytes" >> ReadImageBytes()
@@ -43,12 +57,24 @@ def build_pipeline(p: beam.Pipeline, cfg: Config, plan: Plan, out_dir: str) -> N
     rows = attributed.attributed | "WriteArtifacts" >> WriteArtifacts(
         out_dir, plan.class_names, output=cfg.output, analysis=cfg.analysis, options=cfg.render,
         per_target_files=several_targets)
+    an = cfg.analysis
+    rows, summaries = rows | "ClusterStrategies" >> ClusterStrategies(an.max_clusters, an.cluster_sample,
+                                                                      primary_only=several_targets)
     write_images_table(rows, out_dir)
     if several_targets:  # classes summarise each image once: its attribution for the predicted class
         rows = rows | "PredictedTargetOnly" >> beam.Filter(lambda r: r["target"] == r["predicted"])
     classes = rows | "AggregateClasses" >> AggregateClasses()
     write_classes_table(classes, out_dir)
-    skew = classes | "FlagSkew" >> FlagSkew(plan.reference_classes, cfg.analysis.thresholds)
+    clusters = (summaries
+                | "AllClusterSummaries" >> beam.combiners.ToList()
+                | "ClusterRows" >> beam.FlatMap(cluster_table, beam.pvalue.AsList(classes)))
+    write_clusters_table(clusters, out_dir)
+    candidates = (classes, clusters) | "FlagSkew" >> FlagSkew(plan.reference_classes, an.thresholds)
+    tests = candidates | "CandidateTests" >> CandidateTests(plan.class_names, an.grid)
+    figures = rows | "Intervene" >> Intervene(
+        InterventionHandler(cfg.model, an.border), tests, an.intervention_sample, tuple(cfg.model.input_size),
+        cfg.model.resize, cfg.input.max_pixels)
+    skew = (candidates, figures, tests) | "Verdicts" >> Verdicts(plan.class_names, reference_skew)
     write_skew_table(skew, out_dir)
     rejected = ((read.rejected, decoded.rejected, attributed.rejected)
                 | "FlattenRejected" >> beam.Flatten()

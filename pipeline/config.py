@@ -25,7 +25,9 @@ from typing import Any, Callable, Optional
 
 import yaml
 
+from igaudit.transforms.analysis.clusters import DEFAULT_MAX_CLUSTERS
 from igaudit.transforms.analysis.skew_rows import resolve_thresholds
+from igaudit.transforms.analysis.status import ALERT_ON
 from igaudit.transforms.attribution.choices import (AUTO_RULES, BASELINE_KINDS, FORMATS, METHODS, OUTPUTS,
                                                     RULE_CHOICES, SCORES, SMOOTHINGS)
 from igaudit.transforms.attribution.quality import RANKINGS
@@ -252,6 +254,15 @@ class AnalysisConfig(_Section):
     border: float = _field(0.1, _float(0.0, 0.5))
     reference: Optional[str] = _field(None, _opt(_path))   # an earlier run's output dir to compare against
     thresholds: dict = dataclasses.field(default_factory=dict, metadata={"check": _thresholds})
+    alert_on: str = _field("new", _choice(*ALERT_ON))          # which flags make run / audit exit 3
+    max_clusters: int = _field(DEFAULT_MAX_CLUSTERS, _int(1))  # strategy clusters per class (1: none)
+    cluster_sample: int = _field(500, _int(8))                 # images per class the clustering sees
+    intervention_sample: int = _field(64, _int(4))             # images per candidate (and of other classes)
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditConfig(_Section):
+    keep: Optional[int] = _field(None, _opt(_int(1)))   # keep the newest N complete runs; null: keep all
 
 
 @dataclasses.dataclass(frozen=True)
@@ -303,6 +314,7 @@ class Config:
     analysis: AnalysisConfig = dataclasses.field(default_factory=AnalysisConfig)
     quality: QualityConfig = dataclasses.field(default_factory=QualityConfig)
     render: RenderConfig = dataclasses.field(default_factory=RenderConfig)
+    audit: AuditConfig = dataclasses.field(default_factory=AuditConfig)
     beam: dict = dataclasses.field(default_factory=dict)   # extra Beam pipeline options
 
     def to_dict(self) -> dict:
@@ -351,7 +363,7 @@ def from_dict(raw: Any) -> Config:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError("the config must be a YAML mapping with sections input, model, "
-                          "attribution, output, analysis, beam")
+                          "attribution, output, analysis, quality, render, audit, beam")
     unknown = [k for k in raw if k not in _SECTIONS]
     if unknown:
         raise ConfigError(f"unknown config section '{unknown[0]}'; known sections: {', '.join(_SECTIONS)}")

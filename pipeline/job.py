@@ -20,9 +20,11 @@ from apache_beam.io.filesystems import FileSystems
 from igaudit.pipeline import preflight, run_dir
 from igaudit.pipeline.build import build_pipeline
 from igaudit.pipeline.config import Config
+from igaudit.pipeline.errors import UserError
 from igaudit.pipeline.metrics import attribution_phase, query_metrics
 from igaudit.pipeline.report import write_report
 from igaudit.pipeline.runner import make_pipeline, pipeline_options
+from igaudit.transforms.analysis.status import alerting, change_line
 
 log = logging.getLogger("igaudit")
 
@@ -39,6 +41,8 @@ class RunSummary:
     report: str
     pipeline_seconds: float = 0.0
     metrics: dict = dataclasses.field(default_factory=dict)   # {"counters": {...}, "distributions": {...}}
+    change: str = ""                                          # "no change since ..." / "2 new flags, ..."
+    alerts: list = dataclasses.field(default_factory=list)    # flags that raise an alert (analysis.alert_on)
     template_location: Optional[str] = None   # set when Dataflow only wrote the job graph (template launch)
 
     @property
@@ -70,7 +74,7 @@ def run_job(cfg: Config, beam_args: list[str] = ()) -> RunSummary:
 
     options = pipeline_options(cfg, list(beam_args))
     p = make_pipeline(options)
-    build_pipeline(p, cfg, plan, out_dir)
+    build_pipeline(p, cfg, plan, out_dir, reference_skew=read_reference_skew(cfg.analysis.reference))
     pipeline_started = time.time()
     result = p.run()
     result.wait_until_finish()
@@ -87,7 +91,9 @@ def run_job(cfg: Config, beam_args: list[str] = ()) -> RunSummary:
     images = run_dir.read_images_table(out_dir, columns=["image_id"])
     rejected = run_dir.read_table(FileSystems.join(out_dir, "rejected.parquet"))
     skew = run_dir.read_table(FileSystems.join(out_dir, "skew.parquet")).to_pylist()
-    flagged = sorted({(r["group_by"], r["class_name"]) for r in skew if r["flagged"]})
+    flagged = [flag_entry(r) for r in sorted(skew, key=_flag_order) if r["flagged"]]
+    change = change_line(skew, cfg.analysis.reference)
+    alerts = [flag_entry(r) for r in alerting(skew, cfg.analysis.alert_on)]
     # an image with several targets (top_k) has several rows: count images
     attributed = len(set(images.column("image_id").to_pylist()))
     counts = {"matched": len(files), "attributed": attributed, "rejected": rejected.num_rows}
@@ -101,7 +107,10 @@ def run_job(cfg: Config, beam_args: list[str] = ()) -> RunSummary:
         "versions": _versions(),
         "counts": counts,
         "reference": cfg.analysis.reference,
-        "flagged": [{"group_by": g, "class_name": c} for g, c in flagged],
+        "change": change,
+        "flagged": flagged,
+        "resolved": [flag_entry(r) for r in skew if r.get("status") == "resolved"],
+        "alerts": alerts,
         "timings": {"total_seconds": round(time.time() - started, 3),
                     "pipeline_seconds": round(pipeline_seconds, 3),
                     "images_per_second": round(counts["attributed"] / max(pipeline_seconds, 1e-9), 3),
@@ -116,9 +125,28 @@ def run_job(cfg: Config, beam_args: list[str] = ()) -> RunSummary:
                            f"{counts['attributed']} + rejected {counts['rejected']}; outputs in {out_dir} are "
                            f"incomplete (no _SUCCESS)")
     run_dir.write_text(FileSystems.join(out_dir, run_dir.SUCCESS), "")
-    return RunSummary(out_dir=out_dir, class_names=class_names, flagged=run_info["flagged"],
+    return RunSummary(out_dir=out_dir, class_names=class_names, flagged=flagged, change=change, alerts=alerts,
                       seconds=time.time() - started, pipeline_seconds=pipeline_seconds, metrics=metrics,
                       report=report_path, **counts)
+
+
+def _flag_order(row: dict):
+    return (row["group_by"] != "label", row["group_by"], row["class_name"], row.get("cluster") or -1, row["metric"])
+
+
+def flag_entry(row: dict) -> dict:
+    """A flag as run.json and the console list it: where, which metric, its status."""
+    return {k: row.get(k) for k in ("group_by", "class_name", "cluster", "metric", "status")}
+
+
+def read_reference_skew(reference: Optional[str]) -> Optional[list]:
+    """The reference run's skew rows (preflight has checked it is complete), or None."""
+    if not reference:
+        return None
+    try:
+        return run_dir.read_table(FileSystems.join(reference, "skew.parquet")).to_pylist()
+    except Exception as e:
+        raise UserError(f"analysis.reference '{reference}': skew.parquet cannot be read ({e})") from None
 
 
 def absolute(path: str) -> str:

@@ -14,8 +14,8 @@ from apache_beam.io.filesystems import FileSystems
 from igaudit.pipeline.errors import UserError
 
 # Everything a run writes; a rerun into the same directory removes these first.
-OUTPUT_ENTRIES = ("_SUCCESS", "images", "masks", "overlays", "raw", "classes.parquet", "skew.parquet",
-                  "rejected.parquet", "report.html", "run.json")
+OUTPUT_ENTRIES = ("_SUCCESS", "images", "masks", "overlays", "raw", "classes.parquet", "clusters.parquet",
+                  "skew.parquet", "rejected.parquet", "report.html", "run.json")
 SUCCESS = "_SUCCESS"
 
 

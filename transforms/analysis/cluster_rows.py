@@ -1,0 +1,89 @@
+"""clusters.parquet rows, and the `cluster_js` candidates: clusters whose evidence sits apart (numpy only).
+
+A cluster is a candidate when its mean grid is far (JS, bits) from its *contrast*: the
+cell-wise larger of the class's other clusters' mean grid and the dataset's, renormalised.
+Mass where either of those looks is not excess; mass where neither looks is. Its region is
+the block with the most excess over the contrast, and the interventions decide it.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Optional
+
+import numpy as np
+
+from igaudit.transforms.analysis.distances import js_divergence
+from igaudit.transforms.analysis.regions import describe_region
+from igaudit.transforms.analysis.skew_rows import _row, _subject, group_grid, region_fields, resolve_thresholds
+
+EXEMPLARS = 4
+
+
+def _mean_grid(summary: dict) -> np.ndarray:
+    g = np.asarray(summary["grid_sum"], np.float64)
+    return g / g.sum() if g.sum() > 0 else np.full(g.size, 1.0 / max(g.size, 1))
+
+
+def contrast_grid(cluster: int, grids: dict, sizes: dict, dataset: np.ndarray) -> np.ndarray:
+    """Cell-wise max of the other clusters' size-weighted mean grid and the dataset grid, renormalised."""
+    others = [c for c in grids if c != cluster]
+    rest = np.average(np.stack([grids[c] for c in others]), axis=0, weights=[sizes[c] for c in others])
+    m = np.maximum(rest, dataset)
+    return m / m.sum()
+
+
+def cluster_table(summaries: list[dict], classes: list[dict]) -> list[dict]:
+    """Cluster summaries ({group_by, class_name, cluster, size, outlier_sum, grid_sum, grid_size,
+    exemplars}) -> clusters.parquet rows, sorted by (group_by, class_name, cluster)."""
+    counts = {(c["group_by"], c["class_name"]): int(c["count"]) for c in classes}
+    datasets = {g: group_grid([c for c in classes if c["group_by"] == g]) for g in {c["group_by"] for c in classes}}
+    by_class: dict = {}
+    for s in summaries:
+        by_class.setdefault((s["group_by"], s["class_name"]), []).append(s)
+    out = []
+    for key in sorted(by_class, key=lambda k: (str(k[0]), str(k[1]))):
+        members = sorted(by_class[key], key=lambda s: s["cluster"])
+        size = int(members[0]["grid_size"])
+        grids = {s["cluster"]: _mean_grid(s) for s in members}
+        sizes = {s["cluster"]: int(s["size"]) for s in members}
+        dataset, dataset_size = datasets.get(key[0], (None, 0))
+        total = counts.get(key) or sum(sizes.values())
+        for s in members:
+            c = s["cluster"]
+            region = None
+            if dataset is not None and dataset_size == size:
+                against = dataset if len(members) == 1 else contrast_grid(c, grids, sizes, dataset)
+                where = "across the dataset" if len(members) == 1 else "in the class's other clusters and the dataset"
+                region = describe_region(grids[c].reshape(size, size), against.reshape(size, size), against=where)
+            out.append({"group_by": key[0], "class_name": key[1], "cluster": int(c), "size": sizes[c],
+                        "share": sizes[c] / total if total else None,
+                        "mean_outlier_score": float(s["outlier_sum"]) / max(sizes[c], 1),
+                        "grid_size": size, "mean_grid": grids[c].tolist(), "region": region,
+                        "exemplars": list(s["exemplars"])[:EXEMPLARS]})
+    return out
+
+
+def cluster_skew_rows(clusters: list[dict], classes: list[dict], thresholds: Optional[Mapping] = None) -> list[dict]:
+    """One `cluster_js` row per cluster of a class that has more than one cluster."""
+    t = resolve_thresholds(thresholds)["cluster_js"]
+    datasets = {g: group_grid([c for c in classes if c["group_by"] == g]) for g in {c["group_by"] for c in classes}}
+    by_class: dict = {}
+    for r in clusters:
+        by_class.setdefault((r["group_by"], r["class_name"]), []).append(r)
+    out = []
+    for (group_by, name), members in sorted(by_class.items(), key=lambda kv: (str(kv[0][0]), str(kv[0][1]))):
+        dataset, dataset_size = datasets.get(group_by, (None, 0))
+        size = int(members[0]["grid_size"])
+        if len(members) < 2 or dataset is None or dataset_size != size:
+            continue
+        grids = {r["cluster"]: np.asarray(r["mean_grid"], np.float64) for r in members}
+        sizes = {r["cluster"]: int(r["size"]) for r in members}
+        for r in members:
+            c = r["cluster"]
+            contrast = contrast_grid(c, grids, sizes, dataset)
+            js = js_divergence(grids[c], contrast)
+            share = r["share"] if r["share"] is not None else float("nan")
+            out.append(_row(group_by, name, "cluster_js", js, None, js / t, t,
+                            f"{_subject(group_by, name)}, cluster {c} ({sizes[c]} images, {100 * share:.0f}% of the "
+                            f"class): {r['region']} (JS {js:.3f} bits)",
+                            cluster=int(c), **region_fields(grids[c], contrast, size)))
+    return out
