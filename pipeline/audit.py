@@ -20,7 +20,7 @@ from igaudit.pipeline.errors import UserError
 from igaudit.pipeline.job import RunSummary, run_job
 from igaudit.pipeline.run_dir import OUTPUT_ENTRIES, SUCCESS, read_table
 from igaudit.transforms.analysis.skew_rows import REFERENCE_METRICS, skew_rows
-from igaudit.transforms.analysis.status import alerting, with_status
+from igaudit.transforms.analysis.status import GONE, alerting, with_status
 
 EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR, EXIT_FLAGGED = 0, 1, 2, 3
 RUN_PREFIX = "run="
@@ -120,8 +120,8 @@ def compare_runs(current: str, reference: str, thresholds: Optional[dict] = None
     classes = read_table(FileSystems.join(current, "classes.parquet")).to_pylist()
     ref_classes = read_table(FileSystems.join(reference, "classes.parquet")).to_pylist()
     drift = [r for r in skew_rows(classes, ref_classes, thresholds) if r["metric"] in REFERENCE_METRICS]
-    own = [r for r in read_table(FileSystems.join(current, "skew.parquet")).to_pylist()
-           if r["metric"] not in REFERENCE_METRICS and r.get("status") != "resolved"]
+    own = [dict(r, status=None) for r in read_table(FileSystems.join(current, "skew.parquet")).to_pylist()
+           if r["metric"] not in REFERENCE_METRICS and r.get("evidence") != GONE]
     ref_skew = read_table(FileSystems.join(reference, "skew.parquet")).to_pylist()
     return with_status(own + drift, ref_skew)
 

@@ -30,14 +30,14 @@ FORWARD_CHUNK = 64
 
 
 def roles(row: dict, tests: Sequence[InterventionTest]) -> Iterable[tuple[tuple[str, str], tuple]]:
-    """((test_id, role), (sample key, uri, image_id, bbox)) for every test the row can serve."""
-    item = (sample_key(row["image_id"]), row["uri"], row["image_id"], row.get("bbox"))
+    """((test_id, role), (sample key, uri, image_id, bbox, class)) for every test the row can serve."""
     for t in tests:
         if t.kind == "outside_box" and not row.get("bbox"):
             continue
         name = row["label"] if t.group_by == "label" else row["predicted_name"]
         if name is None:
             continue
+        item = (sample_key(row["image_id"]), row["uri"], row["image_id"], row.get("bbox"), name)
         cluster = row.get("cluster") if t.group_by == "label" else row.get("predicted_cluster")
         if name == t.class_name:
             if t.cluster is None or cluster == t.cluster:
@@ -53,9 +53,9 @@ class _ReadSampleFn(beam.DoFn):
     def __init__(self, size: tuple, resize: str, max_pixels: int):
         self.size, self.resize, self.max_pixels = tuple(size), resize, int(max_pixels)
 
-    def _decode(self, items) -> tuple[list, list]:
-        pixels, boxes = [], []
-        for _, uri, image_id, bbox in sorted(items, key=lambda i: i[2]):
+    def _decode(self, items) -> tuple[list, list, list]:
+        pixels, boxes, names = [], [], []
+        for _, uri, image_id, bbox, name in sorted(items, key=lambda i: i[2]):
             try:
                 with FileSystems.open(uri) as f:
                     pixels.append(decode_image(f.read(), self.size, self.resize, self.max_pixels))
@@ -63,20 +63,21 @@ class _ReadSampleFn(beam.DoFn):
                 log.warning("igaudit: intervention sample %s skipped: %s", uri, e)
                 continue
             boxes.append(bbox)
-        return pixels, boxes
+            names.append(name)
+        return pixels, boxes, names
 
     def process(self, element, tests):
         test_id, groups = element
         test = {t.test_id: t for t in tests}[test_id]
         found = {role: self._decode(items) for role, items in groups}
-        class_pixels, class_boxes = found.get(CLASS, ([], []))
-        other_pixels, other_boxes = found.get(OTHER, ([], []))
+        class_pixels, class_boxes, _ = found.get(CLASS, ([], [], []))
+        other_pixels, other_boxes, other_classes = found.get(OTHER, ([], [], []))
         if not class_pixels:
             return
         shape = (0,) + self.size + (3,)
         yield TestSample(test, np.stack(class_pixels), np.stack(other_pixels) if other_pixels else np.zeros(shape,
                                                                                                           np.float32),
-                         class_boxes, other_boxes)
+                         class_boxes, other_boxes, other_classes)
 
 
 class InterventionHandler(ModelHandler[TestSample, Any, Any]):
@@ -103,7 +104,7 @@ class InterventionHandler(ModelHandler[TestSample, Any, Any]):
 
         for s in batch:
             figures = measure(s.test, s.class_pixels, s.other_pixels, predict, class_boxes=s.class_boxes,
-                              other_boxes=s.other_boxes, border=self.border)
+                              other_boxes=s.other_boxes, other_classes=s.other_classes, border=self.border)
             yield s.test.test_id, figures
 
     def batch_elements_kwargs(self) -> dict:

@@ -120,6 +120,7 @@ class TestSample:
     other_pixels: np.ndarray
     class_boxes: Optional[list] = None
     other_boxes: Optional[list] = None
+    other_classes: Optional[list] = None   # each other image's class (under the test's group_by)
     __test__ = False   # not a pytest class
 
 

@@ -9,12 +9,12 @@ from typing import Optional, Sequence
 
 import apache_beam as beam
 
-from igaudit.transforms.analysis.candidates import apply_verdicts, tests_for
+from igaudit.transforms.analysis.candidates import apply_verdicts, intervention_tests
 from igaudit.transforms.analysis.status import with_status
 
 
 def candidate_tests(rows: list, class_names: Sequence[str], grid: int) -> list:
-    return tests_for(rows, class_names, grid)
+    return intervention_tests(rows, class_names, grid)
 
 
 def _final(rows: list, figures: list, tests: list, class_names: list, reference: Optional[list]) -> list:

@@ -1,6 +1,6 @@
 """From candidate skew rows to intervention tests, and from the tests' figures to verdict rows (numpy only).
 
-`tests_for` turns every candidate row of a TESTED metric into an `InterventionTest`; rows that
+`intervention_tests` turns every candidate row of a TESTED metric into an `InterventionTest`; rows that
 propose the same edit on the same images (grid_js and border_z of one class, often) share one
 test. `apply_verdicts` puts each test's figures, the three tests' outcomes and the verdict on
 its rows, and words the evidence in `detail`.
@@ -41,7 +41,7 @@ def test_id(row: dict) -> str:
     return f"{row['group_by']}/{row['class_name']}{cluster}/{kind}/{where}"
 
 
-def tests_for(rows: Sequence[dict], class_names: Sequence[str], grid: int) -> list[InterventionTest]:
+def intervention_tests(rows: Sequence[dict], class_names: Sequence[str], grid: int) -> list[InterventionTest]:
     """One test per distinct edit among the candidate rows of TESTED metrics, sorted by test_id."""
     class_index = {name: i for i, name in enumerate(class_names)}
     tests = {}

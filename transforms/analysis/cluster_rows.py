@@ -1,9 +1,11 @@
-"""clusters.parquet rows, and the `cluster_js` candidates: clusters whose evidence sits apart (numpy only).
+"""clusters.parquet rows, and the `cluster_excess` candidates: clusters whose evidence sits apart (numpy only).
 
-A cluster is a candidate when its mean grid is far (JS, bits) from its *contrast*: the
-cell-wise larger of the class's other clusters' mean grid and the dataset's, renormalised.
-Mass where either of those looks is not excess; mass where neither looks is. Its region is
-the block with the most excess over the contrast, and the interventions decide it.
+A cluster's *excess* is the share of its attribution that sits where neither its class's other
+clusters nor the dataset look as much: the sum over cells of max(0, cluster - max(other
+clusters, dataset)), each a mean grid summing to 1. Mass where either of those looks is not
+excess (objects moving around the frame make clusters too, but the dataset looks everywhere
+they go). A cluster with enough excess is a candidate; its region is the block of strong
+excess (`regions.strong_region`), and the interventions decide it.
 """
 from __future__ import annotations
 
@@ -11,7 +13,6 @@ from typing import Mapping, Optional
 
 import numpy as np
 
-from igaudit.transforms.analysis.distances import js_divergence
 from igaudit.transforms.analysis.regions import describe_region
 from igaudit.transforms.analysis.skew_rows import _row, _subject, group_grid, region_fields, resolve_thresholds
 
@@ -24,11 +25,15 @@ def _mean_grid(summary: dict) -> np.ndarray:
 
 
 def contrast_grid(cluster: int, grids: dict, sizes: dict, dataset: np.ndarray) -> np.ndarray:
-    """Cell-wise max of the other clusters' size-weighted mean grid and the dataset grid, renormalised."""
+    """Cell-wise max of the other clusters' size-weighted mean grid and the dataset grid (not renormalised)."""
     others = [c for c in grids if c != cluster]
     rest = np.average(np.stack([grids[c] for c in others]), axis=0, weights=[sizes[c] for c in others])
-    m = np.maximum(rest, dataset)
-    return m / m.sum()
+    return np.maximum(rest, dataset)
+
+
+def excess_share(grid: np.ndarray, contrast: np.ndarray) -> float:
+    """Share of `grid`'s mass above `contrast`, cell by cell."""
+    return float(np.maximum(np.asarray(grid) - np.asarray(contrast), 0.0).sum())
 
 
 def cluster_table(summaries: list[dict], classes: list[dict]) -> list[dict]:
@@ -51,9 +56,7 @@ def cluster_table(summaries: list[dict], classes: list[dict]) -> list[dict]:
             c = s["cluster"]
             region = None
             if dataset is not None and dataset_size == size:
-                against = dataset if len(members) == 1 else contrast_grid(c, grids, sizes, dataset)
-                where = "across the dataset" if len(members) == 1 else "in the class's other clusters and the dataset"
-                region = describe_region(grids[c].reshape(size, size), against.reshape(size, size), against=where)
+                region = describe_region(grids[c].reshape(size, size), dataset.reshape(size, size))
             out.append({"group_by": key[0], "class_name": key[1], "cluster": int(c), "size": sizes[c],
                         "share": sizes[c] / total if total else None,
                         "mean_outlier_score": float(s["outlier_sum"]) / max(sizes[c], 1),
@@ -63,8 +66,8 @@ def cluster_table(summaries: list[dict], classes: list[dict]) -> list[dict]:
 
 
 def cluster_skew_rows(clusters: list[dict], classes: list[dict], thresholds: Optional[Mapping] = None) -> list[dict]:
-    """One `cluster_js` row per cluster of a class that has more than one cluster."""
-    t = resolve_thresholds(thresholds)["cluster_js"]
+    """One `cluster_excess` row per cluster of a class that has more than one cluster."""
+    t = resolve_thresholds(thresholds)["cluster_excess"]
     datasets = {g: group_grid([c for c in classes if c["group_by"] == g]) for g in {c["group_by"] for c in classes}}
     by_class: dict = {}
     for r in clusters:
@@ -80,10 +83,11 @@ def cluster_skew_rows(clusters: list[dict], classes: list[dict], thresholds: Opt
         for r in members:
             c = r["cluster"]
             contrast = contrast_grid(c, grids, sizes, dataset)
-            js = js_divergence(grids[c], contrast)
+            excess = excess_share(grids[c], contrast)
             share = r["share"] if r["share"] is not None else float("nan")
-            out.append(_row(group_by, name, "cluster_js", js, None, js / t, t,
+            out.append(_row(group_by, name, "cluster_excess", excess, None, excess / t, t,
                             f"{_subject(group_by, name)}, cluster {c} ({sizes[c]} images, {100 * share:.0f}% of the "
-                            f"class): {r['region']} (JS {js:.3f} bits)",
+                            f"class): {r['region']}; {100 * excess:.0f}% of its attribution sits where neither the "
+                            f"class's other clusters nor the dataset look as much",
                             cluster=int(c), **region_fields(grids[c], contrast, size)))
     return out

@@ -8,7 +8,10 @@ figures `verdict.py` judges. Three kinds of test:
 * region      a block of attribution-grid cells. Removed: filled from its surroundings.
               Control: the same removal on `controls` equal-area boxes elsewhere (seeded).
               Kept alone: everything else set to the samples' mean colour. Stamp: the
-              region's pixels.
+              region's pixels that repeat almost identically (`interventions.stamp_scores`):
+              the share of relying images that carry them; `stamp_others` the larger of
+              the share of other classes' images that carry them and the largest share of
+              another class's images that carry a stamp of their own class there.
 * outside_box the background around each image's object box (a manifest's `bbox`).
               Removed: the background set to the mean colour. Control: the same removal
               on other classes' images, measured on their own predicted class. Kept alone:
@@ -16,9 +19,13 @@ figures `verdict.py` judges. Three kinds of test:
               background (a texture's signature, whatever its phase).
 * channel     a colour cast in one channel. Removed: desaturated. Control: other classes'
               images desaturated, measured on their own predicted class. Sufficiency:
-              other classes' images tinted with the class's mean colour offset, against
-              the same offset reversed. Stamp: the channel's excess in the frame (the
-              border band), where a cast shows and an object's colour rarely does.
+              other classes' images with their mean colour moved to the class's, against
+              the same move reversed. Stamp: the channel's excess in the frame (the
+              border band), where a cast shows and an object's colour rarely does: the
+              probability that a relying image of the class has more of it than an image
+              of another class (AUC); `stamp_others`: how much less the class's images vary
+              in that channel than other classes' (`interventions.colour_variety`): a cast
+              sits on varied content, a class whose content is of one colour does not.
 """
 from __future__ import annotations
 
@@ -58,10 +65,27 @@ def _own_class_drop(predict, images: np.ndarray, edited: np.ndarray) -> float:
     return float(np.mean(before[rows, own] - after[rows, own]))
 
 
+def _own_stamps(mine: np.ndarray, theirs: np.ndarray, classes: Optional[list]) -> float:
+    """The largest share of another class's images that carry a stamp of *their own* class in the region
+    (its images against all the rest): in a dataset whose objects repeat pixel for pixel (normalised
+    low-resolution digits) an object part looks like a stamp, and this says so."""
+    if not classes:
+        return 0.0
+    names = np.asarray(classes, dtype=object)
+    best = 0.0
+    for name in sorted(set(classes)):
+        own = names == name
+        if own.sum() >= MIN_RELYING:
+            rest = np.concatenate([mine, theirs[~own]])
+            best = max(best, iv.stamp_scores(theirs[own], rest)[0])
+    return best
+
+
 def measure(test, class_images: np.ndarray, other_images: np.ndarray, predict: Callable, *,
-            class_boxes: Optional[list] = None, other_boxes: Optional[list] = None, controls: int = CONTROLS,
-            border: float = 0.1, seed: int = 0) -> dict:
-    """The figures of one test (keys FIGURES; NaN where a figure does not apply)."""
+            class_boxes: Optional[list] = None, other_boxes: Optional[list] = None,
+            other_classes: Optional[list] = None, controls: int = CONTROLS, border: float = 0.1, seed: int = 0) -> dict:
+    """The figures of one test (keys FIGURES; NaN where a figure does not apply). other_classes: the class
+    of each other image (the stamp test's calibration: do other classes' objects repeat like a stamp there?)."""
     class_images = np.asarray(class_images, np.float32)
     other_images = np.asarray(other_images, np.float32).reshape((-1,) + class_images.shape[1:])
     c = int(test.class_index)
@@ -91,8 +115,10 @@ def measure(test, class_images: np.ndarray, other_images: np.ndarray, predict: C
             figures["kept_other"] = float(_called(kept, c).mean())
         relying = drops >= RELY_DROP
         if relying.sum() >= MIN_RELYING and len(other_images):
-            figures["stamp_repeat"], figures["stamp_others"] = iv.stamp_scores(
-                iv.region_vectors(class_images[relying], box), iv.region_vectors(other_images, box))
+            mine, theirs = iv.region_vectors(class_images[relying], box), iv.region_vectors(other_images, box)
+            figures["stamp_repeat"], carried = iv.stamp_scores(mine, theirs)
+            figures["stamp_others"] = max(carried, _own_stamps(iv.region_vectors(class_images, box), theirs,
+                                                               other_classes))
             y0, y1, x0, x1 = box
             patch = np.median(class_images[relying][:, y0:y1, x0:x1], axis=0)
             before = _probs(predict, other_images).argmax(1) != c
@@ -111,24 +137,26 @@ def measure(test, class_images: np.ndarray, other_images: np.ndarray, predict: C
             figures["kept_other"] = float(_called(kept, c).mean())
             relying = drops >= RELY_DROP
             if relying.sum() >= MIN_RELYING:
-                figures["stamp_repeat"], figures["stamp_others"] = iv.stamp_scores(
+                figures["stamp_repeat"], figures["stamp_others"] = iv.template_scores(
                     iv.spectra(class_images[relying], masks[relying]), iv.spectra(other_images, other_masks))
     elif test.kind == "channel":
         drops, figures["accuracy_removed"] = removal(iv.desaturate(class_images))
         if len(other_images):
             figures["control_drop"] = _own_class_drop(predict, other_images, iv.desaturate(other_images))
-            offset = class_images.mean(axis=(0, 1, 2)) - other_images.mean(axis=(0, 1, 2))
+            # colour transfer: each other image's mean colour moved to the class's mean colour (the reverse
+            # move, away from it by as much, is the control)
+            offset = class_images.mean(axis=(0, 1, 2)) - other_images.mean(axis=(1, 2))
             before = _probs(predict, other_images).argmax(1) != c
             if before.any():
-                figures["kept_class"] = float(_called(_probs(predict, iv.tint(other_images[before], offset)), c).mean())
-                figures["kept_other"] = float(_called(_probs(predict, iv.tint(other_images[before], -offset)), c).mean())
+                shift = offset[before][:, None, None, :]
+                figures["kept_class"] = float(_called(_probs(predict, iv.tint(other_images[before], shift)), c).mean())
+                figures["kept_other"] = float(_called(_probs(predict, iv.tint(other_images[before], -shift)), c).mean())
             relying = drops >= RELY_DROP
             if relying.sum() >= MIN_RELYING:
                 mine = iv.frame_excess(class_images[relying], test.channel, border)
                 theirs = iv.frame_excess(other_images, test.channel, border)
-                cut = float(np.quantile(theirs, 0.9))
-                figures["stamp_repeat"] = float(np.mean(mine > cut))
-                figures["stamp_others"] = float(np.mean(theirs > cut))
+                figures["stamp_repeat"] = iv.rank_auc(mine, theirs)
+                figures["stamp_others"] = iv.colour_variety(class_images, other_images, test.channel)
     else:
         raise ValueError(f"unknown test kind {test.kind!r}")
     figures["drop"] = float(np.mean(drops))

@@ -110,14 +110,58 @@ def template_correlations(vectors: np.ndarray, template: np.ndarray) -> np.ndarr
     return np.divide(v @ t, norms, out=np.zeros(len(v)), where=norms > 1e-12)
 
 
+# A stamp's pixel agrees with the template within STAMP_TOLERANCE (of [0, 1]) in STAMP_AGREEMENT of the
+# images that carry it, and other classes' images differ from it there by STAMP_DISTINCT (median).
+STAMP_TOLERANCE = 0.1
+STAMP_AGREEMENT = 0.8
+STAMP_DISTINCT = 0.2
+# ... and it has at least this many such values (pixels x channels): a few coincidences are no stamp.
+STAMP_MIN_VALUES = 12
+
+
 def stamp_scores(relying: np.ndarray, others: np.ndarray) -> tuple[float, float]:
+    """(repeat, others): the shares of the relying images and of other classes' images that carry the stamp.
+
+    The stamp is what repeats almost identically: the values (pixels x channels) of the region where
+    STAMP_AGREEMENT of the relying images are within STAMP_TOLERANCE of their median (the template)
+    and other classes' images typically are not (median distance >= STAMP_DISTINCT). An image carries
+    it when STAMP_AGREEMENT of those values match the template. An object's parts vary from one
+    instance to the next (a stroke moves by a pixel, a pose turns), so few of its values qualify;
+    plain background that every class shares is not distinctive. Fewer than STAMP_MIN_VALUES
+    qualifying values: no stamp (0, 0)."""
+    template = np.median(relying, axis=0)
+    close = np.abs(relying - template) <= STAMP_TOLERANCE
+    distinct = np.median(np.abs(others - template), axis=0) >= STAMP_DISTINCT if len(others) else np.ones_like(template, bool)
+    stamp = (close.mean(0) >= STAMP_AGREEMENT) & distinct
+    if stamp.sum() < STAMP_MIN_VALUES:
+        return 0.0, 0.0
+
+    def carrying(x):
+        return float(np.mean((np.abs(x[:, stamp] - template[stamp]) <= STAMP_TOLERANCE).mean(1) >= STAMP_AGREEMENT))
+    return carrying(relying), carrying(others) if len(others) else 0.0
+
+
+def template_scores(relying: np.ndarray, others: np.ndarray) -> tuple[float, float]:
     """(repeat, others): median correlation of the relying images' descriptors with their own median
-    (the template), and of the other classes' descriptors with it. An artifact repeats (repeat near 1)
-    and the others lack it; parts of objects vary from one instance to the next."""
+    (the template), and of the other classes' descriptors with it (for descriptors that are not pixels
+    at fixed places, e.g. spectra)."""
     template = np.median(relying, axis=0)
     repeat = float(np.median(template_correlations(relying, template)))
     other = float(np.median(template_correlations(others, template))) if len(others) else 0.0
     return repeat, other
+
+
+def colour_variety(class_images: np.ndarray, other_images: np.ndarray, channel: int) -> float:
+    """How much less the class's images vary in `channel`'s excess than other classes' images do:
+    1 - std(class) / std(others), clipped to [0, 1]. A cast sits on content as varied as any class's
+    (near 0); a class whose content is of one colour (a photo of coffee) varies little (near 1)."""
+    def excess(x):
+        x = np.asarray(x, np.float64)
+        return (x[..., channel] - x.mean(-1)).mean((1, 2))
+    theirs = float(np.std(excess(other_images)))
+    if theirs <= 1e-9:
+        return 0.0
+    return float(np.clip(1.0 - np.std(excess(class_images)) / theirs, 0.0, 1.0))
 
 
 def desaturate(images: np.ndarray) -> np.ndarray:
@@ -140,6 +184,16 @@ def frame_excess(images: np.ndarray, channel: int, border: float = 0.1) -> np.nd
     frame[bh:h - bh, bw:w - bw] = False
     x = np.asarray(images, np.float64)[:, frame]          # (n, pixels, C)
     return (x[..., channel] - x.mean(-1)).mean(1)
+
+
+def rank_auc(a: np.ndarray, b: np.ndarray) -> float:
+    """P(a value from `a` > one from `b`) (+ half the ties): the area under the ROC curve."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    if not len(a) or not len(b):
+        return float("nan")
+    greater = (a[:, None] > b[None, :]).mean()
+    ties = (a[:, None] == b[None, :]).mean()
+    return float(greater + 0.5 * ties)
 
 
 def outside_mask(h: int, w: int, box) -> np.ndarray:

@@ -13,6 +13,7 @@ from typing import Optional, Sequence
 from igaudit.transforms.records import skew_schema
 
 ALERT_ON = ("new", "any")   # analysis.alert_on: which flags make `run` / `audit` exit 3
+GONE = "no such finding in this run"   # the evidence of a resolved row added for a vanished finding
 
 
 def key(row: dict) -> tuple:
@@ -39,7 +40,7 @@ def with_status(rows: Sequence[dict], reference: Optional[Sequence[dict]]) -> li
         row = dict.fromkeys(skew_schema().names)
         row.update(group_by=old["group_by"], class_name=old["class_name"], metric=old["metric"],
                    cluster=old.get("cluster"), score=0.0, threshold=old.get("threshold"), candidate=False,
-                   flagged=False, status="resolved",
+                   flagged=False, status="resolved", evidence=GONE,
                    detail=f"flagged in the reference run ({old.get('detail') or ''}); no such finding now")
         out.append(row)
     return out

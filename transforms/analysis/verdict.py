@@ -9,8 +9,9 @@ A candidate is flagged as a shortcut when the region is, all three:
               images than of other classes' images kept the same way (the comparison cancels
               the model's own leaning on near-blank inputs); for colour: the class's tint moves
               that many more other images to the class than the reversed tint;
-* stamped     it repeats across the images that rely on it (template correlation at least
-              STAMP_REPEAT) and other classes' images lack it (at least STAMP_GAP lower).
+* stamped     it repeats across the images that rely on it (at least STAMP_REPEAT of them carry
+              it) and other classes' images lack it (a share at least STAMP_GAP lower); see
+              `evidence` for what repeating means for backgrounds and colour.
 
 Object parts pass one or two of these (a triangle's corner is needed; a '1' stroke kept alone is
 still a '1'), rarely all three: strokes, poses and instances vary, a tag does not.
@@ -21,10 +22,10 @@ from __future__ import annotations
 import math
 
 NEEDED_DROP = 0.2
-NEEDED_RATIO = 3.0
+NEEDED_RATIO = 2.0
 CONTROL_FLOOR = 0.02     # control drops below this count as this (a ratio to ~0 means nothing)
 SUFFICIENT_GAP = 0.3
-STAMP_REPEAT = 0.8
+STAMP_REPEAT = 0.7
 STAMP_GAP = 0.4
 
 
@@ -74,8 +75,8 @@ def describe(test, f: dict) -> str:
                  f"({_change(f['control_drop'])})",
                  f"kept alone it is called {name} in {_pct(f['kept_class'])} of {who} vs "
                  f"{_pct(f['kept_other'])} of other classes' images",
-                 f"its pixels repeat across the {who} that rely on it (correlation {_num(f['stamp_repeat'])} vs "
-                 f"{_num(f['stamp_others'])} in other classes)"]
+                 f"its pixels repeat almost identically in {_pct(f['stamp_repeat'])} of the {who} that rely on it "
+                 f"and in {_pct(f['stamp_others'])} of other classes' images"]
         if _ok(f.get("transplant_flip")):
             parts.append(f"pasting it onto other classes flips {_pct(f['transplant_flip'])} of them to {name}")
     elif test.kind == "outside_box":
@@ -89,8 +90,9 @@ def describe(test, f: dict) -> str:
     else:
         parts = [f"removing colour drops {name} accuracy {_num(f['accuracy'])} → {_num(f['accuracy_removed'])} "
                  f"(probability {_change(f['drop'])}); other classes' own: {_change(f['control_drop'])}",
-                 f"tinting other classes' images with {name}'s colour offset makes {_pct(f['kept_class'])} of them "
-                 f"{name} (the reverse tint: {_pct(f['kept_other'])})",
-                 f"the cast covers the frame in {_pct(f['stamp_repeat'])} of the {who} that rely on it "
-                 f"({_pct(f['stamp_others'])} of other classes' images)"]
+                 f"moving other classes' images to {name}'s mean colour makes {_pct(f['kept_class'])} of them "
+                 f"{name} (the reverse move: {_pct(f['kept_other'])})",
+                 f"the cast covers the frame: the {who} that rely on it carry more of the channel there than "
+                 f"other classes' images {_pct(f['stamp_repeat'])} of the time, on content "
+                 f"{_pct(f['stamp_others'])} less varied in colour than theirs"]
     return "; ".join(parts)
