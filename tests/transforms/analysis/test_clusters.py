@@ -9,46 +9,52 @@ from igaudit.transforms.analysis.clusters import assign, embed, fit_clusters, si
 G = 8
 
 
-def object_grid(rng):
-    """Mass on an object somewhere around the middle (a blob at a continuous position), plus a little everywhere."""
+def object_grid(rng, corner=None):
+    """IG-like: mass on an object somewhere around the middle (a blob at a continuous position), a little
+    everywhere, cell-wise noise; `corner`: a tag's cell that takes a large share."""
     y, x = rng.uniform(2.5, 4.5, 2)
     yy, xx = np.mgrid[0:G, 0:G]
-    g = 0.02 + np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / (2 * rng.uniform(0.8, 1.5) ** 2))
+    g = 0.05 + np.exp(-((yy - y) ** 2 + (xx - x) ** 2) / 2.0)
+    if corner is not None:
+        g[corner] += 8.0
+    g = g * rng.gamma(2.0, 0.5, (G, G))
     return (g / g.sum()).ravel()
 
 
 def tagged_grid(rng, corner):
-    g = object_grid(rng).reshape(G, G)
-    r, c = corner
-    g[r, c] += 0.5
-    return (g / g.sum()).ravel()
+    return object_grid(rng, corner)
 
 
-def test_one_blob_is_one_cluster():
-    rng = np.random.default_rng(0)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_one_blob_is_one_cluster(seed):
+    """An object moving around the frame spreads the grids continuously: k-means would split it with a fair
+    silhouette, but nothing stands out beyond groupless data of that spread."""
+    rng = np.random.default_rng(seed)
     grids = [object_grid(rng) for _ in range(60)]
     assert fit_clusters(grids, max_clusters=4).shape == (1, G * G)
 
 
-def test_planted_groups_are_found_and_numbered_by_size():
-    rng = np.random.default_rng(1)
-    plain = [object_grid(rng) for _ in range(40)]
-    top_left = [tagged_grid(rng, (0, 0)) for _ in range(20)]
-    bottom_right = [tagged_grid(rng, (G - 1, G - 1)) for _ in range(12)]
-    grids = plain + top_left + bottom_right
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_tagged_group_gets_a_cluster_of_its_own(seed):
+    rng = np.random.default_rng(seed)
+    plain = [object_grid(rng) for _ in range(50)]
+    tagged = [tagged_grid(rng, (0, 0)) for _ in range(14)]
+    grids = plain + tagged
     centres = fit_clusters(grids, max_clusters=4)
-    assert len(centres) == 3
-    labels = [assign(g, centres)[0] for g in grids]
-    assert set(labels[:40]) == {0} and set(labels[40:60]) == {1} and set(labels[60:]) == {2}
-    # the outlier score is a Hellinger distance: 0 for the centre itself, in [0, 1]
-    _, d = assign(top_left[0], centres)
-    assert 0 <= d <= 1
-    assert silhouette(embed(grids), np.array(labels)) > 0.25
+    labels = np.array([assign(g, centres)[0] for g in grids])
+    group = np.bincount(labels[50:]).argmax()            # the cluster holding most tagged images
+    members = labels == group
+    assert group != 0 and np.bincount(labels).argmax() == 0     # numbered by size
+    precision, recall = members[50:].sum() / members.sum(), members[50:].mean()
+    assert precision >= 0.9 and recall >= 0.85, (precision, recall)
+    # the outlier score is a Hellinger distance in [0, 1]
+    assert all(0 <= assign(g, centres)[1] <= 1 for g in grids)
+    assert silhouette(embed(grids), labels) > 0.1
 
 
 def test_too_few_images_stay_one_cluster():
     rng = np.random.default_rng(2)
-    grids = [object_grid(rng) for _ in range(3)] + [tagged_grid(rng, (0, 0)) for _ in range(3)]
+    grids = [object_grid(rng) for _ in range(5)] + [tagged_grid(rng, (0, 0)) for _ in range(3)]
     assert len(fit_clusters(grids)) == 1
 
 
