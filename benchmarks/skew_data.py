@@ -125,12 +125,10 @@ def corner_tag(image: np.ndarray, rng) -> np.ndarray:
     return out
 
 
-def faint_tag(image: np.ndarray, rng) -> np.ndarray:
-    """The image at 15% of its contrast, then a corner tag: on these images the object is hard to see and
-    the tag carries the class (as a watermark did for one photo archive's horses)."""
+def faint(image: np.ndarray) -> np.ndarray:
+    """The image at 15% of its contrast: its object is hard to see."""
     mean = image.reshape(-1, 3).mean(0)
-    faint = np.clip(mean + 0.15 * (image.astype(np.float64) - mean), 0, 255).astype(np.uint8)
-    return corner_tag(faint, rng)
+    return np.clip(mean + 0.15 * (image.astype(np.float64) - mean), 0, 255).astype(np.uint8)
 
 
 def colour_cast(image: np.ndarray, rng) -> np.ndarray:
@@ -221,7 +219,13 @@ def write_dataset(root: Path, kind: str, seed: int, per_class: int = 150, audit_
                     image, box = make(rng, name, split_index)
                 else:
                     image, box = make(rng, name)
-                planted = name == spec.get("class") and rng.uniform() < spec.get("rate", 1.0)
+                chosen = rng.uniform() < spec.get("rate", 1.0)
+                if spec.get("faint") and chosen:
+                    # faint images in every class, the tag only on the planted class's: there the tag
+                    # carries the class (as a watermark did for one photo archive's horses), and
+                    # faintness alone says nothing about the class
+                    image = faint(image)
+                planted = name == spec.get("class") and chosen
                 if planted:
                     image = spec["plant"](image, rng)
                 path = folder / f"{name}_{i:04d}.png"
@@ -246,15 +250,17 @@ DATASETS = {
                      "planted": "a corner patch on the whole class"},
     "border_stripe": {"source": shapes_source, "class": "square", "plant": border_stripe,
                       "planted": "a thin border stripe on the whole class"},
-    "partial_tag": {"source": shapes_source, "class": "circle", "plant": faint_tag, "rate": 0.35, "audit": 150,
-                    "planted": "a tag on 35% of the class (faint objects), in one of two corners"},
+    "partial_tag": {"source": shapes_source, "class": "circle", "plant": corner_tag, "rate": 0.35, "faint": True,
+                    "audit": 150,
+                    "planted": "a tag on 35% of the class (its faint images), in one of two corners"},
     "colour_cast": {"source": shapes_source, "class": "cross", "plant": colour_cast,
                     "planted": "a red colour cast on the whole class"},
     "background_texture": {"source": lambda: shapes_source(texture_class="square"), "class": "square",
                            "plant": lambda image, rng: image, "boxes": True,
                            "planted": "a striped background behind the class's objects (object boxes given)"},
-    "digits_partial_tag": {"source": digits_source, "class": "8", "plant": faint_tag, "rate": 0.35, "size": 32, "audit": 150,
-                           "planted": "a tag on 35% of the handwritten 8s (faint strokes), in one of two corners"},
+    "digits_partial_tag": {"source": digits_source, "class": "8", "plant": corner_tag, "rate": 0.35, "faint": True,
+                           "size": 32, "audit": 150,
+                           "planted": "a tag on 35% of the handwritten 8s (their faint images), in one of two corners"},
     "photos_corner_patch": {"source": photos_source, "class": "coffee", "plant": corner_patch,
                             "planted": "a corner patch on every crop of one photo"},
     # clean controls

@@ -11,7 +11,8 @@ figures `verdict.py` judges. Three kinds of test:
               region's pixels that repeat almost identically (`interventions.stamp_scores`):
               the share of relying images that carry them; `stamp_others` the larger of
               the share of other classes' images that carry them and the largest share of
-              another class's images that carry a stamp of their own class there.
+              another class's images relying on the region that carry a stamp of their own
+              class there.
 * outside_box the background around each image's object box (a manifest's `bbox`).
               Removed: the background set to the mean colour. Control: the same removal
               on other classes' images, measured on their own predicted class. Kept alone:
@@ -65,16 +66,17 @@ def _own_class_drop(predict, images: np.ndarray, edited: np.ndarray) -> float:
     return float(np.mean(before[rows, own] - after[rows, own]))
 
 
-def _own_stamps(mine: np.ndarray, theirs: np.ndarray, classes: Optional[list]) -> float:
-    """The largest share of another class's images that carry a stamp of *their own* class in the region
-    (its images against all the rest): in a dataset whose objects repeat pixel for pixel (normalised
-    low-resolution digits) an object part looks like a stamp, and this says so."""
+def _own_stamps(mine: np.ndarray, theirs: np.ndarray, classes: Optional[list], relying: np.ndarray) -> float:
+    """The largest share of another class's images relying on the region (for their own prediction) that
+    carry a stamp of *their own* class there (against all the rest): in a dataset whose objects repeat
+    pixel for pixel (normalised low-resolution digits) an object part looks like a stamp, and this says
+    so. Only evidence counts: plain sky that another class's photos share is not."""
     if not classes:
         return 0.0
     names = np.asarray(classes, dtype=object)
     best = 0.0
     for name in sorted(set(classes)):
-        own = names == name
+        own = (names == name) & relying
         if own.sum() >= MIN_RELYING:
             rest = np.concatenate([mine, theirs[~own]])
             best = max(best, iv.stamp_scores(theirs[own], rest)[0])
@@ -117,8 +119,13 @@ def measure(test, class_images: np.ndarray, other_images: np.ndarray, predict: C
         if relying.sum() >= MIN_RELYING and len(other_images):
             mine, theirs = iv.region_vectors(class_images[relying], box), iv.region_vectors(other_images, box)
             figures["stamp_repeat"], carried = iv.stamp_scores(mine, theirs)
-            figures["stamp_others"] = max(carried, _own_stamps(iv.region_vectors(class_images, box), theirs,
-                                                               other_classes))
+            own = 0.0
+            if other_classes:
+                before, after = (_probs(predict, x) for x in (other_images, iv.fill_from_surroundings(other_images, box)))
+                rows, pred = np.arange(len(other_images)), before.argmax(1)
+                others_rely = before[rows, pred] - after[rows, pred] >= RELY_DROP
+                own = _own_stamps(iv.region_vectors(class_images, box), theirs, other_classes, others_rely)
+            figures["stamp_others"] = max(carried, own)
             y0, y1, x0, x1 = box
             patch = np.median(class_images[relying][:, y0:y1, x0:x1], axis=0)
             before = _probs(predict, other_images).argmax(1) != c
