@@ -65,7 +65,9 @@ def render_report(out_dir: str, run_info: dict) -> str:
     scores = class_skew_scores(skew, DATASET_METRICS)
     flagged_classes = {(r["group_by"], r["class_name"]) for r in skew if r["flagged"] and r["metric"] in DATASET_METRICS}
     flagged = sorted((r for r in skew if r["flagged"] or r.get("status") == "resolved"),
-                     key=lambda r: (r["metric"] not in DATASET_METRICS, r.get("status") != "new", -(r["score"] or 0)))
+                     key=lambda r: (r["metric"] not in DATASET_METRICS, r.get("status") != "new",
+                                    r["group_by"] != "label", r["class_name"], r.get("cluster") or -1,
+                                    -(r["score"] or 0)))
     cleared = [r for r in skew if r.get("candidate") and not r["flagged"] and r["metric"] in DATASET_METRICS]
     cfg = run_info["config"]
     counts = run_info["counts"]

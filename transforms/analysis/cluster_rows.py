@@ -14,7 +14,7 @@ from typing import Mapping, Optional
 import numpy as np
 
 from igaudit.transforms.analysis.regions import describe_region
-from igaudit.transforms.analysis.skew_rows import _row, _subject, group_grid, region_fields, resolve_thresholds
+from igaudit.transforms.analysis.skew_rows import group_grid, region_fields, resolve_thresholds, skew_row, subject_of
 
 EXEMPLARS = 4
 
@@ -85,8 +85,8 @@ def cluster_skew_rows(clusters: list[dict], classes: list[dict], thresholds: Opt
             contrast = contrast_grid(c, grids, sizes, dataset)
             excess = excess_share(grids[c], contrast)
             share = r["share"] if r["share"] is not None else float("nan")
-            out.append(_row(group_by, name, "cluster_excess", excess, None, excess / t, t,
-                            f"{_subject(group_by, name)}, cluster {c} ({sizes[c]} images, {100 * share:.0f}% of the "
+            out.append(skew_row(group_by, name, "cluster_excess", excess, None, excess / t, t,
+                            f"{subject_of(group_by, name)}, cluster {c} ({sizes[c]} images, {100 * share:.0f}% of the "
                             f"class): {r['region']}; {100 * excess:.0f}% of its attribution sits where neither the "
                             f"class's other clusters nor the dataset look as much",
                             cluster=int(c), **region_fields(grids[c], contrast, size)))

@@ -14,8 +14,9 @@ figures `verdict.py` judges. Three kinds of test:
               another class's images relying on the region that carry a stamp of their own
               class there.
 * outside_box the background around each image's object box (a manifest's `bbox`).
-              Removed: the background set to the mean colour. Control: the same removal
-              on other classes' images, measured on their own predicted class. Kept alone:
+              Removed: the background blurred (box blur of side H/4: a texture goes, the
+              colours stay). Control: the same removal on other classes' images, measured
+              on their own predicted class. Kept alone:
               the box set to the mean colour. Stamp: log magnitude spectra of the
               background (a texture's signature, whatever its phase).
 * channel     a colour cast in one channel. Removed: desaturated. Control: other classes'
@@ -134,12 +135,13 @@ def measure(test, class_images: np.ndarray, other_images: np.ndarray, predict: C
                 figures["transplant_flip"] = float(after.mean())
     elif test.kind == "outside_box":
         masks = np.array([iv.outside_mask(h, w, b) for b in class_boxes])
-        drops, figures["accuracy_removed"] = removal(iv.fill_mask(class_images, masks, fill))
+        radius = max(2, h // 8)
+        drops, figures["accuracy_removed"] = removal(iv.blur_mask(class_images, masks, radius))
         figures["kept_class"] = float(_called(_probs(predict, iv.fill_mask(class_images, ~masks, fill)), c).mean())
         if len(other_images):
             other_masks = np.array([iv.outside_mask(h, w, b) for b in other_boxes])
             figures["control_drop"] = _own_class_drop(predict, other_images,
-                                                      iv.fill_mask(other_images, other_masks, fill))
+                                                      iv.blur_mask(other_images, other_masks, radius))
             kept = _probs(predict, iv.fill_mask(other_images, ~other_masks, fill))
             figures["kept_other"] = float(_called(kept, c).mean())
             relying = drops >= RELY_DROP

@@ -115,6 +115,7 @@ def template_correlations(vectors: np.ndarray, template: np.ndarray) -> np.ndarr
 STAMP_TOLERANCE = 0.1
 STAMP_AGREEMENT = 0.8
 STAMP_DISTINCT = 0.2
+STAMP_CONTRAST = 3 * STAMP_TOLERANCE   # the stamp's values span at least this much
 # ... and it has at least this many such values (pixels x channels): a few coincidences are no stamp.
 STAMP_MIN_VALUES = 12
 
@@ -128,12 +129,14 @@ def stamp_scores(relying: np.ndarray, others: np.ndarray) -> tuple[float, float]
     it when STAMP_AGREEMENT of those values match the template. An object's parts vary from one
     instance to the next (a stroke moves by a pixel, a pose turns), so few of its values qualify;
     plain background that every class shares is not distinctive. Fewer than STAMP_MIN_VALUES
-    qualifying values: no stamp (0, 0)."""
+    qualifying values, or values spanning less than STAMP_CONTRAST: no stamp (0, 0)."""
     template = np.median(relying, axis=0)
     close = np.abs(relying - template) <= STAMP_TOLERANCE
     distinct = np.median(np.abs(others - template), axis=0) >= STAMP_DISTINCT if len(others) else np.ones_like(template, bool)
     stamp = (close.mean(0) >= STAMP_AGREEMENT) & distinct
-    if stamp.sum() < STAMP_MIN_VALUES:
+    # identity within the tolerance only means something for a pattern with contrast well beyond it
+    # (faint content repeats within 0.1 without being stamped)
+    if stamp.sum() < STAMP_MIN_VALUES or np.ptp(template[stamp]) < STAMP_CONTRAST:
         return 0.0, 0.0
 
     def carrying(x):
@@ -202,6 +205,28 @@ def outside_mask(h: int, w: int, box) -> np.ndarray:
     ys, xs = np.arange(h) + 0.5, np.arange(w) + 0.5
     inside = ((ys >= y0) & (ys <= y1))[:, None] & ((xs >= x0) & (xs <= x1))[None, :]
     return ~inside
+
+
+def blur(images: np.ndarray, radius: int) -> np.ndarray:
+    """A box blur of side 2 * radius + 1 (edges repeated), separable, on (n, H, W, C) images."""
+    out = np.asarray(images, np.float32)
+    for axis in (1, 2):
+        pad = [(0, 0)] * 4
+        pad[axis] = (radius + 1, radius)
+        c = np.cumsum(np.pad(out, pad, mode="edge"), axis=axis, dtype=np.float64)
+        size = out.shape[axis]
+        hi = np.take(c, np.arange(size) + 2 * radius + 1, axis=axis)
+        lo = np.take(c, np.arange(size), axis=axis)
+        out = ((hi - lo) / (2 * radius + 1)).astype(np.float32)
+    return out
+
+
+def blur_mask(images: np.ndarray, masks: np.ndarray, radius: int) -> np.ndarray:
+    """A copy with each image's masked pixels replaced by the image blurred (`blur`): texture gone, the
+    colours and the layout kept."""
+    out = np.array(images, np.float32, copy=True)
+    out[masks] = blur(images, radius)[masks]
+    return out
 
 
 def fill_mask(images: np.ndarray, masks: np.ndarray, fill: np.ndarray) -> np.ndarray:

@@ -154,11 +154,11 @@ def _grid_of(row: dict) -> tuple[Optional[np.ndarray], int, Optional[str]]:
         return None, size, f"mean grid unusable ({e})"
 
 
-def _subject(group_by: str, name) -> str:
+def subject_of(group_by: str, name) -> str:
     return f"images predicted '{name}'" if group_by == "predicted" else f"class '{name}'"
 
 
-def _row(group_by, name, metric, value, reference, score, threshold, detail, **extra) -> dict:
+def skew_row(group_by, name, metric, value, reference, score, threshold, detail, **extra) -> dict:
     """A skew row with every column of `records.skew_schema()` (intervention columns empty)."""
     score = float(score)
     row = dict.fromkeys(skew_schema().names)
@@ -201,8 +201,8 @@ def region_fields(grid: np.ndarray, contrast: np.ndarray, size: int) -> dict:
 
 
 def _skipped(group_by, name, metric, threshold, why) -> dict:
-    return _row(group_by, name, metric, None, None, 0.0, threshold,
-                f"{_subject(group_by, name)}: not compared: {why}")
+    return skew_row(group_by, name, metric, None, None, 0.0, threshold,
+                f"{subject_of(group_by, name)}: not compared: {why}")
 
 
 def resolve_thresholds(thresholds: Optional[Mapping] = None) -> dict:
@@ -240,8 +240,8 @@ def _dataset_rows(group_by: str, rows: list[dict], t: dict) -> list[dict]:
             js = js_divergence(g, dataset)
             where = describe_region(g.reshape(size, size), dataset.reshape(size, size))
             regions[name] = region_fields(g, dataset, size)
-            out.append(_row(group_by, name, "grid_js", js, None, js / t["grid_js"], t["grid_js"],
-                            f"{_subject(group_by, name)}: {where} (JS {js:.3f} bits)", **regions[name]))
+            out.append(skew_row(group_by, name, "grid_js", js, None, js / t["grid_js"], t["grid_js"],
+                            f"{subject_of(group_by, name)}: {where} (JS {js:.3f} bits)", **regions[name]))
 
     borders = [(r["class_name"], _finite(r.get("mean_border_mass"))) for r in rows]
     borders = [(n, b) for n, b in borders if b is not None]
@@ -250,8 +250,8 @@ def _dataset_rows(group_by: str, rows: list[dict], t: dict) -> list[dict]:
             others = [o for j, (_, o) in enumerate(borders) if j != i]
             z = robust_z(b, others)
             median = float(np.median(others))
-            out.append(_row(group_by, name, "border_z", z, None, z / t["border_z"], t["border_z"],
-                            f"{_subject(group_by, name)}: mean border mass {b:.2f} vs median {median:.2f} "
+            out.append(skew_row(group_by, name, "border_z", z, None, z / t["border_z"], t["border_z"],
+                            f"{subject_of(group_by, name)}: mean border mass {b:.2f} vs median {median:.2f} "
                             f"across {len(others)} other classes (robust z {z:.1f})", **regions.get(name, {})))
 
     for r in rows:
@@ -260,8 +260,8 @@ def _dataset_rows(group_by: str, rows: list[dict], t: dict) -> list[dict]:
             continue
         name = r["class_name"]
         score = t["in_box"] / max(in_box, _IN_BOX_EPS)
-        out.append(_row(group_by, name, "in_box", in_box, None, score, t["in_box"],
-                        f"{_subject(group_by, name)}: {percent(in_box)} of attribution inside the object box "
+        out.append(skew_row(group_by, name, "in_box", in_box, None, score, t["in_box"],
+                        f"{subject_of(group_by, name)}: {percent(in_box)} of attribution inside the object box "
                         f"(a candidate below {percent(t['in_box'])})", region="the background around the object box"))
     out.extend(_channel_rows(group_by, rows, t))
     return out
@@ -280,9 +280,9 @@ def _channel_rows(group_by: str, rows: list[dict], t: dict) -> list[dict]:
         ch = int(np.argmax(excess))
         value = float(excess[ch])
         name = r["class_name"]
-        out.append(_row(group_by, name, "channel_shift", value, float(dataset[ch]), value / t["channel_shift"],
+        out.append(skew_row(group_by, name, "channel_shift", value, float(dataset[ch]), value / t["channel_shift"],
                         t["channel_shift"],
-                        f"{_subject(group_by, name)}: {percent(s[ch])} of attribution in the {CHANNEL_NAMES[ch]} "
+                        f"{subject_of(group_by, name)}: {percent(s[ch])} of attribution in the {CHANNEL_NAMES[ch]} "
                         f"channel vs {percent(dataset[ch])} across the dataset",
                         channel=ch, region=f"the {CHANNEL_NAMES[ch]} channel"))
     return out
@@ -290,7 +290,7 @@ def _channel_rows(group_by: str, rows: list[dict], t: dict) -> list[dict]:
 
 def _reference_rows(group_by: str, name, cur: dict, ref: dict, t: dict) -> list[dict]:
     out = []
-    subject = _subject(group_by, name)
+    subject = subject_of(group_by, name)
 
     g, size, why = _grid_of(cur)
     rg, rsize, rwhy = _grid_of(ref)
@@ -303,13 +303,13 @@ def _reference_rows(group_by: str, name, cur: dict, ref: dict, t: dict) -> list[
     else:
         js = js_divergence(g, rg)
         where = describe_region(g.reshape(size, size), rg.reshape(size, size), against="in the reference run")
-        out.append(_row(group_by, name, "ref_grid_js", js, None, js / t["ref_grid_js"], t["ref_grid_js"],
+        out.append(skew_row(group_by, name, "ref_grid_js", js, None, js / t["ref_grid_js"], t["ref_grid_js"],
                         f"{subject}: {where} (JS {js:.3f} bits)"))
 
     b, rb = _finite(cur.get("mean_border_mass")), _finite(ref.get("mean_border_mass"))
     if b is not None and rb is not None:
         shift = b - rb
-        out.append(_row(group_by, name, "ref_border_shift", shift, rb, abs(shift) / t["ref_border_shift"],
+        out.append(skew_row(group_by, name, "ref_border_shift", shift, rb, abs(shift) / t["ref_border_shift"],
                         t["ref_border_shift"],
                         f"{subject}: mean border mass {b:.2f} vs {rb:.2f} in the reference run ({shift:+.2f})"))
 
@@ -317,7 +317,7 @@ def _reference_rows(group_by: str, name, cur: dict, ref: dict, t: dict) -> list[
         a, ra = _finite(cur.get("accuracy")), _finite(ref.get("accuracy"))
         if a is not None and ra is not None:
             drop = ra - a
-            out.append(_row(group_by, name, "ref_accuracy_drop", drop, ra, drop / t["ref_accuracy_drop"],
+            out.append(skew_row(group_by, name, "ref_accuracy_drop", drop, ra, drop / t["ref_accuracy_drop"],
                             t["ref_accuracy_drop"],
                             f"{subject}: accuracy {percent(a)} vs {percent(ra)} in the reference run "
                             f"({-100 * drop:+.0f} points)"))
@@ -325,7 +325,7 @@ def _reference_rows(group_by: str, name, cur: dict, ref: dict, t: dict) -> list[
     c, rc = _finite(cur.get("mean_confidence")), _finite(ref.get("mean_confidence"))
     if c is not None and rc is not None:
         shift = c - rc
-        out.append(_row(group_by, name, "ref_confidence_shift", shift, rc,
+        out.append(skew_row(group_by, name, "ref_confidence_shift", shift, rc,
                         abs(shift) / t["ref_confidence_shift"], t["ref_confidence_shift"],
                         f"{subject}: mean confidence {c:.2f} vs {rc:.2f} in the reference run ({shift:+.2f})"))
 
@@ -336,10 +336,10 @@ def _reference_rows(group_by: str, name, cur: dict, ref: dict, t: dict) -> list[
             sa, sb = pa_ / pa_.sum(), pb_ / pb_.sum()
             change = _prediction_change(keys, sa, sb)
             linf = linf_distance(p, rp)
-            out.append(_row(group_by, name, "ref_predicted_linf", linf, None, linf / t["ref_predicted_linf"],
+            out.append(skew_row(group_by, name, "ref_predicted_linf", linf, None, linf / t["ref_predicted_linf"],
                             t["ref_predicted_linf"], f"{subject}: {change}"))
             js = js_divergence(pa_, pb_)
-            out.append(_row(group_by, name, "ref_predicted_js", js, None, js / t["ref_predicted_js"],
+            out.append(skew_row(group_by, name, "ref_predicted_js", js, None, js / t["ref_predicted_js"],
                             t["ref_predicted_js"],
                             f"{subject}: predicted-class distribution {js:.3f} bits from the reference run; "
                             f"{change}"))
@@ -366,12 +366,12 @@ def _prediction_change(keys: list, now: np.ndarray, then: np.ndarray) -> str:
 def _presence_row(group_by: str, name, cur: Optional[dict], ref: Optional[dict]) -> dict:
     n = int((cur or {}).get("count") or 0)
     rn = int((ref or {}).get("count") or 0)
-    subject = _subject(group_by, name)
+    subject = subject_of(group_by, name)
     if cur is not None:
         detail = f"{subject}: {plural(n, 'image')} in this run, none in the reference run; not compared"
     else:
         detail = f"{subject}: none in this run, {plural(rn, 'image')} in the reference run; not compared"
-    return _row(group_by, name, "class_presence", n, rn, 1.0, 1.0, detail)
+    return skew_row(group_by, name, "class_presence", n, rn, 1.0, 1.0, detail)
 
 
 def _sort_key(row: dict):

@@ -80,7 +80,7 @@ def describe(test, f: dict) -> str:
         if _ok(f.get("transplant_flip")):
             parts.append(f"pasting it onto other classes flips {_pct(f['transplant_flip'])} of them to {name}")
     elif test.kind == "outside_box":
-        parts = [f"blanking the background around the object boxes drops {name} accuracy {_num(f['accuracy'])} → "
+        parts = [f"blurring the background around the object boxes drops {name} accuracy {_num(f['accuracy'])} → "
                  f"{_num(f['accuracy_removed'])} (probability {_change(f['drop'])}); other classes' own: "
                  f"{_change(f['control_drop'])}",
                  f"the background alone is called {name} in {_pct(f['kept_class'])} of {who} vs "
