@@ -76,7 +76,7 @@ def apply_verdicts(rows: Sequence[dict], tests: Sequence[InterventionTest], figu
                 why = why or "no image of it could be re-scored"
                 r.update(flagged=False, evidence=f"untested: {why}", detail=f"{r['detail']}; not tested: {why}")
             else:
-                outcome = judge(f)
+                outcome = judge(f, by_id[tid].kind)
                 r.update({k: _clean(v) for k, v in f.items() if k in r}, **outcome)
                 r.update(flagged=all(outcome.values()), evidence=evidence_label(outcome),
                          detail=f"{r['detail']}; {describe(by_id[tid], f)}")

@@ -11,7 +11,8 @@ A candidate is flagged as a shortcut when the region is, all three:
               that many more other images to the class than the reversed tint;
 * stamped     it repeats across the images that rely on it (at least STAMP_REPEAT of them carry
               it) and other classes' images lack it (a share at least STAMP_GAP lower); see
-              `evidence` for what repeating means for backgrounds and colour.
+              `evidence` for what repeating means for backgrounds and colour (a cast also needs
+              content about as varied in colour as other classes': COLOUR_VARIETY_MAX).
 
 Object parts pass one or two of these (a triangle's corner is needed; a '1' stroke kept alone is
 still a '1'), rarely all three: strokes, poses and instances vary, a tag does not.
@@ -27,14 +28,18 @@ CONTROL_FLOOR = 0.02     # control drops below this count as this (a ratio to ~0
 SUFFICIENT_GAP = 0.3
 STAMP_REPEAT = 0.7
 STAMP_GAP = 0.4
+# colour: a cast sits on content that varies in colour (nearly) as much as other classes' content; a class
+# whose content is of one colour (coffee, an orange cat) varies 25-70% less (benchmark seed 1, see README).
+COLOUR_VARIETY_MAX = 0.2
 
 
 def _ok(x) -> bool:
     return x is not None and not (isinstance(x, float) and math.isnan(x))
 
 
-def judge(f: dict) -> dict:
-    """{'needed', 'sufficient', 'stamped'}: each True / False (False when its figures are missing)."""
+def judge(f: dict, kind: str = "region") -> dict:
+    """{'needed', 'sufficient', 'stamped'}: each True / False (False when its figures are missing). kind: the
+    test's (for `channel`, `stamp_others` is the content's lack of colour variety, at most COLOUR_VARIETY_MAX)."""
     drop, control = f.get("drop"), f.get("control_drop")
     needed = (_ok(drop) and _ok(control) and drop >= NEEDED_DROP
               and drop >= NEEDED_RATIO * max(control, CONTROL_FLOOR))
@@ -42,6 +47,8 @@ def judge(f: dict) -> dict:
     sufficient = _ok(kept) and _ok(kept_other) and kept - kept_other >= SUFFICIENT_GAP
     repeat, others = f.get("stamp_repeat"), f.get("stamp_others")
     stamped = _ok(repeat) and _ok(others) and repeat >= STAMP_REPEAT and repeat - others >= STAMP_GAP
+    if kind == "channel":
+        stamped = stamped and others <= COLOUR_VARIETY_MAX
     return {"needed": bool(needed), "sufficient": bool(sufficient), "stamped": bool(stamped)}
 
 
