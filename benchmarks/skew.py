@@ -22,6 +22,9 @@ from benchmarks.skew_data import DATASETS, write_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
 EPOCHS = 15
+SEED_ROLES = {0: "thresholds tuned here",
+              1: "checked; its two false colour flags on clean photos set the colour-variety limit, "
+                 "verdict.COLOUR_VARIETY_MAX"}
 
 
 def log(message: str) -> None:
@@ -103,10 +106,12 @@ def render(results: list[dict]) -> str:
              "(16 Gauss-Legendre steps). *Caught*: a row of the planted class (by true label) is flagged. "
              "*False flags*: every other flagged row. Evidence: probability drop when the region is removed vs "
              "the control removals; share still called the class with the region kept alone (class vs other "
-             "classes' images); stamp correlation (relying images vs other classes).", ""]
+             "classes' images); stamp: share of the relying images carrying it vs other classes' (for colour: "
+             "the frame's AUC vs the content's lack of colour variety). Accuracy: the model's on the audit split.",
+             ""]
     for seed in sorted({r["seed"] for r in results}):
         rows = [r for r in results if r["seed"] == seed]
-        lines += [f"## Seed {seed}" + (" (thresholds tuned here)" if seed == 0 else " (held out: checked only)"), "",
+        lines += [f"## Seed {seed} ({SEED_ROLES.get(seed, 'held out: checked only')})", "",
                   "| dataset | planted | accuracy | caught | flag | drop / control | kept class / others | "
                   "stamp / others | false flags | candidates cleared |",
                   "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
@@ -141,7 +146,11 @@ def main(argv=None) -> int:
     parser.add_argument("--only", action="append", choices=sorted(DATASETS), help="run only these datasets")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "SKEW.md"))
     parser.add_argument("--work", help="keep the datasets, models and runs here (default: a temp dir)")
+    parser.add_argument("--render", metavar="SKEW_JSON", help="only rewrite --out from an earlier run's .json")
     args = parser.parse_args(argv)
+    if args.render:
+        Path(args.out).write_text(render(json.loads(Path(args.render).read_text())))
+        return 0
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     work = Path(args.work or tempfile.mkdtemp(prefix="igaudit-skew-"))
     results = []

@@ -3,6 +3,9 @@
 Rows are matched on (group_by, class_name, metric, cluster). `new`: flagged now and not in the
 reference run (or there is no reference run); `standing`: flagged in both; `resolved`: flagged
 in the reference run only (a row is added when this run has none for that key); null otherwise.
+Drift flags (the reference-run metrics) say what changed since *their* reference run: they are
+not carried into the next comparison, so a drift flag is always new, alerts once, and an
+unchanged next run has nothing to resolve.
 Cluster ids are numbered by size within a class, so the same data and model give the same ids;
 a cluster that changes size rank between runs shows as one resolved and one new row.
 """
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+from igaudit.transforms.analysis.skew_rows import REFERENCE_METRICS
 from igaudit.transforms.records import skew_schema
 
 ALERT_ON = ("new", "any")   # analysis.alert_on: which flags make `run` / `audit` exit 3
@@ -22,7 +26,7 @@ def key(row: dict) -> tuple:
 
 def with_status(rows: Sequence[dict], reference: Optional[Sequence[dict]]) -> list[dict]:
     """Rows with `status`, plus a `resolved` row for each reference flag this run has no row for."""
-    before = {key(r): r for r in reference or () if r.get("flagged")}
+    before = {key(r): r for r in reference or () if r.get("flagged") and r["metric"] not in REFERENCE_METRICS}
     out, seen = [], set()
     for r in rows:
         r = dict(r)

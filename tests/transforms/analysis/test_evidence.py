@@ -139,3 +139,12 @@ def test_background_texture_with_boxes():
 def test_judge_needs_all_three(figures, expected):
     assert judge(figures) == expected
     assert evidence_label(expected).count("not") == list(expected.values()).count(False)
+
+
+def test_a_cast_needs_content_as_varied_as_the_rest():
+    """Colour: the frame carries the channel (AUC 0.95), but content of one colour (a photo of coffee) is
+    content, not a cast."""
+    f = {"drop": 0.9, "control_drop": 0.1, "kept_class": 0.9, "kept_other": 0.0, "stamp_repeat": 0.95}
+    assert judge(dict(f, stamp_others=0.1), "channel")["stamped"]
+    assert not judge(dict(f, stamp_others=0.5), "channel")["stamped"]
+    assert judge(dict(f, stamp_others=0.5), "region")["stamped"]     # other kinds: the gap alone

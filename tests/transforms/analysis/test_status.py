@@ -48,3 +48,13 @@ def test_group_and_metric_are_part_of_the_key():
     rows = with_status([row("a", group_by="predicted"), row("a", metric="border_z")], [row("a")])
     assert [r["status"] for r in rows if r["flagged"]] == ["new", "new"]
     assert sum(r["status"] == "resolved" for r in rows) == 1
+
+
+def test_drift_flags_are_not_carried_into_the_next_comparison():
+    """A drift flag says what changed since its own reference run: the next, unchanged run resolves nothing."""
+    reference = [row("a"), row("a", metric="ref_grid_js")]
+    rows = with_status([row("a"), row("a", metric="ref_grid_js", flagged=False)], reference)
+    assert [r["status"] for r in rows] == ["standing", None]
+    assert change_line(rows, "out/run=2") == "no change since run=2 (1 standing flag)"
+    again = with_status([row("a"), row("a", metric="ref_grid_js")], reference)
+    assert [r["status"] for r in again] == ["standing", "new"]
