@@ -5,7 +5,8 @@ Exit codes (for cron, Airflow, Cloud Scheduler; the README's table):
   1    the run failed: it crashed, or finished without being trustworthy (nothing attributed, too many
        inputs rejected, counts that do not reconcile); run.json says why and there is no _SUCCESS
   2    a user error, before any work: bad config, flag, model, inputs or output.dir (one line on stderr)
-  3    the run is complete and flagged something (igaudit audit / compare)
+  3    the run is complete and raised an alert: a flag of the kind analysis.alert_on names (default: new
+       since the reference run) (igaudit run / audit / compare; the demo exits 0)
   130  interrupted by Ctrl-C (SIGINT); 143: stopped by SIGTERM
 `--debug` shows tracebacks and library logs.
 """
@@ -46,14 +47,15 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override one config value, e.g. --set attribution.steps=100 (repeatable)")
     common.add_argument("--debug", action="store_true", help="show tracebacks and library logs")
-    run = sub.add_parser("run", parents=[common], help="run an audit from a config file")
+    run = sub.add_parser("run", parents=[common], help="run an audit from a config file (exit 0 nothing to alert, "
+                                                        "3 alert, 1 failed, 2 user error)")
     run.add_argument("--config", required=True, help="YAML config, e.g. configs/local.yaml")
     run.add_argument("--overwrite", action="store_true",
                      help="DESTRUCTIVE: when output.dir is a non-empty folder that is not an igaudit run folder, "
                           "delete everything in it first (an igaudit run folder never needs this)")
     audit = sub.add_parser("audit", parents=[common],
                            help="a dated run under output.dir, compared with the newest earlier complete run; "
-                                "exit 0 nothing flagged, 3 flagged, 1 failed, 2 user error")
+                                "exit 0 nothing to alert, 3 alert (analysis.alert_on), 1 failed, 2 user error")
     audit.add_argument("--config", required=True, help="YAML config, e.g. configs/audit.yaml")
     audit.add_argument("--reference", help="compare with this run dir instead of the newest earlier one")
     for command in (run, audit):
@@ -61,7 +63,7 @@ def _parser() -> argparse.ArgumentParser:
                              help="submit the job and return (exit 0, printing its id) without waiting; the job "
                                   "writes report.html, run.json and _SUCCESS itself (remote runners only)")
     compare = sub.add_parser("compare", help="compare two existing runs without recomputing IG "
-                                             "(exit 0 nothing flagged, 3 flagged)")
+                                             "(exit 0 nothing to alert, 3 alert)")
     compare.add_argument("run", help="the current run's output dir")
     compare.add_argument("reference", help="the reference run's output dir")
     compare.add_argument("--output", help="also write the rows to this Parquet file")
@@ -153,36 +155,40 @@ def main(argv: list[str] | None = None) -> int:
             print(f"igaudit: reference run: {reference or 'none (first run)'}")
         return 0
     accuracy = "" if summary.accuracy is None else f"; accuracy {summary.accuracy:.2f}"
+    print(f"igaudit: {summary.change}")
     print(f"igaudit: attributed {summary.attributed} of {summary.matched} images "
           f"({summary.rejected} rejected) in {summary.seconds:.1f} s; {summary.images_per_second:.1f} images/s"
           f"{accuracy}")
     for warning in summary.warnings:
         print(f"igaudit: warning: {warning}", file=sys.stderr)
     if summary.flagged:
-        names = ", ".join(f"{c['class_name']} (by {c['group_by']})" for c in summary.flagged)
+        names = ", ".join(sorted({f"{c['class_name']} (by {c['group_by']})" for c in summary.flagged}))
         print(f"igaudit: flagged: {names}")
     else:
         print("igaudit: nothing flagged")
     if args.command == "audit":
         print(f"igaudit: reference run: {reference or 'none (first run)'}")
     print(f"igaudit: report: {shown(summary.report)}")
-    return audit.exit_code_for(summary.flagged) if args.command == "audit" else 0
+    # the demo shows a planted shortcut: its flag is the point, not an alert
+    return 0 if args.command == "demo" else audit.exit_code_for(summary.alerts)
 
 
 def _compare(args) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from igaudit.pipeline.audit import compare_runs, exit_code_for
+    from igaudit.pipeline.audit import compare_alerts, compare_runs, exit_code_for
+    from igaudit.transforms.analysis.status import change_line
     from igaudit.transforms.records import skew_schema
     rows = compare_runs(args.run, args.reference)
     flagged = [r for r in rows if r["flagged"]]
+    print(f"igaudit: {change_line(rows, args.reference)}")
     for r in flagged:
-        print(f"FLAGGED {r['group_by']}/{r['class_name']} {r['metric']}: {r['detail']}")
+        print(f"FLAGGED ({r['status']}) {r['group_by']}/{r['class_name']} {r['metric']}: {r['detail']}")
     print(f"igaudit: {len(rows)} comparisons, {len(flagged)} flagged")
     if args.output:
         pq.write_table(pa.Table.from_pylist(rows, schema=skew_schema()), args.output)
-    return exit_code_for(flagged)
+    return exit_code_for(compare_alerts(rows, args.run))
 
 
 if __name__ == "__main__":

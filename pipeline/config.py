@@ -26,6 +26,8 @@ from typing import Any, Optional
 import yaml
 
 from igaudit.pipeline import checks as c
+from igaudit.transforms.analysis.clusters import DEFAULT_MAX_CLUSTERS
+from igaudit.transforms.analysis.status import ALERT_ON
 from igaudit.transforms.attribution.choices import (AUTO_RULES, BASELINE_KINDS, FORMATS, METHODS, OUTPUTS,
                                                     RULE_CHOICES, SCORES, SMOOTHINGS)
 from igaudit.transforms.attribution.quality import RANKINGS
@@ -162,6 +164,15 @@ class AnalysisConfig(_Section):
     # A run that rejects more than this share of its inputs fails (status failed, no _SUCCESS, exit 1).
     max_rejected_share: float = c.field(0.5, c.number(0.0, 1.0))
     thresholds: dict = dataclasses.field(default_factory=dict, metadata={"check": c.thresholds})
+    alert_on: str = c.field("new", c.choice(*ALERT_ON))                # which flags make run / audit exit 3
+    max_clusters: int = c.field(DEFAULT_MAX_CLUSTERS, c.integer(1))    # strategy clusters per class (1: none)
+    cluster_sample: int = c.field(500, c.integer(8))                   # images per class the clustering sees
+    intervention_sample: int = c.field(64, c.integer(4))               # images per candidate (and of other classes)
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditConfig(_Section):
+    keep: Optional[int] = c.field(None, c.optional(c.integer(1)))   # keep the newest N complete runs; null: keep all
 
 
 @dataclasses.dataclass(frozen=True)
@@ -213,6 +224,7 @@ class Config:
     analysis: AnalysisConfig = dataclasses.field(default_factory=AnalysisConfig)
     quality: QualityConfig = dataclasses.field(default_factory=QualityConfig)
     render: RenderConfig = dataclasses.field(default_factory=RenderConfig)
+    audit: AuditConfig = dataclasses.field(default_factory=AuditConfig)
     beam: dict = dataclasses.field(default_factory=dict)   # extra Beam pipeline options
 
     def to_dict(self) -> dict:
@@ -272,7 +284,7 @@ def from_dict(raw: Any, where: Optional[dict] = None) -> Config:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError("the config must be a YAML mapping with sections input, model, "
-                          "attribution, output, analysis, beam")
+                          "attribution, output, analysis, quality, render, audit, beam")
     unknown = [k for k in raw if k not in _SECTIONS]
     if unknown:
         close = difflib.get_close_matches(str(unknown[0]), _SECTIONS, n=1)

@@ -19,6 +19,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from igaudit.pipeline import health, run_dir
+from igaudit.transforms.analysis.status import alerting, change_line
 
 
 def versions() -> dict:
@@ -36,7 +37,7 @@ def versions() -> dict:
 def finish_run(out_dir: str, base: dict, matched: int, images_files: Optional[list] = None) -> dict:
     """Read the run's tables, decide its status and warnings, write report.html, run.json and (when ok)
     _SUCCESS; return run.json's content. base: what the launcher knew at submit time (config, class
-    names, Beam args, reference, `started` as epoch seconds, max_rejected_share)."""
+    names, Beam args, reference, `started` as epoch seconds, max_rejected_share, alert_on)."""
     from igaudit.pipeline.report import write_report
     columns = ["image_id", "label", "label_index", "predicted", "predicted_name"]
     table = run_dir.read_images_table(out_dir, columns=columns, paths=images_files)
@@ -44,7 +45,6 @@ def finish_run(out_dir: str, base: dict, matched: int, images_files: Optional[li
     images = list({r["image_id"]: r for r in table.to_pylist()}.values())
     rejected = run_dir.read_table(FileSystems.join(out_dir, "rejected.parquet"))
     skew = run_dir.read_table(FileSystems.join(out_dir, "skew.parquet")).to_pylist()
-    flagged = sorted({(r["group_by"], r["class_name"]) for r in skew if r["flagged"]})
     counts = {"matched": int(matched), "attributed": len(images), "rejected": rejected.num_rows}
     status, reason = health.status(**counts, max_rejected_share=base["max_rejected_share"])
     class_names = base["class_names"]
@@ -62,7 +62,10 @@ def finish_run(out_dir: str, base: dict, matched: int, images_files: Optional[li
         "versions": versions(),
         "counts": counts,
         "reference": base["reference"],
-        "flagged": [{"group_by": g, "class_name": c} for g, c in flagged],
+        "change": change_line(skew, base["reference"]),
+        "flagged": [flag_entry(r) for r in sorted(skew, key=_flag_order) if r["flagged"]],
+        "resolved": [flag_entry(r) for r in sorted(skew, key=_flag_order) if r.get("status") == "resolved"],
+        "alerts": [flag_entry(r) for r in sorted(alerting(skew, base["alert_on"]), key=_flag_order)],
         "timings": {"total_seconds": round(time.time() - base["started"], 3)},
         "metrics": {},
     }
@@ -72,6 +75,15 @@ def finish_run(out_dir: str, base: dict, matched: int, images_files: Optional[li
         # not empty: some object stores refuse zero-byte uploads
         run_dir.write_text(FileSystems.join(out_dir, run_dir.SUCCESS), f"{run_info['created']}\n")
     return run_info
+
+
+def _flag_order(row: dict):
+    return (row["group_by"] != "label", row["group_by"], row["class_name"], row.get("cluster") or -1, row["metric"])
+
+
+def flag_entry(row: dict) -> dict:
+    """A flag as run.json and the console list it: where, which metric, its status."""
+    return {k: row.get(k) for k in ("group_by", "class_name", "cluster", "metric", "status")}
 
 
 def write_run_json(out_dir: str, run_info: dict) -> None:

@@ -18,8 +18,8 @@ from apache_beam.io.filesystems import FileSystems
 from igaudit.pipeline import finalize, live, ownership, preflight, run_dir
 from igaudit.pipeline.build import build_pipeline
 from igaudit.pipeline.config import Config, absolute_paths
-from igaudit.pipeline.metrics import attribution_phase, query_metrics
 from igaudit.pipeline.errors import UserError
+from igaudit.pipeline.metrics import attribution_phase, query_metrics
 from igaudit.pipeline.runner import make_pipeline, runs_locally, use_options
 
 log = logging.getLogger("igaudit")
@@ -41,6 +41,8 @@ class RunSummary:
     report: str
     pipeline_seconds: float = 0.0
     metrics: dict = dataclasses.field(default_factory=dict)   # {"counters": {...}, "distributions": {...}}
+    change: str = ""                                          # "no change since ..." / "2 new flags, ..."
+    alerts: list = dataclasses.field(default_factory=list)    # flags that raise an alert (analysis.alert_on)
     template_location: Optional[str] = None   # set when Dataflow only wrote the job graph (template launch)
     job_id: Optional[str] = None              # set when the job was submitted and left to run (--detach)
     job_request: object = None                # Dataflow's job request, when it was only built (--dry_run=True)
@@ -81,7 +83,7 @@ def run_job(cfg: Config, beam_args: list[str] = (), *, overwrite: bool = False, 
 
     base = {"config": cfg.to_dict(), "class_names": class_names, "beam_args": list(beam_args),
             "reference": cfg.analysis.reference, "started": started,
-            "max_rejected_share": cfg.analysis.max_rejected_share}
+            "max_rejected_share": cfg.analysis.max_rejected_share, "alert_on": cfg.analysis.alert_on}
     total = None if cfg.input.format == "tfrecord" else len(files)      # records are counted as they are read
     bar = live.ProgressBar(total) if live.wants_bar(runs_locally(options.get_all_options())) else None
     with bar or contextlib.nullcontext():     # the bar's settings reach the stages built in it
@@ -139,6 +141,7 @@ def summarize(out_dir: str, result, started: float, pipeline_seconds: float) -> 
         raise RunFailed(f"{run_info['reason']}; the outputs in {ownership.shown(out_dir)} are marked failed "
                         f"(run.json) and have no _SUCCESS")
     return RunSummary(out_dir=out_dir, class_names=run_info["class_names"], flagged=run_info["flagged"],
+                      change=run_info["change"], alerts=run_info["alerts"],
                       seconds=time.time() - started, pipeline_seconds=pipeline_seconds, metrics=metrics,
                       report=FileSystems.join(out_dir, run_dir.REPORT), accuracy=run_info["accuracy"],
                       warnings=run_info["warnings"], **run_info["counts"])

@@ -123,6 +123,18 @@ def remove_previous_run(out_dir: str) -> None:
                 pass                                 # absent, or holds foreign files: it stays
 
 
+def remove_run(out_dir: str) -> None:
+    """Delete an igaudit run folder's own files, the marker last, then the folder if nothing else is left."""
+    remove_previous_run(out_dir)
+    _delete([_join(out_dir, MARKER)])
+    if not is_remote(out_dir):
+        for folder in (os.path.join(shown(out_dir), ".igaudit"), shown(out_dir)):
+            try:
+                os.rmdir(folder)
+            except OSError:
+                pass                                 # holds foreign files: it stays
+
+
 def clear(out_dir: str) -> None:
     """--overwrite: delete everything in out_dir."""
     if is_remote(out_dir):

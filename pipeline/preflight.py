@@ -116,23 +116,26 @@ def resolve_attribution(cfg: Config, class_names: list[str],
     return target, baseline_image
 
 
-def read_reference_classes(reference: Optional[str]) -> Optional[list[dict]]:
-    """The class rows of an earlier, complete run (its _SUCCESS must exist)."""
+def read_reference(reference: Optional[str]) -> tuple[Optional[list[dict]], Optional[list[dict]]]:
+    """(class rows, skew rows) of an earlier, complete run (its _SUCCESS must exist), or (None, None)."""
     if not reference:
-        return None
+        return None, None
     if not FileSystems.exists(FileSystems.join(reference, "_SUCCESS")):
         raise UserError(f"analysis.reference '{shown(reference)}' is not a complete igaudit run (no _SUCCESS): point it "
                         f"at an earlier run's output dir, or set it to null")
-    try:
-        return read_table(FileSystems.join(reference, "classes.parquet")).to_pylist()
-    except Exception as e:
-        raise UserError(f"analysis.reference '{reference}': classes.parquet cannot be read ({e})") from None
+    tables = []
+    for name in ("classes.parquet", "skew.parquet"):
+        try:
+            tables.append(read_table(FileSystems.join(reference, name)).to_pylist())
+        except Exception as e:
+            raise UserError(f"analysis.reference '{shown(reference)}': {name} cannot be read ({e})") from None
+    return tables[0], tables[1]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Plan:
     """What the checks found, for the run to use: inputs, classes, the resolved target and baseline image,
-    the reference run's class rows."""
+    the reference run's class and skew rows."""
     files: list
     manifest_files: Optional[list]
     class_names: list
@@ -140,6 +143,7 @@ class Plan:
     target: TargetSpec
     baseline_image: Optional[np.ndarray]
     reference_classes: Optional[list]
+    reference_skew: Optional[list]
     warnings: list                  # about the Beam flags (a flag the runner ignores)
 
 
@@ -151,6 +155,6 @@ def check(cfg: Config, beam_args: list[str] = ()) -> Plan:
     class_names = resolve_class_names(cfg, files)
     classifier = check_model(cfg, class_names)
     target, baseline_image = resolve_attribution(cfg, class_names, classifier.input_shape)
-    reference = read_reference_classes(cfg.analysis.reference)
-    return Plan(files, manifest_files, class_names, classifier.input_shape, target, baseline_image, reference,
-                warnings)
+    reference_classes, reference_skew = read_reference(cfg.analysis.reference)
+    return Plan(files, manifest_files, class_names, classifier.input_shape, target, baseline_image,
+                reference_classes, reference_skew, warnings)

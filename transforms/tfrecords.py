@@ -74,8 +74,9 @@ def _feature(example, key: str):
     return values[0] if len(values) else None
 
 
-def parse_record(data: bytes, keys, class_names: Sequence[str]) -> tuple[bytes, Optional[str], Optional[str]]:
-    """(image bytes, label, id or None) of one serialized tf.train.Example; ValueError with the reason."""
+def parse_record(data: bytes, keys, class_names: Optional[Sequence[str]]) -> tuple[bytes, Optional[str], Optional[str]]:
+    """(image bytes, label, id or None) of one serialized tf.train.Example; ValueError with the reason.
+    class_names None: the label is not needed (an index is not looked up)."""
     from tensorflow.core.example import example_pb2
     example = example_pb2.Example()
     try:
@@ -90,7 +91,7 @@ def parse_record(data: bytes, keys, class_names: Sequence[str]) -> tuple[bytes, 
         label = label.decode("utf-8", "replace")
     elif label is None:
         index = _feature(example, keys.label_index)
-        if isinstance(index, int):
+        if isinstance(index, int) and class_names is not None:
             if not 0 <= index < len(class_names):
                 raise ValueError(f"label index {index} in '{keys.label_index}' is not a class index "
                                  f"(0..{len(class_names) - 1})")
@@ -98,6 +99,24 @@ def parse_record(data: bytes, keys, class_names: Sequence[str]) -> tuple[bytes, 
     name = _feature(example, keys.id)
     return image, (label if isinstance(label, str) else None), (name.decode("utf-8", "replace")
                                                                 if isinstance(name, bytes) else None)
+
+
+def record_image(uri: str, keys) -> bytes:
+    """The image bytes of the record at `<shard>#<position>` (a record's uri), read again."""
+    shard, _, position = uri.rpartition("#")
+    with open_shard(shard) as handle:
+        for i, data in enumerate(read_frames(handle)):
+            if i == int(position):
+                return parse_record(data, keys, None)[0]
+    raise ValueError(f"{shard} has no record {position}")
+
+
+def input_bytes(uri: str, input_config) -> bytes:
+    """An input's bytes, read again by its uri: a file, or a TFRecord record (`input.format`)."""
+    if input_config.format == "tfrecord":
+        return record_image(uri, input_config.tfrecord)
+    with FileSystems.open(uri) as f:
+        return f.read()
 
 
 class _ReadShardFn(beam.DoFn):

@@ -17,7 +17,8 @@ from apache_beam.io.filesystems import FileSystems
 
 from igaudit.transforms.imaging import render
 from igaudit.transforms.imaging.png import png_bytes
-from igaudit.transforms.records import AttributionResult, REJECTED_SCHEMA, classes_schema, images_schema, skew_schema
+from igaudit.transforms.records import (AttributionResult, REJECTED_SCHEMA, classes_schema, clusters_schema,
+                                       images_schema, skew_schema)
 from igaudit.transforms.analysis.summarize import box_stats, summarize_attribution
 
 
@@ -74,6 +75,9 @@ def summary_row(r: AttributionResult, class_names: Sequence[str], grid: int, bor
         "channel_shares": np.asarray(stats.channel_shares, np.float64).tolist(),   # Python floats
         "grid_size": grid, "grid": np.asarray(stats.grid, np.float64).ravel().tolist(),
         "mask_path": mask_path, "overlay_path": overlay_path,
+        "bbox": None if r.bbox is None else [float(v) for v in r.bbox],
+        # filled by ClusterStrategies, before images/*.parquet is written
+        "cluster": None, "outlier_score": None, "predicted_cluster": None, "predicted_outlier_score": None,
     }
 
 
@@ -218,6 +222,10 @@ def write_classes_table(rows, out_dir: str):
 
 def write_rejected_table(rows, out_dir: str):
     return write_single_table(rows, out_dir, "rejected.parquet", REJECTED_SCHEMA, "WriteRejected")
+
+
+def write_clusters_table(rows, out_dir: str):
+    return write_single_table(rows, out_dir, "clusters.parquet", clusters_schema(), "WriteClusters")
 
 
 def write_skew_table(rows, out_dir: str):

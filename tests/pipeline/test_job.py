@@ -171,7 +171,12 @@ def test_manifest_boxes_reach_rows_classes_and_skew(tiny_assets, tmp_path):
     assert classes["cat"]["mean_in_box"] < classes["ant"]["mean_in_box"]
     skew = [r for r in pq.read_table(out / "skew.parquet").to_pylist() if r["metric"] == "in_box"]
     assert {r["class_name"] for r in skew if r["group_by"] == "label"} == {"ant", "bee", "cat"}
-    assert next(r for r in skew if r["class_name"] == "cat" and r["group_by"] == "label")["flagged"]
+    cat = next(r for r in skew if r["class_name"] == "cat" and r["group_by"] == "label")
+    # a candidate, tested on the background around its boxes; images carry their boxes for that test
+    assert cat["candidate"] and cat["region"] == "the background around the object box"
+    assert cat["sample"] == 4 and cat["evidence"] and cat["needed"] is not None
+    assert not cat["flagged"]       # the tiny model is untrained: it has no shortcut to find
+    assert all(r["bbox"] is not None and len(r["bbox"]) == 4 for r in images)
 
 
 @pytest.mark.slow
