@@ -27,7 +27,7 @@ import yaml
 
 from igaudit.transforms.analysis.skew_rows import resolve_thresholds
 from igaudit.transforms.attribution.choices import (AUTO_RULES, BASELINE_KINDS, FORMATS, METHODS, OUTPUTS,
-                                                    RULE_CHOICES, SCORES, SMOOTHINGS)
+                                                    PRECISIONS, RULE_CHOICES, SCORES, SMOOTHINGS)
 from igaudit.transforms.attribution.quality import RANKINGS
 from igaudit.transforms.imaging.colormaps import CMAP_CHOICES, DIVERGING, resolve_cmap
 from igaudit.transforms.imaging.decode import DEFAULT_MAX_PIXELS, RESIZE_MODES
@@ -196,7 +196,8 @@ class ModelConfig(_Section):
     format: str = _field("auto", _choice(*FORMATS))
     signature: str = _field("serving_default", _str)
     share_across_processes: bool = _field(False, _bool)
-    mixed_precision: bool = _field(False, _bool)
+    # Keras models: the compute dtype (Keras mixed precision: float32 variables, float16 / bfloat16 math)
+    precision: str = _field("float32", _choice(*PRECISIONS))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,7 +206,7 @@ class AttributionConfig(_Section):
     # With smoothing, unset steps / rule default to 50 / trapezoid instead (`from_dict`).
     steps: Any = _field("auto", _or_auto(_int(1)))
     tolerance: float = _field(0.01, _float(1e-6, 1.0))
-    pixel_tolerance: float = _field(0.08, _float(1e-6, 1e3))
+    pixel_tolerance: float = _field(0.03, _float(1e-6, 1e3))
     max_steps: int = _field(128, _int(2))
     rule: str = _field("adaptive", _choice(*RULE_CHOICES))
     baseline: str = _field("black", _baseline)
@@ -313,6 +314,12 @@ _SECTION_TYPES = {f.name: f.default_factory for f in dataclasses.fields(Config) 
 _SECTIONS = [f.name for f in dataclasses.fields(Config)]
 
 
+# Keys that were replaced: a config still using one stops with what to write instead.
+_RENAMED = {("model", "mixed_precision"): "config key 'model.mixed_precision' was replaced by 'model.precision': "
+                                          "write model.precision: mixed_float16 (for true) or float32 (for false); "
+                                          "mixed_bfloat16 is the third choice"}
+
+
 def _build_section(name: str, cls, raw: Any):
     if raw is None:
         raw = {}
@@ -320,6 +327,8 @@ def _build_section(name: str, cls, raw: Any):
         raise ConfigError(f"config section '{name}' must be a mapping of keys to values")
     fields = [f.name for f in dataclasses.fields(cls)]
     for key in raw:
+        if (name, key) in _RENAMED:
+            raise ConfigError(_RENAMED[name, key])
         if key not in fields:
             raise ConfigError(f"unknown config key '{name}.{key}'; known keys in '{name}': {', '.join(fields)}")
     try:
