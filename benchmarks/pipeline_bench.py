@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
@@ -65,14 +65,14 @@ class Workspace:
             shutil.copyfile(src, dst)
         return folder
 
-    def config(self, name: str, data: Path, steps: int = STEPS, masks: bool = True, overlays: bool = True,
-               batch_size: int = 16, chunk_size: int = CONFIG_CHUNK) -> Path:
+    def config(self, name: str, data: Path, steps=STEPS, masks: bool = True, overlays: bool = True,
+               batch_size: int = 16, chunk_size: int = CONFIG_CHUNK, rule: str = "trapezoid") -> Path:
         import yaml
         raw = {
             "input": {"pattern": str(data / "*" / "*.png")},
             "model": {"path": str(self.model), "input_size": [DEMO_SIZE, DEMO_SIZE],
                       "class_names": str(self.root / "class_names.txt")},
-            "attribution": {"steps": steps, "rule": "trapezoid", "batch_size": batch_size,
+            "attribution": {"steps": steps, "rule": rule, "batch_size": batch_size,
                             "chunk_size": chunk_size},
             "output": {"dir": str(self.root / "out" / name), "masks": masks, "overlays": overlays},
         }
@@ -84,12 +84,13 @@ class Workspace:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def run_igaudit(config: Path) -> dict:
-    """One `igaudit run` in a child process: wall seconds, peak RSS (MiB), exit code."""
+def run_igaudit(config: Path, env: Optional[dict] = None, args: Sequence[str] = ()) -> dict:
+    """One `igaudit run` in a child process (environment `env`, extra Beam flags `args`): wall seconds,
+    peak RSS (MiB), exit code."""
     with tempfile.TemporaryFile() as out_file, tempfile.TemporaryFile() as err_file:
         started = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "igaudit.pipeline.cli", "run", "--config", str(config)], cwd=ROOT,
-                                stdout=out_file, stderr=err_file)
+        proc = subprocess.Popen([sys.executable, "-m", "igaudit.pipeline.cli", "run", "--config", str(config),
+                                 *args], cwd=ROOT, env=env, stdout=out_file, stderr=err_file)
         # wait4 reaps this very child and returns its own rusage (RUSAGE_CHILDREN would be the
         # max over every child this process ever had).
         _, status, usage = os.wait4(proc.pid, 0)
