@@ -21,6 +21,7 @@ test: $(STAMP)
 	$(PY) -m pytest -q tests
 
 bench: $(STAMP)
+	$(PY) -m pip install --quiet -e '.[test,bench]'
 	$(PY) -m benchmarks.run
 
 # Debian's Chromium + ChromeDriver for the report's browser test (needs root and apt).
