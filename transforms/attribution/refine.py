@@ -119,8 +119,11 @@ class _Path:
         return self.row(np.arange(len(self.alphas)))
 
     def estimated_error(self) -> float:
-        """E = ||IG - IG_half||_1 / 2, IG_half the trapezoid rule on every other node (module docstring)."""
+        """E = ||IG - IG_half||_1 / 2, IG_half the trapezoid rule on every other node (module docstring);
+        infinite on a single interval (nothing to compare with)."""
         last = len(self.alphas) - 1
+        if last < 2:
+            return float("inf")
         half = np.arange(0, last + 1, 2)
         if half[-1] != last:
             half = np.append(half, last)

@@ -186,6 +186,15 @@ def test_the_estimated_error_on_known_integrands():
     assert true / 1.25 <= path.estimated_error() <= 1.25 * true, (path.estimated_error(), true)
 
 
+def test_one_interval_has_no_estimate_and_is_refined():
+    evaluate, diffs, exact = step_integrands(np.array([[0.3, 0.6]]))
+    path = _Path(np.array([0.0, 1.0]), evaluate(np.zeros(2, np.int64), np.array([0.0, 1.0]))[0])
+    assert path.estimated_error() == np.inf
+    r = refined_ig(evaluate, diffs, exact.sum(axis=1), tolerance=0.5, pixel_tolerance=0.5, max_steps=8,
+                   start_steps=1)
+    assert r["steps"][0] > 1
+
+
 def test_converged_needs_both_tests_and_the_gap_is_not_refined_for():
     # one jump at 0.6 in two pixels: the per-pixel test passes loosely on 8 intervals while the gap is 5%
     evaluate, diffs, exact = step_integrands(np.array([[0.6, 0.6]]))
