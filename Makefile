@@ -23,6 +23,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.skew
 
 # Debian's Chromium + ChromeDriver for the report's browser test (needs root and apt).
 browser:

@@ -1,7 +1,9 @@
-"""Scheduled audits: dated runs, picking the reference run, exit codes; `compare` of two runs.
+"""Scheduled audits: dated runs, picking the reference run, exit codes, retention; `compare` of two runs.
 
-Exit codes (for cron, Airflow, Cloud Scheduler): 0 nothing flagged, 3 something
-flagged, 1 the run failed, 2 a user error (bad config, missing model...).
+Exit codes (for cron, Airflow, Cloud Scheduler): 0 nothing to alert, 3 an alert (a flag
+that `analysis.alert_on` counts: a new one by default, any with `any`), 1 the run failed,
+2 a user error (bad config, missing model...). `audit.keep: N` keeps the newest N complete
+runs and deletes older ones, only folders igaudit wrote and only the files it wrote there.
 """
 from __future__ import annotations
 
@@ -12,11 +14,14 @@ from typing import Optional
 
 from apache_beam.io.filesystems import FileSystems
 
-from igaudit.pipeline.config import Config
+from igaudit.pipeline.config import Config, absolute_paths
 from igaudit.pipeline.errors import UserError
 from igaudit.pipeline.job import RunSummary, run_job
-from igaudit.pipeline.run_dir import read_table
-from igaudit.transforms.analysis.skew_rows import skew_rows
+from igaudit.pipeline import ownership
+from igaudit.pipeline.run_dir import SUCCESS, read_table
+from igaudit.pipeline.runner import use_options
+from igaudit.transforms.analysis.skew_rows import REFERENCE_METRICS, skew_rows
+from igaudit.transforms.analysis.status import GONE, alerting, with_status
 
 EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR, EXIT_FLAGGED = 0, 1, 2, 3
 RUN_PREFIX = "run="
@@ -47,23 +52,58 @@ def pick_reference(root: str, before: str, named: Optional[str] = None) -> Optio
 
 
 def audit(cfg: Config, beam_args: list[str] = (), reference: Optional[str] = None,
-          now: Optional[datetime] = None) -> tuple[RunSummary, Optional[str]]:
-    """One dated run under cfg.output.dir, compared against the reference run. Returns (summary, reference)."""
+          now: Optional[datetime] = None, detach: bool = False) -> tuple[RunSummary, Optional[str]]:
+    """One dated run under cfg.output.dir, compared against the reference run. Returns (summary, reference).
+    The run folder and the reference are chosen here, when the job is submitted (also with detach)."""
+    cfg = absolute_paths(cfg)
+    use_options(cfg, beam_args)           # the reference is looked for with the job's storage options
     root = cfg.output.dir
     name = run_name(now)
     ref = pick_reference(root, name, reference or cfg.analysis.reference)
     run_cfg = dataclasses.replace(
         cfg, output=dataclasses.replace(cfg.output, dir=FileSystems.join(root, name)),
         analysis=dataclasses.replace(cfg.analysis, reference=ref))
-    return run_job(run_cfg, beam_args), ref
+    summary = run_job(run_cfg, beam_args, detach=detach)
+    if cfg.audit.keep:
+        prune_runs(root, cfg.audit.keep)
+    return summary, ref
 
 
-def exit_code_for(flagged: list) -> int:
-    return EXIT_FLAGGED if flagged else EXIT_OK
+def exit_code_for(alerts: list) -> int:
+    """3 when there is a flag to alert on (RunSummary.alerts / status.alerting), else 0."""
+    return EXIT_FLAGGED if alerts else EXIT_OK
+
+
+def is_igaudit_run(run: str) -> bool:
+    """A complete run igaudit wrote: named run=<timestamp>, igaudit's marker, _SUCCESS and its run.json."""
+    if not run.rstrip("/").rsplit("/", 1)[-1].startswith(RUN_PREFIX) or not ownership.is_run_dir(run):
+        return False
+    try:
+        with FileSystems.open(FileSystems.join(run, "run.json")) as f:
+            info = json.loads(f.read().decode("utf-8"))
+    except Exception:
+        return False
+    return (isinstance(info, dict) and info.get("status") == "ok" and {"config", "versions", "counts"} <= set(info)
+            and FileSystems.exists(FileSystems.join(run, SUCCESS)))
+
+
+def prune_runs(root: str, keep: int) -> list[str]:
+    """Delete all but the newest `keep` complete igaudit runs under root; returns the runs deleted.
+
+    Only what the run recorded writing is deleted (pipeline/ownership.py), _SUCCESS first so a run
+    half deleted never looks complete; a file someone else put in the folder stays, and so does the
+    folder then. Incomplete runs and other folders are never touched."""
+    runs = [r for r in completed_runs(root) if is_igaudit_run(r)]
+    doomed = runs[:-keep] if keep < len(runs) else []
+    for run in doomed:
+        ownership.remove_run(run)
+    return doomed
 
 
 def compare_runs(current: str, reference: str, thresholds: Optional[dict] = None) -> list[dict]:
-    """The skew rows of `current` against `reference`, from their Parquet outputs (no IG recomputed).
+    """The skew rows of `current` against `reference`, from their Parquet outputs (no IG recomputed): the
+    drift rows recomputed from the two runs' class rows, the current run's own verdicts as they are
+    (the interventions ran with it), and every flag's status against the reference run's flags.
 
     Thresholds default to the ones the current run was made with (its run.json).
     """
@@ -75,4 +115,15 @@ def compare_runs(current: str, reference: str, thresholds: Optional[dict] = None
             thresholds = json.loads(f.read().decode("utf-8"))["config"]["analysis"].get("thresholds") or {}
     classes = read_table(FileSystems.join(current, "classes.parquet")).to_pylist()
     ref_classes = read_table(FileSystems.join(reference, "classes.parquet")).to_pylist()
-    return skew_rows(classes, ref_classes, thresholds)
+    drift = [r for r in skew_rows(classes, ref_classes, thresholds) if r["metric"] in REFERENCE_METRICS]
+    own = [dict(r, status=None) for r in read_table(FileSystems.join(current, "skew.parquet")).to_pylist()
+           if r["metric"] not in REFERENCE_METRICS and r.get("evidence") != GONE]
+    ref_skew = read_table(FileSystems.join(reference, "skew.parquet")).to_pylist()
+    return with_status(own + drift, ref_skew)
+
+
+def compare_alerts(rows: list, current: str) -> list:
+    """The rows that alert under the current run's analysis.alert_on."""
+    with FileSystems.open(FileSystems.join(current, "run.json")) as f:
+        alert_on = json.loads(f.read().decode("utf-8"))["config"]["analysis"].get("alert_on", "new")
+    return alerting(rows, alert_on)

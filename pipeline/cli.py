@@ -1,7 +1,14 @@
-"""`igaudit run` and `igaudit demo`. Flags igaudit does not know go to Beam's PipelineOptions.
+"""`igaudit run / audit / compare / demo`. Flags igaudit does not know go to Beam's PipelineOptions (checked).
 
-Errors a user can cause end in one line on stderr and exit code 2; a failed run
-exits 1; `--debug` shows the traceback.
+Exit codes (for cron, Airflow, Cloud Scheduler; the README's table):
+  0    the run is complete and nothing needs attention
+  1    the run failed: it crashed, or finished without being trustworthy (nothing attributed, too many
+       inputs rejected, counts that do not reconcile); run.json says why and there is no _SUCCESS
+  2    a user error, before any work: bad config, flag, model, inputs or output.dir (one line on stderr)
+  3    the run is complete and raised an alert: a flag of the kind analysis.alert_on names (default: new
+       since the reference run) (igaudit run / audit / compare; the demo exits 0)
+  130  interrupted by Ctrl-C (SIGINT); 143: stopped by SIGTERM
+`--debug` shows tracebacks and library logs.
 """
 from __future__ import annotations
 
@@ -40,15 +47,23 @@ def _parser() -> argparse.ArgumentParser:
     common.add_argument("--set", dest="overrides", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override one config value, e.g. --set attribution.steps=100 (repeatable)")
     common.add_argument("--debug", action="store_true", help="show tracebacks and library logs")
-    run = sub.add_parser("run", parents=[common], help="run an audit from a config file")
+    run = sub.add_parser("run", parents=[common], help="run an audit from a config file (exit 0 nothing to alert, "
+                                                        "3 alert, 1 failed, 2 user error)")
     run.add_argument("--config", required=True, help="YAML config, e.g. configs/local.yaml")
+    run.add_argument("--overwrite", action="store_true",
+                     help="DESTRUCTIVE: when output.dir is a non-empty folder that is not an igaudit run folder, "
+                          "delete everything in it first (an igaudit run folder never needs this)")
     audit = sub.add_parser("audit", parents=[common],
                            help="a dated run under output.dir, compared with the newest earlier complete run; "
-                                "exit 0 nothing flagged, 3 flagged, 1 failed, 2 user error")
+                                "exit 0 nothing to alert, 3 alert (analysis.alert_on), 1 failed, 2 user error")
     audit.add_argument("--config", required=True, help="YAML config, e.g. configs/audit.yaml")
     audit.add_argument("--reference", help="compare with this run dir instead of the newest earlier one")
+    for command in (run, audit):
+        command.add_argument("--detach", action="store_true",
+                             help="submit the job and return (exit 0, printing its id) without waiting; the job "
+                                  "writes report.html, run.json and _SUCCESS itself (remote runners only)")
     compare = sub.add_parser("compare", help="compare two existing runs without recomputing IG "
-                                             "(exit 0 nothing flagged, 3 flagged)")
+                                             "(exit 0 nothing to alert, 3 alert)")
     compare.add_argument("run", help="the current run's output dir")
     compare.add_argument("reference", help="the reference run's output dir")
     compare.add_argument("--output", help="also write the rows to this Parquet file")
@@ -77,22 +92,25 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO if args.debug else logging.ERROR,
                         format="%(levelname)s %(name)s: %(message)s")
     if not args.debug:
-        # Workers' progress lines (logger "igaudit", INFO) show while library logs stay quiet.
-        progress = logging.getLogger("igaudit")
-        if not any(getattr(h, "igaudit_progress", False) for h in progress.handlers):  # main() may run twice
+        # igaudit's own log lines (logger "igaudit": warnings) show while library logs stay quiet.
+        ours = logging.getLogger("igaudit")
+        if not any(getattr(h, "igaudit_own", False) for h in ours.handlers):  # main() may run twice
             handler = logging.StreamHandler(sys.stderr)
-            handler.setFormatter(logging.Formatter("%(message)s"))
-            handler.igaudit_progress = True
-            progress.addHandler(handler)
-        progress.setLevel(logging.INFO)
-        progress.propagate = False
+            handler.setFormatter(logging.Formatter("igaudit: %(message)s"))
+            handler.igaudit_own = True
+            ours.addHandler(handler)
+        ours.setLevel(logging.INFO)
+        ours.propagate = False
+    from igaudit.pipeline import interrupts
+    interrupts.install(debug=args.debug)
     if not args.debug:
         _import_tensorflow_quietly()
 
     from igaudit.pipeline import audit
     from igaudit.pipeline.config import ConfigError, load_config
     from igaudit.pipeline.errors import UserError
-    from igaudit.pipeline.job import absolute, run_job
+    from igaudit.pipeline.job import RunFailed, run_job
+    from igaudit.pipeline.paths import shown
     from igaudit.transforms.attribution.model_files import ModelError
     reference = None
     try:
@@ -103,15 +121,16 @@ def main(argv: list[str] | None = None) -> int:
             ensure_demo()
         cfg = load_config(args.config, args.overrides)
         if args.command == "audit":
-            summary, reference = audit.audit(cfg, beam_args, reference=args.reference)
+            summary, reference = audit.audit(cfg, beam_args, reference=args.reference, detach=args.detach)
         else:
-            summary = run_job(cfg, beam_args)
+            summary = run_job(cfg, beam_args, overwrite=getattr(args, "overwrite", False),
+                              detach=getattr(args, "detach", False))
     except (ConfigError, UserError, ModelError) as e:
         print(f"igaudit: error: {e}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("igaudit: interrupted; the output has no _SUCCESS marker and is incomplete", file=sys.stderr)
-        return 130
+    except RunFailed as e:
+        print(f"igaudit: run failed: {e}", file=sys.stderr)
+        return 1
     except Exception as e:  # a failed run, not a user mistake
         if args.debug:
             traceback.print_exc()
@@ -121,36 +140,55 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     if summary.template_location:
         print(f"igaudit: job graph written to {summary.template_location}; the Dataflow job will write its "
-              f"outputs to {summary.out_dir} (run.json, report.html and _SUCCESS only come from a launcher that "
-              f"waits for the job: igaudit run/audit)")
+              f"outputs to {summary.out_dir} and finish them itself (report.html, run.json, then _SUCCESS)")
         return 0
+    if summary.job_request is not None:
+        transforms = getattr(summary.job_request, "proto_pipeline", None)
+        count = len(transforms.components.transforms) if transforms is not None else 0
+        print(f"igaudit: dry run: the Dataflow job request is built ({count} transforms) and not submitted; "
+              f"{shown(summary.out_dir)} was checked and left as it is")
+        return 0
+    if summary.job_id:
+        print(f"igaudit: submitted job {summary.job_id}; it writes {shown(summary.out_dir)} and finishes it "
+              f"itself: _SUCCESS when complete, or run.json with status: failed")
+        if args.command == "audit":
+            print(f"igaudit: reference run: {reference or 'none (first run)'}")
+        return 0
+    accuracy = "" if summary.accuracy is None else f"; accuracy {summary.accuracy:.2f}"
+    print(f"igaudit: {summary.change}")
     print(f"igaudit: attributed {summary.attributed} of {summary.matched} images "
-          f"({summary.rejected} rejected) in {summary.seconds:.1f} s; {summary.images_per_second:.1f} images/s")
+          f"({summary.rejected} rejected) in {summary.seconds:.1f} s; {summary.images_per_second:.1f} images/s"
+          f"{accuracy}")
+    for warning in summary.warnings:
+        print(f"igaudit: warning: {warning}", file=sys.stderr)
     if summary.flagged:
-        names = ", ".join(f"{c['class_name']} (by {c['group_by']})" for c in summary.flagged)
+        names = ", ".join(sorted({f"{c['class_name']} (by {c['group_by']})" for c in summary.flagged}))
         print(f"igaudit: flagged: {names}")
     else:
         print("igaudit: nothing flagged")
     if args.command == "audit":
         print(f"igaudit: reference run: {reference or 'none (first run)'}")
-    print(f"igaudit: report: {absolute(summary.report)}")
-    return audit.exit_code_for(summary.flagged) if args.command == "audit" else 0
+    print(f"igaudit: report: {shown(summary.report)}")
+    # the demo shows a planted shortcut: its flag is the point, not an alert
+    return 0 if args.command == "demo" else audit.exit_code_for(summary.alerts)
 
 
 def _compare(args) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from igaudit.pipeline.audit import compare_runs, exit_code_for
+    from igaudit.pipeline.audit import compare_alerts, compare_runs, exit_code_for
+    from igaudit.transforms.analysis.status import change_line
     from igaudit.transforms.records import skew_schema
     rows = compare_runs(args.run, args.reference)
     flagged = [r for r in rows if r["flagged"]]
+    print(f"igaudit: {change_line(rows, args.reference)}")
     for r in flagged:
-        print(f"FLAGGED {r['group_by']}/{r['class_name']} {r['metric']}: {r['detail']}")
+        print(f"FLAGGED ({r['status']}) {r['group_by']}/{r['class_name']} {r['metric']}: {r['detail']}")
     print(f"igaudit: {len(rows)} comparisons, {len(flagged)} flagged")
     if args.output:
         pq.write_table(pa.Table.from_pylist(rows, schema=skew_schema()), args.output)
-    return exit_code_for(flagged)
+    return exit_code_for(compare_alerts(rows, args.run))
 
 
 if __name__ == "__main__":

@@ -1,11 +1,11 @@
 """The config schema: the one declaration of every option, its default and its allowed values.
 
-Each section is a frozen dataclass; each field carries its default and its check (which
+Each section is a frozen dataclass; each field carries its default and its check (`checks`: it
 cleans the value, e.g. a YAML list into a tuple, or raises ValueError saying what would be
 accepted). The checks run whenever a section is built, from YAML or in code, so a section
 object is always valid. The engines receive these section objects as they are (no copy into
 a second settings type). Allowed values come from the modules that implement them
-(`transforms.attribution.registry`, `transforms.imaging.render` ...), all importable without
+(`transforms.attribution.choices`, `transforms.imaging.render` ...), all importable without
 TensorFlow, so parsing a config never imports it.
 
 Why dataclasses and not pydantic: they come with Python, pickle as they are for Beam's
@@ -18,20 +18,25 @@ whose message names the field and what would be accepted.
 from __future__ import annotations
 
 import dataclasses
-import math
+import difflib
 import os
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import yaml
 
-from igaudit.transforms.analysis.skew_rows import resolve_thresholds
+from igaudit.pipeline import checks as c
+from igaudit.transforms.analysis.clusters import DEFAULT_MAX_CLUSTERS
+from igaudit.transforms.analysis.status import ALERT_ON
 from igaudit.transforms.attribution.choices import (AUTO_RULES, BASELINE_KINDS, FORMATS, METHODS, OUTPUTS,
                                                     PRECISIONS, RULE_CHOICES, SCORES, SMOOTHINGS)
 from igaudit.transforms.attribution.quality import RANKINGS
 from igaudit.transforms.imaging.colormaps import CMAP_CHOICES, DIVERGING, resolve_cmap
 from igaudit.transforms.imaging.decode import DEFAULT_MAX_PIXELS, RESIZE_MODES
 from igaudit.transforms.imaging.render import OVERLAYS, POLARITIES
+
+
+INPUT_FORMATS = ("files", "tfrecord")
 
 
 class ConfigError(Exception):
@@ -44,119 +49,6 @@ class FieldError(ValueError):
     def __init__(self, field: str, value: Any, expected: str):
         super().__init__(f"{field}: {expected}; got {value!r}")
         self.field, self.value, self.expected = field, value, expected
-
-
-# -- field checkers: each returns the cleaned value or raises ValueError(what is expected)
-def _int(lo: int = 1) -> Callable[[Any], int]:
-    def check(v):
-        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
-            raise ValueError(f"expected an integer >= {lo}")
-        return v
-    return check
-
-
-def _float(lo: float, hi: float) -> Callable[[Any], float]:
-    def check(v):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not lo <= v <= hi:
-            raise ValueError(f"expected a number in [{lo}, {hi}]")
-        return float(v)
-    return check
-
-
-def _choice(*options: str) -> Callable[[Any], str]:
-    def check(v):
-        if v not in options:
-            raise ValueError(f"expected one of: {', '.join(options)}")
-        return v
-    return check
-
-
-def _bool(v):
-    if not isinstance(v, bool):
-        raise ValueError("expected true or false")
-    return v
-
-
-def _str(v):
-    if not isinstance(v, str) or not v:
-        raise ValueError("expected a non-empty string")
-    return v
-
-
-def _path(v):
-    """A path or URL as text (a pathlib.Path given in code is taken as its text)."""
-    return _str(os.fspath(v) if isinstance(v, os.PathLike) else v)
-
-
-def _opt(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    return lambda v: None if v is None else check(v)
-
-
-def _or_auto(check: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    def wrapped(v):
-        if v == "auto":
-            return v
-        try:
-            return check(v)
-        except ValueError as e:
-            raise ValueError(f"{e}, or auto") from None
-    return wrapped
-
-
-def _pair(kind: type, positive: bool = False) -> Callable[[Any], tuple]:
-    def check(v):
-        if (not isinstance(v, (list, tuple)) or len(v) != 2
-                or any(isinstance(x, bool) or not isinstance(x, (int, float)) for x in v)):
-            raise ValueError(f"expected a list of two numbers, like [{'64, 64' if kind is int else '0, 1'}]")
-        if not all(math.isfinite(x) for x in v):   # .inf/.nan would otherwise slip through or crash int()
-            raise ValueError("expected two finite numbers")
-        if kind is int and any(int(x) != x for x in v):
-            raise ValueError("expected two whole numbers")
-        if positive and any(x <= 0 for x in v):
-            raise ValueError("expected two positive numbers")
-        return tuple(kind(x) for x in v)
-    return check
-
-
-def _range_pair(v):
-    lo, hi = _pair(float)(v)
-    if not lo < hi:
-        raise ValueError("expected [low, high] with low < high, e.g. [0, 1], [-1, 1] or [0, 255]")
-    return (lo, hi)
-
-
-def _baseline(v):
-    """A baseline kind, or the path of a baseline image (checked when the run starts)."""
-    if not isinstance(v, str) or not v:
-        raise ValueError(f"expected one of {', '.join(BASELINE_KINDS)} or the path of an image")
-    return v
-
-
-def _target(v):
-    """predicted | label | top_k | a class name | a class index (checked against the model's classes later)."""
-    if isinstance(v, bool) or not isinstance(v, (str, int)) or v == "" or (isinstance(v, int) and v < 0):
-        raise ValueError("expected predicted, label, top_k, a class name or a class index")
-    return v
-
-
-def _thresholds(v):
-    if v is None:
-        return {}
-    if not isinstance(v, dict):
-        raise ValueError("expected a mapping of threshold names to numbers")
-    resolve_thresholds(v)  # raises ValueError naming the bad threshold
-    return dict(v)
-
-
-def _colour(v):
-    if (not isinstance(v, (list, tuple)) or len(v) != 3
-            or not all(isinstance(c, int) and not isinstance(c, bool) and 0 <= c <= 255 for c in v)):
-        raise ValueError("expected three integers in [0, 255], like [0, 255, 0]")
-    return tuple(v)
-
-
-def _field(default, check):
-    return dataclasses.field(default=default, metadata={"check": check})
 
 
 class _Section:
@@ -179,80 +71,109 @@ class _Section:
 
 
 @dataclasses.dataclass(frozen=True)
+class TFRecordConfig(_Section):
+    """The tf.train.Example feature keys of `input.format: tfrecord` (TFDS's and the TF Object Detection
+    API's usual names)."""
+    image: str = c.field("image/encoded", c.text)             # the encoded image bytes
+    label_text: str = c.field("image/class/text", c.text)     # the label as text, or else ...
+    label_index: str = c.field("image/class/label", c.text)   # ... as an index into model.class_names
+    id: str = c.field("image/filename", c.text)               # else the shard's name and record position
+
+
+@dataclasses.dataclass(frozen=True)
 class InputConfig(_Section):
-    pattern: Optional[str] = _field(None, _opt(_path))
-    manifest: Optional[str] = _field(None, _opt(_path))
-    max_pixels: int = _field(DEFAULT_MAX_PIXELS, _int(1))
+    pattern: Optional[str] = c.field(None, c.optional(c.path), local_path=True)
+    manifest: Optional[str] = c.field(None, c.optional(c.path), local_path=True)
+    max_pixels: int = c.field(DEFAULT_MAX_PIXELS, c.integer(1))
+    format: str = c.field("files", c.choice(*INPUT_FORMATS))   # files: images (pattern or manifest) | tfrecord
+    tfrecord: TFRecordConfig = dataclasses.field(default_factory=TFRecordConfig,
+                                                 metadata={"check": c.section(TFRecordConfig)})
+
+    def _validate(self) -> None:
+        if self.format == "tfrecord" and self.manifest:
+            raise FieldError("manifest", self.manifest, "input.format tfrecord reads input.pattern (a glob of "
+                                                        "TFRecord shards), not a manifest")
 
 
 @dataclasses.dataclass(frozen=True)
 class ModelConfig(_Section):
-    path: str = _field("models/demo.keras", _path)
-    input_size: tuple = _field((64, 64), _pair(int, positive=True))
-    input_range: tuple = _field((0.0, 1.0), _range_pair)
-    output: str = _field("logits", _choice(*OUTPUTS))
-    class_names: Optional[str] = _field(None, _opt(_path))
-    resize: str = _field("pad", _choice(*RESIZE_MODES))
-    format: str = _field("auto", _choice(*FORMATS))
-    signature: str = _field("serving_default", _str)
-    share_across_processes: bool = _field(False, _bool)
+    path: str = c.field("models/demo.keras", c.path, local_path=True)
+    input_size: Optional[tuple] = c.field(None, c.optional(c.pair(int, positive=True)))   # None: the model's own
+    input_range: tuple = c.field((0.0, 1.0), c.range_pair)
+    output: str = c.field("logits", c.choice(*OUTPUTS))
+    class_names: Optional[str] = c.field(None, c.optional(c.path), local_path=True)
+    resize: str = c.field("pad", c.choice(*RESIZE_MODES))
+    format: str = c.field("auto", c.choice(*FORMATS))
+    signature: str = c.field("serving_default", c.text)
+    share_across_processes: bool = c.field(False, c.boolean)
     # Keras models: the compute dtype (Keras mixed precision: float32 variables, float16 / bfloat16 math)
-    precision: str = _field("float32", _choice(*PRECISIONS))
+    precision: str = c.field("float32", c.choice(*PRECISIONS))
 
 
 @dataclasses.dataclass(frozen=True)
 class AttributionConfig(_Section):
-    method: str = _field("integrated_gradients", _choice(*METHODS))
+    method: str = c.field("integrated_gradients", c.choice(*METHODS))
     # With smoothing, unset steps / rule default to 50 / trapezoid instead (`from_dict`).
-    steps: Any = _field("auto", _or_auto(_int(1)))
-    tolerance: float = _field(0.01, _float(1e-6, 1.0))
-    pixel_tolerance: float = _field(0.03, _float(1e-6, 1e3))
-    max_steps: int = _field(128, _int(2))
-    rule: str = _field("adaptive", _choice(*RULE_CHOICES))
-    baseline: str = _field("black", _baseline)
-    baseline_samples: int = _field(1, _int(1))
-    blur_sigma: float = _field(5.0, _float(0.1, 1000.0))
-    baseline_stdev: float = _field(0.15, _float(0.0, 10.0))
-    references: int = _field(16, _int(1))
-    target: Any = _field("predicted", _target)
-    k: int = _field(1, _int(1))
-    score: str = _field("probability", _choice(*SCORES))
-    smoothing: str = _field("none", _choice(*SMOOTHINGS))
-    samples: int = _field(25, _int(1))
-    stdev: float = _field(0.15, _float(0.0, 10.0))
-    layer: Optional[str] = _field(None, _opt(_str))
-    window: int = _field(8, _int(1))
-    stride: int = _field(4, _int(1))
-    fill: float = _field(0.0, _float(-1e6, 1e6))
-    batch_size: int = _field(16, _int(1))
-    chunk_size: Any = _field(64, _or_auto(_int(1)))
-    memory_mb: Optional[float] = _field(None, _opt(_float(1.0, 1e7)))
-    jit_compile: bool = _field(False, _bool)
+    steps: Any = c.field("auto", c.or_auto(c.integer(1)))
+    tolerance: float = c.field(0.01, c.number(1e-6, 1.0))
+    pixel_tolerance: float = c.field(0.03, c.number(1e-6, 1e3))
+    max_steps: int = c.field(128, c.integer(2))
+    rule: str = c.field("adaptive", c.choice(*RULE_CHOICES))
+    baseline: str = c.field("black", c.baseline, local_path=True)
+    baseline_samples: int = c.field(1, c.integer(1))
+    blur_sigma: float = c.field(5.0, c.number(0.1, 1000.0))
+    baseline_stdev: float = c.field(0.15, c.number(0.0, 10.0))
+    references: int = c.field(16, c.integer(1))
+    target: Any = c.field("predicted", c.target)
+    k: int = c.field(1, c.integer(1))
+    score: str = c.field("probability", c.choice(*SCORES))
+    smoothing: str = c.field("none", c.choice(*SMOOTHINGS))
+    samples: int = c.field(25, c.integer(1))
+    stdev: float = c.field(0.15, c.number(0.0, 10.0))
+    layer: Optional[str] = c.field(None, c.optional(c.text))
+    window: int = c.field(8, c.integer(1))
+    stride: int = c.field(4, c.integer(1))
+    fill: float = c.field(0.0, c.number(-1e6, 1e6))
+    batch_size: int = c.field(16, c.integer(1))
+    chunk_size: Any = c.field(64, c.or_auto(c.integer(1)))
+    memory_mb: Optional[float] = c.field(None, c.optional(c.number(1.0, 1e7)))
+    jit_compile: bool = c.field(False, c.boolean)
 
 
 @dataclasses.dataclass(frozen=True)
 class QualityConfig(_Section):
-    enabled: bool = _field(False, _bool)
-    steps: int = _field(20, _int(2))
-    ranking: str = _field("positive", _choice(*RANKINGS))
-    infidelity_samples: int = _field(10, _int(1))
-    infidelity_stdev: float = _field(0.1, _float(1e-6, 10.0))
+    enabled: bool = c.field(False, c.boolean)
+    steps: int = c.field(20, c.integer(2))
+    ranking: str = c.field("positive", c.choice(*RANKINGS))
+    infidelity_samples: int = c.field(10, c.integer(1))
+    infidelity_stdev: float = c.field(0.1, c.number(1e-6, 10.0))
 
 
 @dataclasses.dataclass(frozen=True)
 class OutputConfig(_Section):
-    dir: str = _field("out/demo", _path)
-    masks: bool = _field(True, _bool)
-    overlays: bool = _field(True, _bool)
-    raw: bool = _field(False, _bool)
+    dir: str = c.field("out/demo", c.path, local_path=True)
+    masks: bool = c.field(True, c.boolean)
+    overlays: bool = c.field(True, c.boolean)
+    raw: bool = c.field(False, c.boolean)
 
 
 @dataclasses.dataclass(frozen=True)
 class AnalysisConfig(_Section):
-    grid: int = _field(16, _int(2))
-    border: float = _field(0.1, _float(0.0, 0.5))
-    reference: Optional[str] = _field(None, _opt(_path))   # an earlier run's output dir to compare against
-    thresholds: dict = dataclasses.field(default_factory=dict, metadata={"check": _thresholds})
+    grid: int = c.field(16, c.integer(2))
+    border: float = c.field(0.1, c.number(0.0, 0.5))
+    reference: Optional[str] = c.field(None, c.optional(c.path), local_path=True)   # an earlier run to compare with
+    # A run that rejects more than this share of its inputs fails (status failed, no _SUCCESS, exit 1).
+    max_rejected_share: float = c.field(0.5, c.number(0.0, 1.0))
+    thresholds: dict = dataclasses.field(default_factory=dict, metadata={"check": c.thresholds})
+    alert_on: str = c.field("new", c.choice(*ALERT_ON))                # which flags make run / audit exit 3
+    max_clusters: int = c.field(DEFAULT_MAX_CLUSTERS, c.integer(1))    # strategy clusters per class (1: none)
+    cluster_sample: int = c.field(500, c.integer(8))                   # images per class the clustering sees
+    intervention_sample: int = c.field(64, c.integer(4))               # images per candidate (and of other classes)
+
+
+@dataclasses.dataclass(frozen=True)
+class AuditConfig(_Section):
+    keep: Optional[int] = c.field(None, c.optional(c.integer(1)))   # keep the newest N complete runs; null: keep all
 
 
 @dataclasses.dataclass(frozen=True)
@@ -274,17 +195,17 @@ class RenderConfig(_Section):
                   top `outline_top` fraction (after a 3x3 opening and closing), drawn over the image.
     image_weight  weight of the image in the heat blends (heat weight is 1 - image_weight).
     """
-    polarity: str = _field("absolute", _choice(*POLARITIES))
-    clip_upper: float = _field(99.0, _float(0.0, 100.0))
-    clip_lower: float = _field(0.0, _float(0.0, 100.0))
-    cmap: str = _field("auto", _choice(*CMAP_CHOICES))
-    overlay: str = _field("heat", _choice(*OVERLAYS))
-    image_weight: float = _field(0.4, _float(0.0, 1.0))
-    masked_keep: float = _field(0.2, _float(0.0, 1.0))
-    outline_top: float = _field(0.1, _float(0.0, 1.0))
-    outline_regions: int = _field(3, _int(1))
-    outline_color: tuple = _field((0, 255, 0), _colour)
-    outline_width: int = _field(1, _int(1))
+    polarity: str = c.field("absolute", c.choice(*POLARITIES))
+    clip_upper: float = c.field(99.0, c.number(0.0, 100.0))
+    clip_lower: float = c.field(0.0, c.number(0.0, 100.0))
+    cmap: str = c.field("auto", c.choice(*CMAP_CHOICES))
+    overlay: str = c.field("heat", c.choice(*OVERLAYS))
+    image_weight: float = c.field(0.4, c.number(0.0, 1.0))
+    masked_keep: float = c.field(0.2, c.number(0.0, 1.0))
+    outline_top: float = c.field(0.1, c.number(0.0, 1.0))
+    outline_regions: int = c.field(3, c.integer(1))
+    outline_color: tuple = c.field((0, 255, 0), c.colour)
+    outline_width: int = c.field(1, c.integer(1))
 
     def _validate(self) -> None:
         if self.polarity == "both" and resolve_cmap(self.cmap, self.polarity) not in DIVERGING:
@@ -304,6 +225,7 @@ class Config:
     analysis: AnalysisConfig = dataclasses.field(default_factory=AnalysisConfig)
     quality: QualityConfig = dataclasses.field(default_factory=QualityConfig)
     render: RenderConfig = dataclasses.field(default_factory=RenderConfig)
+    audit: AuditConfig = dataclasses.field(default_factory=AuditConfig)
     beam: dict = dataclasses.field(default_factory=dict)   # extra Beam pipeline options
 
     def to_dict(self) -> dict:
@@ -320,21 +242,30 @@ _RENAMED = {("model", "mixed_precision"): "config key 'model.mixed_precision' wa
                                           "mixed_bfloat16 is the third choice"}
 
 
-def _build_section(name: str, cls, raw: Any):
+def config_keys() -> list[str]:
+    """Every option as section.key."""
+    return [f"{name}.{f.name}" for name, cls in _SECTION_TYPES.items() for f in dataclasses.fields(cls)]
+
+
+def _build_section(name: str, cls, raw: Any, where: dict):
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"config section '{name}' must be a mapping of keys to values")
+        raise ConfigError(f"config section '{name}'{where.get((name,), '')} must be a mapping of keys to values")
     fields = [f.name for f in dataclasses.fields(cls)]
     for key in raw:
         if (name, key) in _RENAMED:
             raise ConfigError(_RENAMED[name, key])
         if key not in fields:
-            raise ConfigError(f"unknown config key '{name}.{key}'; known keys in '{name}': {', '.join(fields)}")
+            close = difflib.get_close_matches(str(key), fields, n=1)
+            hint = f" (did you mean '{name}.{close[0]}'?)" if close else ""
+            raise ConfigError(f"unknown config key '{name}.{key}'{where.get((name, key), '')}{hint}; known keys in "
+                              f"'{name}': {', '.join(fields)}")
     try:
         return cls(**raw)
     except FieldError as e:
-        raise ConfigError(f"bad value for '{name}.{e.field}': {e.value!r} ({e.expected})") from None
+        raise ConfigError(f"bad value for '{name}.{e.field}'{where.get((name, e.field), '')}: {e.value!r} "
+                          f"({e.expected})") from None
 
 
 def _resolve_steps(a: AttributionConfig, given: dict) -> AttributionConfig:
@@ -354,17 +285,22 @@ def _resolve_steps(a: AttributionConfig, given: dict) -> AttributionConfig:
     return dataclasses.replace(a, steps=steps, rule=rule)
 
 
-def from_dict(raw: Any) -> Config:
-    """Validate a parsed config mapping into a `Config`."""
+def from_dict(raw: Any, where: Optional[dict] = None) -> Config:
+    """Validate a parsed config mapping into a `Config`. where: (section,) or (section, key) -> the text
+    naming where it was written (" (configs/x.yaml, line 7)"), added to messages."""
+    where = where or {}
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise ConfigError("the config must be a YAML mapping with sections input, model, "
-                          "attribution, output, analysis, beam")
+                          "attribution, output, analysis, quality, render, audit, beam")
     unknown = [k for k in raw if k not in _SECTIONS]
     if unknown:
-        raise ConfigError(f"unknown config section '{unknown[0]}'; known sections: {', '.join(_SECTIONS)}")
-    sections = {name: _build_section(name, cls, raw.get(name)) for name, cls in _SECTION_TYPES.items()}
+        close = difflib.get_close_matches(str(unknown[0]), _SECTIONS, n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"unknown config section '{unknown[0]}'{where.get((unknown[0],), '')}{hint}; known "
+                          f"sections: {', '.join(_SECTIONS)}")
+    sections = {name: _build_section(name, cls, raw.get(name), where) for name, cls in _SECTION_TYPES.items()}
     beam_options = raw.get("beam") or {}
     if not isinstance(beam_options, dict):
         raise ConfigError("config section 'beam' must be a mapping of Beam pipeline option names to values")
@@ -396,25 +332,95 @@ def apply_override(raw: dict, assignment: str) -> None:
     section[parts[1]] = value
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML's safe loader, refusing duplicate keys (a repeated key would silently win otherwise)."""
+
+
+def _mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict:
+    seen: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        line = key_node.start_mark.line + 1
+        if key in seen:
+            raise ConfigError(f"duplicate key '{key}' at line {line} (first at line {seen[key]}): keep one of them")
+        seen[key] = line
+    return loader.construct_mapping(node, deep=deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)
+
+
+def _key_lines(node, label: str) -> dict:
+    """(section,) and (section, key) -> " (label, line N)" for the top two levels of a YAML document."""
+    where: dict = {}
+    if not isinstance(node, yaml.MappingNode):
+        return where
+    for key_node, value_node in node.value:
+        section = key_node.value
+        where[(section,)] = f" ({label}, line {key_node.start_mark.line + 1})"
+        if isinstance(value_node, yaml.MappingNode):
+            for sub_key, _ in value_node.value:
+                where[(section, sub_key.value)] = f" ({label}, line {sub_key.start_mark.line + 1})"
+    return where
+
+
+def parse_yaml(text: str, label: str) -> tuple[Any, dict]:
+    """(data, where) from YAML text; errors name the line and column."""
+    loader = _Loader(text)
+    try:
+        node = loader.get_single_node()
+        return (loader.construct_document(node) if node is not None else None), _key_lines(node, label)
+    except ConfigError as e:
+        raise ConfigError(f"{label}: {e}") from None
+    except yaml.MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        at = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "an unknown place"
+        raise ConfigError(f"{label} is not valid YAML at {at}: {e.problem or e.context}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{label} is not valid YAML ({str(e).splitlines()[0] if str(e) else 'parse error'})") from None
+    finally:
+        loader.dispose()
+
+
+def absolute_paths(cfg: Config) -> Config:
+    """The config with every relative local path (fields declared `local_path`) made absolute from the
+    current directory; bucket paths, URLs and baseline kinds stay as they are."""
+    sections = {}
+    for name in _SECTION_TYPES:
+        section = getattr(cfg, name)
+        changes = {}
+        for f in dataclasses.fields(section):
+            value = getattr(section, f.name)
+            if (f.metadata.get("local_path") and isinstance(value, str) and "://" not in value
+                    and not os.path.isabs(value) and value not in BASELINE_KINDS):
+                changes[f.name] = os.path.abspath(value)
+        sections[name] = dataclasses.replace(section, **changes) if changes else section
+    return dataclasses.replace(cfg, **sections)
+
+
 def load_config(path: Optional[str | Path], overrides: tuple[str, ...] | list[str] = ()) -> Config:
-    """Read a YAML config (safe loader), apply overrides, validate."""
+    """Read a YAML config (safe loader, duplicate keys refused), apply overrides, validate.
+
+    Relative local paths in the config (inputs, model, output...) are relative to the current directory,
+    like those given with --set; a run makes them absolute (`absolute_paths`) before anything reads them, so
+    workers with another current directory read the same files, and messages show the path tried."""
     raw: Any = {}
+    where: dict = {}
     if path is not None:
         p = Path(path)
         if not p.is_file():
-            raise ConfigError(f"config file '{path}' not found: pass --config with the path of a YAML "
+            raise ConfigError(f"config file '{p.absolute()}' not found: pass --config with the path of a YAML "
                               f"file such as configs/local.yaml")
         try:
             text = p.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as e:
             raise ConfigError(f"config file '{path}' cannot be read as UTF-8 text ({e})") from None
-        try:
-            raw = yaml.safe_load(text) or {}
-        except yaml.YAMLError as e:
-            first = str(e).splitlines()[0] if str(e) else "parse error"
-            raise ConfigError(f"config file '{path}' is not valid YAML ({first})") from None
+        raw, where = parse_yaml(text, f"config file '{path}'")
+        raw = raw or {}
         if not isinstance(raw, dict):
             raise ConfigError(f"config file '{path}' must be a YAML mapping of sections")
     for assignment in overrides:
         apply_override(raw, assignment)
-    return from_dict(raw)
+        section, key = assignment.split("=", 1)[0].strip().split(".")
+        where[(section, key)] = f" (--set {assignment})"
+    return from_dict(raw, where)

@@ -1,30 +1,32 @@
-"""One audit run: the checks up front, the Beam graph, then run.json, report.html and _SUCCESS.
+"""One audit run: the checks up front, the Beam graph (which finishes itself: its last stage writes
+report.html, run.json and _SUCCESS, `finalize`), then the summary, read back from what the job wrote.
 
-Everything a user can get wrong (config, model, inputs, output dir) is checked before any
+Everything a user can get wrong (config, flags, model, inputs, output dir) is checked before any
 work starts (`preflight`); the graph is `build`; the output contract is `run_dir`.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import json
 import logging
-import platform
+import sys
 import time
-from datetime import datetime, timezone
-from pathlib import Path
 from typing import Optional
 
-import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from igaudit.pipeline import preflight, run_dir
+from igaudit.pipeline import finalize, live, ownership, preflight, run_dir
 from igaudit.pipeline.build import build_pipeline
-from igaudit.pipeline.config import Config
+from igaudit.pipeline.config import Config, absolute_paths
+from igaudit.pipeline.errors import UserError
 from igaudit.pipeline.metrics import attribution_phase, query_metrics
-from igaudit.pipeline.report import write_report
-from igaudit.pipeline.runner import make_pipeline, pipeline_options
+from igaudit.pipeline.runner import make_pipeline, runs_locally, use_options
 
 log = logging.getLogger("igaudit")
+
+
+class RunFailed(Exception):
+    """The run finished but cannot be trusted (status failed): run.json says why, and there is no _SUCCESS."""
 
 
 @dataclasses.dataclass
@@ -39,7 +41,13 @@ class RunSummary:
     report: str
     pipeline_seconds: float = 0.0
     metrics: dict = dataclasses.field(default_factory=dict)   # {"counters": {...}, "distributions": {...}}
+    change: str = ""                                          # "no change since ..." / "2 new flags, ..."
+    alerts: list = dataclasses.field(default_factory=list)    # flags that raise an alert (analysis.alert_on)
     template_location: Optional[str] = None   # set when Dataflow only wrote the job graph (template launch)
+    job_id: Optional[str] = None              # set when the job was submitted and left to run (--detach)
+    job_request: object = None                # Dataflow's job request, when it was only built (--dry_run=True)
+    accuracy: Optional[float] = None          # over images whose label is a model class
+    warnings: list = dataclasses.field(default_factory=list)
 
     @property
     def images_per_second(self) -> float:
@@ -47,79 +55,93 @@ class RunSummary:
         return self.attributed / self.pipeline_seconds if self.pipeline_seconds > 0 else 0.0
 
 
-def _versions() -> dict:
-    import numpy
-    import PIL
-    import pyarrow
-    import tensorflow as tf
-    import keras
-    return {"python": platform.python_version(), "apache_beam": beam.__version__, "tensorflow": tf.__version__,
-            "keras": keras.__version__, "numpy": numpy.__version__, "pyarrow": pyarrow.__version__,
-            "pillow": PIL.__version__}
-
-
-def run_job(cfg: Config, beam_args: list[str] = ()) -> RunSummary:
-    """Run one audit into cfg.output.dir and return what it did. Raises UserError before any work."""
+def run_job(cfg: Config, beam_args: list[str] = (), *, overwrite: bool = False, detach: bool = False) -> RunSummary:
+    """Run one audit into cfg.output.dir and return what it did. Raises UserError before any work, RunFailed
+    when the finished run cannot be trusted (`health.status`). overwrite: clear a non-empty folder that is
+    not an igaudit run folder (destructive). detach: submit the job and return its id without waiting (the
+    job finishes itself)."""
     started = time.time()
-    plan = preflight.check(cfg)
+    cfg = absolute_paths(cfg)
+    options = use_options(cfg, beam_args)
+    plan = preflight.check(cfg, beam_args)
+    if detach and runs_locally(options.get_all_options()):
+        raise UserError("--detach needs a runner whose workers outlive this process (DataflowRunner, FlinkRunner, "
+                        "SparkRunner, or PortableRunner with an EXTERNAL, DOCKER or PROCESS environment); the "
+                        "local runner's workers are this process")
     files, class_names = plan.files, plan.class_names
+    for warning in plan.warnings:
+        print(f"igaudit: warning: {warning}", file=sys.stderr, flush=True)
     out_dir = cfg.output.dir
-    run_dir.prepare_output_dir(out_dir)
+    dry_run = str(options.get_all_options().get("dry_run")).lower() == "true"
+    if dry_run:      # Dataflow's dry run builds the job request only: output.dir is checked, not touched
+        ownership.check_claimable(out_dir, overwrite=overwrite)
+    else:
+        ownership.claim(out_dir, overwrite=overwrite)
     log.debug("matched %d input files; classes: %s", len(files), ", ".join(class_names))
-    print(f"igaudit: {len(files)} images matched, {len(class_names)} classes; writing to {out_dir}", flush=True)
+    what = "TFRecord files" if cfg.input.format == "tfrecord" else "images"
+    print(f"igaudit: {len(files)} {what} matched, {len(class_names)} classes; writing to {out_dir}", flush=True)
 
-    options = pipeline_options(cfg, list(beam_args))
-    p = make_pipeline(options)
-    build_pipeline(p, cfg, plan, out_dir)
-    pipeline_started = time.time()
-    result = p.run()
-    result.wait_until_finish()
+    base = {"config": cfg.to_dict(), "class_names": class_names, "beam_args": list(beam_args),
+            "reference": cfg.analysis.reference, "started": started,
+            "max_rejected_share": cfg.analysis.max_rejected_share, "alert_on": cfg.analysis.alert_on}
+    total = None if cfg.input.format == "tfrecord" else len(files)      # records are counted as they are read
+    bar = live.ProgressBar(total) if live.wants_bar(runs_locally(options.get_all_options())) else None
+    with bar or contextlib.nullcontext():     # the bar's settings reach the stages built in it
+        p = make_pipeline(options)
+        build_pipeline(p, cfg, plan, out_dir, base)
+        pipeline_started = time.time()
+
+        def run_pipeline():
+            result = p.run()
+            if not (detach or dry_run):
+                result.wait_until_finish()
+            return result
+
+        result = live.run_in_background(run_pipeline, bar)
     pipeline_seconds = time.time() - pipeline_started
+    # A job nobody waited for: a dry run (the request only), a detached job, or a template launch (the graph
+    # only, e.g. the Flex Template launcher); each finishes itself (Finalize), so nothing is read back here.
+    submitted = dict(out_dir=out_dir, matched=len(files), attributed=0, rejected=0, class_names=class_names,
+                     flagged=[], seconds=time.time() - started, report="", pipeline_seconds=pipeline_seconds)
+    if dry_run:
+        return RunSummary(**submitted, job_request=getattr(result, "job", None))
+    if detach:
+        return RunSummary(**submitted, job_id=job_id(result))
     template_location = options.get_all_options().get("template_location")
     if template_location:
-        # A template launch (e.g. the Flex Template launcher) only writes the job graph; the job runs
-        # later, so there is nothing to read back, report or mark complete here.
-        return RunSummary(out_dir=out_dir, matched=len(files), attributed=0, rejected=0, class_names=class_names,
-                          flagged=[], seconds=time.time() - started, report="", pipeline_seconds=pipeline_seconds,
-                          template_location=template_location)
+        return RunSummary(**submitted, template_location=template_location)
+    return summarize(out_dir, result, started, pipeline_seconds)
+
+
+def job_id(result) -> str:
+    """The submitted job's id (Dataflow's job id, a portable job service's id), or the runner's name."""
+    for attribute in ("job_id", "_job_id"):
+        value = getattr(result, attribute, None)
+        value = value() if callable(value) else value
+        if value:
+            return str(value)
+    return type(result).__name__
+
+
+def summarize(out_dir: str, result, started: float, pipeline_seconds: float) -> RunSummary:
+    """What the finished job wrote (its run.json), with the runner's metrics and timings added to run.json.
+    Raises RunFailed when the job marked the run failed, or wrote no run.json."""
+    run_info = finalize.read_run_json(out_dir)
+    if run_info is None:
+        raise RunFailed(f"the job ended without writing run.json into {ownership.shown(out_dir)}: the run is "
+                        f"incomplete (no _SUCCESS)")
     metrics = query_metrics(result)
-
-    images = run_dir.read_images_table(out_dir, columns=["image_id"])
-    rejected = run_dir.read_table(FileSystems.join(out_dir, "rejected.parquet"))
-    skew = run_dir.read_table(FileSystems.join(out_dir, "skew.parquet")).to_pylist()
-    flagged = sorted({(r["group_by"], r["class_name"]) for r in skew if r["flagged"]})
-    # an image with several targets (top_k) has several rows: count images
-    attributed = len(set(images.column("image_id").to_pylist()))
-    counts = {"matched": len(files), "attributed": attributed, "rejected": rejected.num_rows}
-    status = "ok" if counts["matched"] == counts["attributed"] + counts["rejected"] else "count_mismatch"
-    run_info = {
-        "status": status,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "config": cfg.to_dict(),
-        "class_names": class_names,
-        "beam_args": list(beam_args),
-        "versions": _versions(),
-        "counts": counts,
-        "reference": cfg.analysis.reference,
-        "flagged": [{"group_by": g, "class_name": c} for g, c in flagged],
-        "timings": {"total_seconds": round(time.time() - started, 3),
-                    "pipeline_seconds": round(pipeline_seconds, 3),
-                    "images_per_second": round(counts["attributed"] / max(pipeline_seconds, 1e-9), 3),
-                    **attribution_phase(metrics, counts["attributed"])},
-        "metrics": metrics,
-    }
-    report_path = write_report(out_dir, run_info)
-    run_info["timings"]["total_seconds"] = round(time.time() - started, 3)
-    run_dir.write_text(FileSystems.join(out_dir, "run.json"), json.dumps(run_info, indent=2, default=str))
-    if status != "ok":
-        raise RuntimeError(f"counts do not reconcile: matched {counts['matched']} != attributed "
-                           f"{counts['attributed']} + rejected {counts['rejected']}; outputs in {out_dir} are "
-                           f"incomplete (no _SUCCESS)")
-    run_dir.write_text(FileSystems.join(out_dir, run_dir.SUCCESS), "")
-    return RunSummary(out_dir=out_dir, class_names=class_names, flagged=run_info["flagged"],
+    attributed = run_info["counts"]["attributed"]
+    run_info["metrics"] = metrics
+    run_info["timings"].update({"pipeline_seconds": round(pipeline_seconds, 3),
+                                "images_per_second": round(attributed / max(pipeline_seconds, 1e-9), 3),
+                                **attribution_phase(metrics, attributed)})
+    finalize.write_run_json(out_dir, run_info)
+    if run_info["status"] != "ok":
+        raise RunFailed(f"{run_info['reason']}; the outputs in {ownership.shown(out_dir)} are marked failed "
+                        f"(run.json) and have no _SUCCESS")
+    return RunSummary(out_dir=out_dir, class_names=run_info["class_names"], flagged=run_info["flagged"],
+                      change=run_info["change"], alerts=run_info["alerts"],
                       seconds=time.time() - started, pipeline_seconds=pipeline_seconds, metrics=metrics,
-                      report=report_path, **counts)
-
-
-def absolute(path: str) -> str:
-    return path if "://" in path else str(Path(path).resolve())
+                      report=FileSystems.join(out_dir, run_dir.REPORT), accuracy=run_info["accuracy"],
+                      warnings=run_info["warnings"], **run_info["counts"])

@@ -10,8 +10,12 @@ from typing import Optional
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
+from igaudit.pipeline import beam_flags
 from igaudit.pipeline.config import Config
 from igaudit.pipeline.errors import UserError
+from igaudit.pipeline.ownership import check_not_over_inputs
+from igaudit.pipeline.paths import shown
+from igaudit.pipeline.runner import config_flags
 from igaudit.pipeline.run_dir import read_table
 from igaudit.transforms.attribution.choices import BASELINE_KINDS
 from igaudit.transforms.attribution.targets import TargetSpec, parse_target
@@ -25,8 +29,9 @@ def find_inputs(cfg: Config) -> tuple[list[ImageFile], Optional[list[ImageFile]]
         try:
             files = read_manifest(cfg.input.manifest)
         except FileNotFoundError:
-            raise UserError(f"input.manifest '{cfg.input.manifest}' not found: point it at a CSV, JSONL or "
-                            f"Parquet file with columns uri,label") from None
+            raise UserError(f"input.manifest '{shown(cfg.input.manifest)}' not found: point it at a CSV, JSONL or "
+                            f"Parquet file with columns uri,label (relative paths are relative to the current "
+                            f"directory)") from None
         except (OSError, ValueError) as e:
             raise UserError(f"input.manifest '{cfg.input.manifest}' cannot be read: {e}") from None
         if not files:
@@ -36,28 +41,38 @@ def find_inputs(cfg: Config) -> tuple[list[ImageFile], Optional[list[ImageFile]]
         uris = match_files(cfg.input.pattern)
     except Exception as e:  # a filesystem that cannot be listed (bad bucket, missing plugin)
         raise UserError(f"input.pattern '{cfg.input.pattern}' cannot be listed ({type(e).__name__}: {e})") from None
+    if not uris and cfg.input.format == "tfrecord":
+        raise UserError(f"input.pattern '{shown(cfg.input.pattern)}' matches no TFRecord files (relative paths are "
+                        f"relative to the current directory)")
+    if cfg.input.format == "tfrecord":         # the shards; their records are counted by the job
+        return [ImageFile(u, None, "") for u in uris], None
     if not uris:
-        raise UserError(f"input.pattern '{cfg.input.pattern}' matches no files: check the glob (label = parent "
-                        f"folder, e.g. data/train/*/*.png); for the demo run `igaudit demo`")
+        raise UserError(f"input.pattern '{shown(cfg.input.pattern)}' matches no files: check the glob (label = "
+                        f"parent folder, e.g. data/train/*/*.png; relative paths are relative to the current "
+                        f"directory); for the demo run `igaudit demo`")
     return [ImageFile(u, label_from_uri(u), "") for u in uris], None
 
 
 def resolve_class_names(cfg: Config, files: list[ImageFile]) -> list[str]:
+    if cfg.input.format == "tfrecord" and not cfg.model.class_names:
+        raise UserError("input.format tfrecord: set model.class_names to a text file with the model's classes, "
+                        "one per line in output order (the labels are only read from the records during the run)")
     if cfg.model.class_names:
         try:
             with FileSystems.open(cfg.model.class_names) as f:
                 names = [line.strip() for line in f.read().decode("utf-8").splitlines() if line.strip()]
         except Exception:
-            raise UserError(f"model.class_names '{cfg.model.class_names}' cannot be read: give a text file with "
-                            f"one class name per model output, or leave it null to use the sorted labels") from None
+            raise UserError(f"model.class_names '{shown(cfg.model.class_names)}' cannot be read: give a text file "
+                            f"with one class name per model output, or leave it null to use the sorted "
+                            f"labels") from None
         if not names:
             raise UserError(f"model.class_names '{cfg.model.class_names}' is empty")
         return names
     return sorted({f.label for f in files if f.label is not None})
 
 
-def check_model(cfg: Config, class_names: list[str]) -> int:
-    """Load the model once here so a missing or mismatched model stops the run before any work."""
+def check_model(cfg: Config, class_names: list[str]):
+    """Load the model here so a missing or mismatched model stops the run before any work; returns it."""
     from igaudit.transforms.attribution.models import ModelError, enable_gpu_memory_growth, load_classifier
     enable_gpu_memory_growth()  # before the first TF op; an in-process run's workers share this process
     try:
@@ -72,22 +87,24 @@ def check_model(cfg: Config, class_names: list[str]) -> int:
     if cfg.model.class_names is not None and n != len(class_names):
         raise UserError(f"model.class_names '{cfg.model.class_names}' lists {len(class_names)} names but the "
                         f"model has {n} outputs")
-    return n
+    return classifier
 
 
-def resolve_attribution(cfg: Config, class_names: list[str]) -> tuple[TargetSpec, Optional[np.ndarray]]:
-    """`attribution.target` checked against the model's classes, and the baseline image decoded when
-    `attribution.baseline` is a path."""
+def resolve_attribution(cfg: Config, class_names: list[str],
+                        input_shape: tuple) -> tuple[TargetSpec, Optional[np.ndarray]]:
+    """`attribution.target` checked against the model's classes, and the baseline image decoded (to the
+    model's input shape) when `attribution.baseline` is a path."""
     from igaudit.transforms.imaging.decode import DecodeError, decode_image
     a = cfg.attribution
     baseline_image = None
     if a.baseline not in BASELINE_KINDS:
         try:
             with FileSystems.open(a.baseline) as f:
-                baseline_image = decode_image(f.read(), tuple(cfg.model.input_size), cfg.model.resize)
+                baseline_image = decode_image(f.read(), input_shape[:2], cfg.model.resize,
+                                              channels=input_shape[2])
         except (OSError, DecodeError) as e:
-            raise UserError(f"attribution.baseline '{a.baseline}' is neither one of {', '.join(BASELINE_KINDS)} "
-                            f"nor a readable image ({e})") from None
+            raise UserError(f"attribution.baseline '{shown(a.baseline)}' is neither one of "
+                            f"{', '.join(BASELINE_KINDS)} nor a readable image ({e})") from None
     if a.method == "grad_cam" and cfg.model.format not in ("auto", "keras") or (
             a.method == "grad_cam" and not cfg.model.path.endswith((".keras", ".h5"))):
         raise UserError("attribution.method grad_cam needs a Keras model (model.path ending in .keras): "
@@ -99,36 +116,45 @@ def resolve_attribution(cfg: Config, class_names: list[str]) -> tuple[TargetSpec
     return target, baseline_image
 
 
-def read_reference_classes(reference: Optional[str]) -> Optional[list[dict]]:
-    """The class rows of an earlier, complete run (its _SUCCESS must exist)."""
+def read_reference(reference: Optional[str]) -> tuple[Optional[list[dict]], Optional[list[dict]]]:
+    """(class rows, skew rows) of an earlier, complete run (its _SUCCESS must exist), or (None, None)."""
     if not reference:
-        return None
+        return None, None
     if not FileSystems.exists(FileSystems.join(reference, "_SUCCESS")):
-        raise UserError(f"analysis.reference '{reference}' is not a complete igaudit run (no _SUCCESS): point it "
+        raise UserError(f"analysis.reference '{shown(reference)}' is not a complete igaudit run (no _SUCCESS): point it "
                         f"at an earlier run's output dir, or set it to null")
-    try:
-        return read_table(FileSystems.join(reference, "classes.parquet")).to_pylist()
-    except Exception as e:
-        raise UserError(f"analysis.reference '{reference}': classes.parquet cannot be read ({e})") from None
+    tables = []
+    for name in ("classes.parquet", "skew.parquet"):
+        try:
+            tables.append(read_table(FileSystems.join(reference, name)).to_pylist())
+        except Exception as e:
+            raise UserError(f"analysis.reference '{shown(reference)}': {name} cannot be read ({e})") from None
+    return tables[0], tables[1]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Plan:
     """What the checks found, for the run to use: inputs, classes, the resolved target and baseline image,
-    the reference run's class rows."""
+    the reference run's class and skew rows."""
     files: list
     manifest_files: Optional[list]
     class_names: list
+    input_shape: tuple              # (H, W, C) the model takes
     target: TargetSpec
     baseline_image: Optional[np.ndarray]
     reference_classes: Optional[list]
+    reference_skew: Optional[list]
+    warnings: list                  # about the Beam flags (a flag the runner ignores)
 
 
-def check(cfg: Config) -> Plan:
+def check(cfg: Config, beam_args: list[str] = ()) -> Plan:
     """Every check that can fail before any work, in the order a user would fix them."""
+    warnings = beam_flags.check(config_flags(cfg) + list(beam_args))
     files, manifest_files = find_inputs(cfg)
+    check_not_over_inputs(cfg.output.dir, cfg.input.pattern, cfg.input.manifest, (f.uri for f in files))
     class_names = resolve_class_names(cfg, files)
-    check_model(cfg, class_names)
-    target, baseline_image = resolve_attribution(cfg, class_names)
-    reference = read_reference_classes(cfg.analysis.reference)
-    return Plan(files, manifest_files, class_names, target, baseline_image, reference)
+    classifier = check_model(cfg, class_names)
+    target, baseline_image = resolve_attribution(cfg, class_names, classifier.input_shape)
+    reference_classes, reference_skew = read_reference(cfg.analysis.reference)
+    return Plan(files, manifest_files, class_names, classifier.input_shape, target, baseline_image,
+                reference_classes, reference_skew, warnings)

@@ -8,22 +8,43 @@ from pathlib import Path
 import apache_beam as beam
 from apache_beam.options.pipeline_options import PipelineOptions
 
+from igaudit.pipeline.beam_flags import known_flags, runner_key
 from igaudit.pipeline.config import Config
 
 log = logging.getLogger("igaudit")
 
-def pipeline_options(cfg: Config, beam_args: list[str]) -> PipelineOptions:
-    """Config `beam:` options first, then command-line Beam flags (which win)."""
-    from_config = []
+
+def config_flags(cfg: Config) -> list[str]:
+    """The config's `beam:` section as command-line flags (false: Beam's --no_<key> where it has one, else
+    nothing, a switch's default being off)."""
+    flags = []
     for key, value in cfg.beam.items():
         if isinstance(value, bool):
-            from_config.append(f"--{key}" if value else f"--no{key}")
+            if value:
+                flags.append(f"--{key}")
+            elif f"--no_{key}" in known_flags():
+                flags.append(f"--no_{key}")
         elif isinstance(value, list):
-            from_config.extend(f"--{key}={v}" for v in value)
+            flags.extend(f"--{key}={v}" for v in value)
         else:
-            from_config.append(f"--{key}={value}")
-    args = from_config + list(beam_args)
+            flags.append(f"--{key}={value}")
+    return flags
+
+
+def pipeline_options(cfg: Config, beam_args: list[str]) -> PipelineOptions:
+    """Config `beam:` options first, then command-line Beam flags (which win)."""
+    args = config_flags(cfg) + list(beam_args)
     return PipelineOptions(args + worker_code_options(PipelineOptions(args).get_all_options()))
+
+
+def use_options(cfg: Config, beam_args: list[str]) -> PipelineOptions:
+    """The run's pipeline options, also handed to Beam's FileSystems, so igaudit's own reads and writes
+    (inputs listed up front, the model, output.dir, the reference run) use the job's endpoints and
+    credentials (e.g. --s3_endpoint_url, --s3_access_key_id) before the job starts."""
+    from apache_beam.io.filesystems import FileSystems
+    options = pipeline_options(cfg, beam_args)
+    FileSystems.set_options(options)
+    return options
 
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -31,17 +52,9 @@ SETUP_FILE = PROJECT_ROOT / "setup.py"
 _LOCAL_MASTERS = ("[local]", "[auto]")   # FlinkRunner's in-process Flink (LOOPBACK workers)
 
 
-def _runner_key(runner) -> str:
-    """'DataflowRunner', 'dataflow', 'apache_beam.runners...DataflowRunner', a runner object -> 'dataflow'."""
-    if not runner:
-        return ""
-    name = (runner if isinstance(runner, str) else type(runner).__name__).rsplit(".", 1)[-1].lower()
-    return name[: -len("runner")] if name.endswith("runner") else name
-
-
 def runs_on_remote_workers(all_options: dict) -> bool:
     """Whether the SDK workers run somewhere other than this process (so they need our code shipped)."""
-    runner = _runner_key(all_options.get("runner"))
+    runner = runner_key(all_options.get("runner"))
     if runner in ("dataflow", "testdataflow"):
         return True
     if runner not in ("portable", "flink", "spark"):
@@ -57,10 +70,19 @@ def runs_on_remote_workers(all_options: dict) -> bool:
     return True                        # PortableRunner defaults to DOCKER
 
 
+def runs_locally(all_options: dict) -> bool:
+    """Whether the SDK workers are this process or its children (they see its environment and files)."""
+    return not runs_on_remote_workers(all_options)
+
+
 def _container_given(all_options: dict) -> bool:
+    """Whether the workers' environment already holds igaudit: a container image, or an EXTERNAL worker
+    pool (started by the user from igaudit's image or an environment with igaudit installed)."""
     if all_options.get("sdk_container_image") or all_options.get("worker_harness_container_image"):
         return True
     environment = (all_options.get("environment_type") or "").upper()
+    if environment == "EXTERNAL":
+        return True
     env_options = all_options.get("environment_options") or []
     return environment in ("DOCKER", "") and bool(   # unset: the portable runners' default is DOCKER
         all_options.get("environment_config")
@@ -72,7 +94,8 @@ def worker_code_options(all_options: dict, setup_file: Path = SETUP_FILE) -> lis
 
     Added only when the runner's workers are remote (Dataflow, Flink, Spark, PortableRunner
     with a non-LOOPBACK environment) and nothing else ships the code: no --setup_file, no
-    --extra_package(s), no container (--sdk_container_image, or a DOCKER environment_config),
+    --extra_package(s), no container (--sdk_container_image, or a DOCKER environment_config), no EXTERNAL
+    worker pool (started from igaudit's image or an environment with igaudit installed),
     since a container built from docker/Dockerfile already has the project installed.
     """
     if not runs_on_remote_workers(all_options):

@@ -1,6 +1,6 @@
 """igaudit's Beam stages, one module per stage, in graph order: read, decode, dataset_context, attribute,
-write, aggregate, skew (`records` holds the element types and Parquet schemas, `progress` the workers'
-progress lines). The Beam-free engines live in the subpackages: `attribution` (TensorFlow), `analysis`
+write, cluster, aggregate, skew, intervene, verdicts (`records` holds the element types and Parquet
+schemas, `progress` the workers' progress lines). The Beam-free engines live in the subpackages: `attribution` (TensorFlow), `analysis`
 (numpy) and `imaging` (Pillow).
 
 Importing the package turns TensorFlow's oneDNN CPU kernels on for this process unless

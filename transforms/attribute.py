@@ -14,7 +14,7 @@ the same namespace. Each worker process logs a progress line (`progress`).
 """
 from __future__ import annotations
 
-import logging
+import sys
 import time
 import uuid
 from typing import Any, Iterable, Optional, Sequence
@@ -28,10 +28,9 @@ from igaudit.transforms.attribution import registry
 from igaudit.transforms.attribution.baselines import configured_baselines
 from igaudit.transforms.attribution.paths import has_completeness
 from igaudit.transforms.attribution.targets import TargetSpec, resolve_targets, target_rows
+from igaudit.transforms import progress
 from igaudit.transforms.progress import progress_interval, progress_reporter
 from igaudit.transforms.records import AttributionResult, DecodedImage, Rejected
-
-log = logging.getLogger("igaudit")
 
 # Module level: Metrics objects resolve the current bundle's container when used.
 _GRADIENT_SAMPLES = Metrics.counter("igaudit", "gradient_samples")
@@ -63,7 +62,8 @@ class ExplainerHandler(ModelHandler[DecodedImage, Any, Any]):
         from igaudit.transforms.attribution.models import enable_gpu_memory_growth, load_classifier
         enable_gpu_memory_growth()  # before load_classifier runs the first TF op
         m = self.model_config
-        explainer = Explainer(load_classifier(m), (*m.input_size, 3), m.output, self.attribution, self.quality,
+        classifier = load_classifier(m)
+        explainer = Explainer(classifier, classifier.input_shape, m.output, self.attribution, self.quality,
                               baseline_image=self.baseline_image, batch_size=self.attribution.batch_size)
         explainer.warm_up()
         return explainer
@@ -104,8 +104,8 @@ class ExplainerHandler(ModelHandler[DecodedImage, Any, Any]):
         _CLOCK_MS.update(int((time.time() - self.launched) * 1000))
         _GRADIENT_SAMPLES.inc(int(out.gradient_samples.sum()))
         line = progress_reporter(self.run_token).add(len(keep), started, self.progress_seconds, done)
-        if line:
-            log.info(line)
+        if line:     # straight to stderr: Beam forwards worker log records only at the launcher's log level
+            print(line, file=sys.stderr, flush=True)
         gap_needed = registry.method(a.method).COMPLETENESS and has_completeness(a.smoothing)
         for j, i in enumerate(rows):
             e = batch[i]
@@ -146,10 +146,15 @@ class _SplitRejected(beam.DoFn):
     def process(self, element):
         if isinstance(element, Rejected):
             self.rejected.inc()
+            progress.count("rejected")
             yield beam.pvalue.TaggedOutput("rejected", element)
         else:
             self.attributed.inc()
+            progress.count("attributed")
             yield element
+
+    def finish_bundle(self):
+        progress.flush()
 
 
 class Attribute(beam.PTransform):

@@ -14,6 +14,7 @@ import apache_beam as beam
 from apache_beam.io import fileio
 from apache_beam.io.filesystems import FileSystems
 
+from igaudit.transforms import progress
 from igaudit.transforms.records import ImageBytes, ImageFile, Rejected, make_image_id
 
 # fullmatch, not match + "$": "$" also matches before a trailing newline, so "abc\n" would pass.
@@ -141,11 +142,15 @@ class _ReadBytesFn(beam.DoFn):
                 data = handle.read()
         except Exception as e:  # any filesystem error is this input's problem, not the run's
             self.read_failed.inc()
+            progress.count("rejected")
             yield beam.pvalue.TaggedOutput("rejected", Rejected(
                 f.uri, f.image_id, "read", f"cannot read file ({type(e).__name__}: {str(e)[:200]})"))
             return
         self.read_ok.inc()
         yield ImageBytes(uri=f.uri, label=f.label, image_id=f.image_id, data=data, bbox=f.bbox)
+
+    def finish_bundle(self):
+        progress.flush()
 
 
 class ReadImageBytes(beam.PTransform):

@@ -49,7 +49,7 @@ class ImageBytes:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class DecodedImage:
-    """A model-ready image: float32 H x W x 3 in [0, 1] at the model's input size."""
+    """A model-ready image: float32 H x W x C in [0, 1] at the model's input size and channels."""
     uri: str
     label: Optional[str]
     image_id: str
@@ -77,8 +77,8 @@ class AttributionResult:
     uri: str
     label: Optional[str]
     image_id: str
-    pixels: np.ndarray          # H x W x 3 float32 in [0, 1], what the model saw
-    attribution: np.ndarray     # H x W x 3 float32, IG w.r.t. pixels in [0, 1]
+    pixels: np.ndarray          # H x W x C float32 in [0, 1], what the model saw
+    attribution: np.ndarray     # H x W x C float32, IG w.r.t. pixels in [0, 1]
     label_index: int            # -1 when the label is unknown to the model
     predicted: int
     confidence: float           # softmax probability of the predicted class
@@ -93,6 +93,36 @@ class AttributionResult:
     converged: Optional[bool] = None   # steps: auto: met its tolerances before max_steps; None: no tolerance
     quality: dict = dataclasses.field(default_factory=dict)  # deletion_auc, insertion_auc, infidelity
     bbox: Optional[tuple] = None                             # object box in model-input pixels
+
+
+@dataclasses.dataclass(frozen=True)
+class InterventionTest:
+    """One candidate's intervention: which images (a class, or one cluster of it, under `group_by`), what
+    to edit (`kind`: region | outside_box | channel) and where. `test_id` names it in the graph; several
+    skew rows (metrics) that propose the same edit on the same images share one test."""
+    test_id: str
+    group_by: str
+    class_name: str
+    class_index: int
+    kind: str
+    region: str                           # the edit in words: "the top-left 2x2 cells", "the red channel"
+    cluster: Optional[int] = None
+    cells: Optional[tuple] = None         # region: (r0, r1, c0, c1) of the attribution grid, ends exclusive
+    grid: int = 0
+    channel: Optional[int] = None         # channel: which one
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class TestSample:
+    """One test's bounded sample, decoded: the candidate's images and other classes' images (float32
+    (n, H, W, 3) in [0, 1]), with their object boxes (model pixels) when the test edits backgrounds."""
+    test: InterventionTest
+    class_pixels: np.ndarray
+    other_pixels: np.ndarray
+    class_boxes: Optional[list] = None
+    other_boxes: Optional[list] = None
+    other_classes: Optional[list] = None   # each other image's class (under the test's group_by)
+    __test__ = False   # not a pytest class
 
 
 REJECTED_SCHEMA = pa.schema([
@@ -141,6 +171,11 @@ def images_schema() -> pa.Schema:
         ("grid", pa.list_(pa.float64())),
         ("mask_path", pa.string()),
         ("overlay_path", pa.string()),
+        ("bbox", pa.list_(pa.float64())),        # object box in model-input pixels (x0, y0, x1, y1)
+        ("cluster", pa.int64()),                 # strategy cluster within its label's class
+        ("outlier_score", pa.float64()),         # Hellinger distance of its grid from that cluster's centre
+        ("predicted_cluster", pa.int64()),       # ... within its predicted class
+        ("predicted_outlier_score", pa.float64()),
     ])
 
 
@@ -173,15 +208,56 @@ def classes_schema() -> pa.Schema:
 
 
 def skew_schema() -> pa.Schema:
-    """One row per (class, metric) (skew.parquet)."""
+    """One row per finding (skew.parquet): a class (or one cluster of it) and a metric; the candidate's
+    intervention figures when it was tested; the verdict (`flagged`) and its status against the
+    reference run."""
     return pa.schema([
         ("group_by", pa.string()),
         ("class_name", pa.string()),
+        ("cluster", pa.int64()),             # null for class-level rows
         ("metric", pa.string()),
         ("value", pa.float64()),
         ("reference", pa.float64()),
         ("score", pa.float64()),
         ("threshold", pa.float64()),
-        ("flagged", pa.bool_()),
+        ("candidate", pa.bool_()),           # score >= 1: the metric proposes it
+        ("region", pa.string()),             # what the intervention edits, in words
+        ("region_cells", pa.list_(pa.int64())),   # (r0, r1, c0, c1) of the grid, ends exclusive
+        ("channel", pa.int64()),             # channel_shift: the channel
+        ("sample", pa.int64()),              # images of the class (or cluster) re-scored
+        ("other_sample", pa.int64()),        # images of other classes re-scored
+        ("accuracy", pa.float64()),
+        ("accuracy_removed", pa.float64()),
+        ("accuracy_control", pa.float64()),
+        ("confidence", pa.float64()),
+        ("drop", pa.float64()),
+        ("control_drop", pa.float64()),
+        ("kept_class", pa.float64()),
+        ("kept_other", pa.float64()),
+        ("stamp_repeat", pa.float64()),
+        ("stamp_others", pa.float64()),
+        ("transplant_flip", pa.float64()),
+        ("needed", pa.bool_()),
+        ("sufficient", pa.bool_()),
+        ("stamped", pa.bool_()),
+        ("evidence", pa.string()),
+        ("flagged", pa.bool_()),             # the verdict
+        ("status", pa.string()),             # new | standing | resolved | null
         ("detail", pa.string()),
+    ])
+
+
+def clusters_schema() -> pa.Schema:
+    """One row per (group_by, class, cluster) (clusters.parquet)."""
+    return pa.schema([
+        ("group_by", pa.string()),
+        ("class_name", pa.string()),
+        ("cluster", pa.int64()),
+        ("size", pa.int64()),
+        ("share", pa.float64()),
+        ("mean_outlier_score", pa.float64()),
+        ("grid_size", pa.int64()),
+        ("mean_grid", pa.list_(pa.float64())),
+        ("region", pa.string()),
+        ("exemplars", pa.list_(pa.string())),
     ])

@@ -17,31 +17,29 @@ from apache_beam.io.filesystems import FileSystems
 
 from igaudit.transforms.imaging import render
 from igaudit.transforms.imaging.png import png_bytes
-from igaudit.transforms.records import AttributionResult, REJECTED_SCHEMA, classes_schema, images_schema, skew_schema
+from igaudit.transforms.records import (AttributionResult, REJECTED_SCHEMA, classes_schema, clusters_schema,
+                                       images_schema, skew_schema)
 from igaudit.transforms.analysis.summarize import box_stats, summarize_attribution
 
 
 def write_file_atomically(path: str, data: bytes) -> None:
-    """Write to a temporary name beside `path`, then rename into place (retries stay clean).
+    """Write `path` so that it is either absent or complete (a retried bundle rewrites it cleanly).
 
-    Local paths use plain os calls (Beam's FileSystems layer costs about as much again per small
-    file); anything with a scheme (gs://, s3://, ...) goes through FileSystems.
+    Local paths: a temporary name beside it, then a rename into place, with plain os calls (Beam's
+    FileSystems layer costs about as much again per small file). Object stores (gs://, s3://, ...): one
+    upload, since an object appears only once complete; no temporary object and rename, which cost four
+    more requests per file (and each of Beam's S3 calls builds a new client).
     """
-    folder, name = path.rsplit("/", 1)
-    tmp_name = f".{name}.tmp-{uuid.uuid4().hex[:8]}"
-    if "://" not in path:
-        os.makedirs(folder, exist_ok=True)
-        tmp = os.path.join(folder, tmp_name)
-        with open(tmp, "wb") as f:
+    if "://" in path:
+        with FileSystems.create(path) as f:
             f.write(data)
-        os.replace(tmp, path)   # atomic, and replaces a file a failed earlier attempt left
         return
-    tmp = FileSystems.join(folder, tmp_name)
-    with FileSystems.create(tmp) as f:
+    folder, name = path.rsplit("/", 1)
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{name}.tmp-{uuid.uuid4().hex[:8]}")
+    with open(tmp, "wb") as f:
         f.write(data)
-    if FileSystems.exists(path):
-        FileSystems.delete([path])
-    FileSystems.rename([tmp], [path])
+    os.replace(tmp, path)   # atomic, and replaces a file a failed earlier attempt left
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
@@ -78,10 +76,27 @@ def summary_row(r: AttributionResult, class_names: Sequence[str], grid: int, bor
         "channel_shares": np.asarray(stats.channel_shares, np.float64).tolist(),   # Python floats
         "grid_size": grid, "grid": np.asarray(stats.grid, np.float64).ravel().tolist(),
         "mask_path": mask_path, "overlay_path": overlay_path,
+        "bbox": None if r.bbox is None else [float(v) for v in r.bbox],
+        # filled by ClusterStrategies, before images/*.parquet is written
+        "cluster": None, "outlier_score": None, "predicted_cluster": None, "predicted_outlier_score": None,
     }
 
 
-MAX_PENDING_WRITES = 64
+# A run records every per-image file it writes in ledger files under this folder of output.dir, each
+# written before the files it lists: a rerun (pipeline/ownership.py) removes exactly those files, even
+# after a kill, and leaves anything else in masks/, overlays/ or raw/ alone.
+LEDGER_FOLDER = ".igaudit/written"
+LEDGER_GROUP = 16          # results per ledger file
+MAX_PENDING_WRITES = 64    # results whose files may wait for the write thread
+
+
+def ledger_text(paths: Sequence[str]) -> bytes:
+    """A ledger file's content: one output-relative path per line."""
+    return "".join(f"{p}\n" for p in paths).encode("utf-8")
+
+
+def read_ledger(data: bytes) -> list[str]:
+    return [line for line in data.decode("utf-8").splitlines() if line]
 
 
 class _WriteArtifactsFn(beam.DoFn):
@@ -91,10 +106,12 @@ class _WriteArtifactsFn(beam.DoFn):
     Rendering and PNG encoding (CPU) stay on the calling thread, between IG batches: on a
     background thread they ran while TensorFlow computed the next batch and slowed it by more
     than their own cost (measured: `benchmarks/pipeline_bench.py`). Writing (I/O, which releases
-    the GIL, and slow on a remote bucket) overlaps the next batch. At most MAX_PENDING_WRITES
+    the GIL, and slow on a remote bucket) overlaps the next batch. Files go out in groups of
+    LEDGER_GROUP results, each group's ledger file first (the single write thread keeps that
+    order), so a file igaudit wrote is always listed before it exists. At most MAX_PENDING_WRITES
     results' files wait for the thread, so memory stays bounded when writes are slower than
-    attribution. finish_bundle waits for every pending file and re-raises the first failure, so a
-    bundle only commits once its files are in place."""
+    attribution. finish_bundle writes the last group, waits for every pending file and re-raises
+    the first failure, so a bundle only commits once its files are in place."""
 
     def __init__(self, out_dir: str, class_names: Sequence[str], output, analysis, options,
                  per_target_files: bool):
@@ -135,26 +152,40 @@ class _WriteArtifactsFn(beam.DoFn):
         return files
 
     @staticmethod
-    def _write_files(files: list[tuple[str, bytes]]) -> None:
+    def _write_files(ledger: str, paths: list[str], files: list[tuple[str, bytes]]) -> None:
+        write_file_atomically(ledger, ledger_text(paths))     # listed first, then written
         for path, data in files:
             write_file_atomically(path, data)
 
     def start_bundle(self):
         self._pending = []
+        self._group, self._group_results = [], 0
+
+    def _flush(self):
+        if self._group:
+            ledger = FileSystems.join(self.out_dir, LEDGER_FOLDER, f"{uuid.uuid4().hex}.txt")
+            paths = [path[len(self.out_dir.rstrip("/")) + 1:] for path, _ in self._group]
+            self._pending.append((self._pool.submit(self._write_files, ledger, paths, self._group),
+                                  self._group_results))
+        self._group, self._group_results = [], 0
+        while sum(n for _, n in self._pending) > MAX_PENDING_WRITES:   # a slow filesystem holds back IG
+            self._pending.pop(0)[0].result()
 
     def process(self, r: AttributionResult):
         mask_rel = f"masks/{self.file_id(r)}.png" if self.masks else None
         overlay_rel = f"overlays/{self.file_id(r)}.png" if self.overlays else None
         files = self.encode_files(r, mask_rel, overlay_rel)
         if files:
-            self._pending.append(self._pool.submit(self._write_files, files))
-        if len(self._pending) > MAX_PENDING_WRITES:   # a slow filesystem holds back IG, not memory
-            self._pending.pop(0).result()
+            self._group.extend(files)
+            self._group_results += 1
+            if self._group_results >= LEDGER_GROUP:
+                self._flush()
         yield summary_row(r, self.class_names, self.grid, self.border, mask_rel, overlay_rel)
 
     def finish_bundle(self):
+        self._flush()
         pending, self._pending = self._pending, []
-        for future in pending:
+        for future, _ in pending:
             future.result()   # re-raises a failed write
 
 
@@ -192,6 +223,10 @@ def write_classes_table(rows, out_dir: str):
 
 def write_rejected_table(rows, out_dir: str):
     return write_single_table(rows, out_dir, "rejected.parquet", REJECTED_SCHEMA, "WriteRejected")
+
+
+def write_clusters_table(rows, out_dir: str):
+    return write_single_table(rows, out_dir, "clusters.parquet", clusters_schema(), "WriteClusters")
 
 
 def write_skew_table(rows, out_dir: str):

@@ -23,7 +23,7 @@ def write(tmp_path, text, name="c.yaml"):
 def test_dataclass_defaults():
     cfg = Config()
     assert cfg.model == ModelConfig()
-    assert cfg.model.input_size == (64, 64)
+    assert cfg.model.input_size is None          # the model's own size (transforms/attribution/models.py)
     assert cfg.model.input_range == (0.0, 1.0)
     assert cfg.model.output == "logits"
     assert cfg.attribution.steps == "auto"
@@ -56,7 +56,6 @@ def test_embedded_local_yaml_loads_and_matches_the_schema_defaults():
     assert cfg.output == OutputConfig()
     assert cfg.analysis == AnalysisConfig()
     # validated values come back normalised: pairs as tuples, floats as floats
-    assert isinstance(cfg.model.input_size, tuple) and cfg.model.input_size == (64, 64)
     assert cfg.model.input_range == (0.0, 1.0) and all(isinstance(x, float) for x in cfg.model.input_range)
 
 
@@ -416,3 +415,45 @@ def test_options_are_frozen_and_hashable():
     assert resolve_cmap(both.cmap, both.polarity) == "pink_green"
     with pytest.raises(Exception):
         options.polarity = "both"
+
+
+# -- errors name the place -------------------------------------------------------------------------------
+@pytest.mark.parametrize("text, where", [
+    ("input: [unclosed\nmodel: x\n", "line 2, column 6"),
+    ("input:\n\tpattern: a\n", "line 2, column 1"),
+    ("input:\n  pattern: 'a\n", "line 3"),
+])
+def test_yaml_errors_give_the_line_and_column(tmp_path, text, where):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert where in str(err.value) and str(path) in str(err.value)
+
+
+@pytest.mark.parametrize("text, named", [
+    ("input:\n  pattern: a/*.png\n  pattern: b/*.png\n", "duplicate key 'pattern' at line 3 (first at line 2)"),
+    ("input:\n  pattern: a/*.png\nmodel: {}\nmodel:\n  path: m.keras\n", "duplicate key 'model' at line 4"),
+])
+def test_duplicate_keys_are_errors_naming_the_key(tmp_path, text, named):
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert named in str(err.value)
+
+
+def test_bad_values_and_unknown_keys_name_their_line(tmp_path):
+    path = write(tmp_path, "input:\n  pattern: a/*.png\nattribution:\n  method: integrated_gradients\n  steps: -3\n")
+    with pytest.raises(ConfigError, match=r"'attribution.steps' \(config file '.*', line 5\): -3"):
+        load_config(path)
+    path = write(tmp_path, "input:\n  pattern: a/*.png\nattribution:\n  stpes: 3\n")
+    with pytest.raises(ConfigError, match=r"'attribution.stpes' \(config file '.*', line 4\) \(did you mean "
+                                          r"'attribution.steps'\?\)"):
+        load_config(path)
+    with pytest.raises(ConfigError, match=r"'attribution.steps' \(--set attribution.steps=0\)"):
+        load_config(None, [PATTERN, "attribution.steps=0"])
+
+
+def test_a_missing_config_file_shows_the_absolute_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=f"'{tmp_path}/nope.yaml' not found"):
+        load_config("nope.yaml")

@@ -171,4 +171,25 @@ def test_manifest_boxes_reach_rows_classes_and_skew(tiny_assets, tmp_path):
     assert classes["cat"]["mean_in_box"] < classes["ant"]["mean_in_box"]
     skew = [r for r in pq.read_table(out / "skew.parquet").to_pylist() if r["metric"] == "in_box"]
     assert {r["class_name"] for r in skew if r["group_by"] == "label"} == {"ant", "bee", "cat"}
-    assert next(r for r in skew if r["class_name"] == "cat" and r["group_by"] == "label")["flagged"]
+    cat = next(r for r in skew if r["class_name"] == "cat" and r["group_by"] == "label")
+    # a candidate, tested on the background around its boxes; images carry their boxes for that test
+    assert cat["candidate"] and cat["region"] == "the background around the object box"
+    assert cat["sample"] == 4 and cat["evidence"] and cat["needed"] is not None
+    assert not cat["flagged"]       # the tiny model is untrained: it has no shortcut to find
+    assert all(r["bbox"] is not None and len(r["bbox"]) == 4 for r in images)
+
+
+@pytest.mark.slow
+def test_a_local_run_loads_traces_and_warms_the_model_once(tiny_assets, tmp_path, monkeypatch):
+    """The launcher's check and the in-process worker share one load (transforms/attribution/models.py),
+    and the worker's Explainer traces and warms up once."""
+    from igaudit.transforms.attribution import explainer, models
+    monkeypatch.setattr(models, "_LOADED", {})
+    loads, warm_ups = [], []
+    real_load, real_warm_up = models._load, explainer.Explainer.warm_up
+    monkeypatch.setattr(models, "_load", lambda spec: loads.append(spec) or real_load(spec))
+    monkeypatch.setattr(explainer.Explainer, "warm_up", lambda self: warm_ups.append(self) or real_warm_up(self))
+    summary = run_job(from_dict(tiny_config(tiny_assets, tmp_path / "out", attribution={"batch_size": 2})))
+    assert summary.attributed == 12
+    assert len(loads) == 1 and len(warm_ups) == 1
+    assert warm_ups[0].engine.trace_counts == {"forward": 1, "gradients": 1}

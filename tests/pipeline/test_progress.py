@@ -41,9 +41,11 @@ def test_local_run_prints_progress_lines_without_library_noise(cli_run):
 def test_local_run_ends_with_a_summary(cli_run):
     out = cli_run["done"].stdout
     assert re.search(r"^igaudit: 15 images matched, 3 classes; writing to ", out, flags=re.M), out
-    match = re.search(r"^igaudit: attributed 12 of 15 images \(3 rejected\) in (\d+\.\d) s; (\d+\.\d) images/s$",
-                      out, flags=re.M)
+    match = re.search(r"^igaudit: attributed 12 of 15 images \(3 rejected\) in (\d+\.\d) s; (\d+\.\d) images/s; "
+                      r"accuracy (\d\.\d\d)$", out, flags=re.M)
     assert match and float(match.group(2)) > 0, out
+    assert float(match.group(3)) == pytest.approx(json.loads((cli_run["out"] / "run.json").read_text())["accuracy"],
+                                                  abs=0.005)
     assert re.search(r"^igaudit: (nothing flagged|flagged: .+)$", out, flags=re.M), out
     assert f"igaudit: report: {cli_run['out'] / 'report.html'}" in out
 
@@ -64,3 +66,33 @@ def test_run_json_carries_the_metrics_queried_from_the_result(cli_run):
     assert run["timings"]["attribution_seconds"] <= run["timings"]["pipeline_seconds"]
     assert run["timings"]["attribution_images_per_second"] == pytest.approx(
         12 / run["timings"]["attribution_seconds"], rel=1e-3)
+
+
+@pytest.mark.slow
+def test_on_a_terminal_a_local_run_draws_one_live_progress_bar(tiny_assets, tmp_path):
+    """stderr on a pseudo-terminal: the rich bar (images of matched, rate, rejected, ETA) instead of the
+    periodic lines, and the summary after it."""
+    import pty
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(tiny_assets, tmp_path / "out", attribution={"steps": 64})))
+    leader, follower = pty.openpty()
+    env = dict(os.environ, **{PROGRESS_ENV: "0", "TERM": "xterm", "COLUMNS": "160"})
+    proc = subprocess.Popen([sys.executable, "-m", "igaudit.pipeline.cli", "run", "--config", str(config)], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=follower, text=True)
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:          # the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    stdout = proc.communicate(timeout=300)[0]
+    os.close(leader)
+    terminal = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", b"".join(chunks).decode("utf-8", "replace"))
+    assert proc.returncode == 0, terminal
+    assert re.search(r"attributing .*\d+ of 15 images · \d+\.\d/s · \d+ rejected · ETA", terminal), terminal
+    assert "igaudit progress:" not in terminal           # no periodic lines under the bar
+    assert "igaudit: attributed 12 of 15 images" in stdout

@@ -27,7 +27,8 @@ def _mixed_manifest(tmp_path: Path, tiny_assets) -> tuple[Path, int]:
     rows = [{"uri": str(p), "label": p.parent.name} for p in sorted(tiny_assets["data"].glob("*/*"))]
     fixture_files = sorted(p for p in FIXTURES.iterdir() if p.is_file())
     rows += [{"uri": str(p), "label": CLASSES[i % len(CLASSES)]} for i, p in enumerate(fixture_files)]
-    rows.append({"uri": str(tmp_path / "vanished.png"), "label": "ant"})   # listed but not there
+    # listed but not there (in a folder of its own: output.dir may not lie in a folder holding an input)
+    rows.append({"uri": str(tmp_path / "gone" / "vanished.png"), "label": "ant"})
     manifest = tmp_path / "manifest.csv"
     with manifest.open("w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["uri", "label"])

@@ -51,7 +51,8 @@ def test_worker_code_options_adds_the_setup_file_only_when_needed():
     for given in (["--setup_file=/x/setup.py"], ["--extra_package=/x/igaudit.tar.gz"],
                   ["--extra_packages=/x/igaudit.tar.gz"], ["--sdk_container_image=img:1"],
                   ["--environment_type=DOCKER", "--environment_config=img:1"], ["--environment_config=img:1"],
-                  ["--environment_type=DOCKER", "--environment_option=docker_container_image=img:1"]):
+                  ["--environment_type=DOCKER", "--environment_option=docker_container_image=img:1"],
+                  ["--environment_type=EXTERNAL", "--environment_config=localhost:50000"]):   # a worker pool
         assert worker_code_options(options_of("--runner=PortableRunner", *given)) == [], given
     assert worker_code_options(options_of("--runner=DataflowRunner", "--sdk_container_image=img:1")) == []
     # an installed (non-checkout) igaudit has no setup.py to ship
@@ -76,8 +77,8 @@ def test_shipped_dataflow_config_options():
     for key in ("project", "region", "temp_location", "staging_location", "machine_type", "sdk_container_image"):
         assert sent[key], key
     assert sent["temp_location"].startswith("gs://") and sent["staging_location"].startswith("gs://")
-    accelerator = [o for o in sent["dataflow_service_options"] if o.startswith("worker_accelerator=")]
-    assert accelerator == ["worker_accelerator=type:nvidia-tesla-t4;count:1;install-nvidia-driver"]
+    accelerator = [o for o in sent["resource_hints"] if o.startswith("accelerator=")]    # a Beam resource hint
+    assert accelerator == ["accelerator=type:nvidia-tesla-t4;count:1;install-nvidia-driver"]
     assert sent["machine_type"].startswith("n1-")          # T4s attach to N1 machines
     assert sent["setup_file"] is None and not sent["extra_packages"]   # the container has the code
     assert sent["sdk_location"] == "container"              # and Beam too: nothing to stage

@@ -5,21 +5,23 @@ import pytest
 from igaudit.pipeline.config import AnalysisConfig, OutputConfig, RenderConfig
 from igaudit.transforms import write
 from igaudit.transforms.records import AttributionResult
-from igaudit.transforms.write import _WriteArtifactsFn, write_file_atomically
+from igaudit.transforms.write import LEDGER_FOLDER, _WriteArtifactsFn, read_ledger, write_file_atomically
+
+
+def _result(i, shape=(8, 8, 3)):
+    rng = np.random.default_rng(i)
+    return AttributionResult(uri=f"u{i}", label="a", image_id=f"id{i}",
+                             pixels=rng.uniform(size=shape).astype(np.float32),
+                             attribution=rng.normal(size=shape).astype(np.float32), label_index=0,
+                             predicted=0, confidence=0.9, target=0, score_input=0.9, score_baseline=0.1,
+                             completeness_gap=0.0, steps=8, rule="trapezoid")
 
 
 def test_background_file_writes_finish_before_the_bundle_and_failures_surface(tmp_path, monkeypatch):
     """WriteArtifacts writes on a background thread: every file exists once finish_bundle
     returns, and a failed write fails the bundle instead of vanishing."""
     monkeypatch.setattr(write, "MAX_PENDING_WRITES", 2)
-
-    def result(i):
-        rng = np.random.default_rng(i)
-        return AttributionResult(uri=f"u{i}", label="a", image_id=f"id{i}",
-                                 pixels=rng.uniform(size=(8, 8, 3)).astype(np.float32),
-                                 attribution=rng.normal(size=(8, 8, 3)).astype(np.float32), label_index=0,
-                                 predicted=0, confidence=0.9, target=0, score_input=0.9, score_baseline=0.1,
-                                 completeness_gap=0.0, steps=8, rule="trapezoid")
+    monkeypatch.setattr(write, "LEDGER_GROUP", 1)
 
     def run(out_dir):
         fn = _WriteArtifactsFn(str(out_dir), ["a"], OutputConfig(masks=True, overlays=True, raw=True),
@@ -29,8 +31,8 @@ def test_background_file_writes_finish_before_the_bundle_and_failures_surface(tm
         rows = []
         try:
             for i in range(5):
-                rows += list(fn.process(result(i)))
-                assert len(fn._pending) <= 2      # bounded: the oldest write is awaited
+                rows += list(fn.process(_result(i)))
+                assert sum(n for _, n in fn._pending) <= 2      # bounded: the oldest write is awaited
             fn.finish_bundle()
         finally:
             fn.teardown()
@@ -54,3 +56,28 @@ def test_local_files_are_written_atomically_into_new_folders_and_replace_old_one
     write_file_atomically(str(target), b"second")          # a retried bundle rewrites its files
     assert target.read_bytes() == b"second"
     assert [p.name for p in target.parent.iterdir()] == ["a.png"]   # no temporary left behind
+
+
+def test_every_written_file_is_listed_in_a_ledger_before_it_is_written(tmp_path, monkeypatch):
+    """The ledger (what a rerun may delete) lists each per-image file, and is on disk before the file."""
+    monkeypatch.setattr(write, "LEDGER_GROUP", 3)
+    order = []
+    real = write.write_file_atomically
+    monkeypatch.setattr(write, "write_file_atomically", lambda path, data: (order.append(path), real(path, data)))
+    out = tmp_path / "out"
+    fn = _WriteArtifactsFn(str(out), ["a"], OutputConfig(masks=True, overlays=True, raw=False),
+                           AnalysisConfig(grid=4, border=0.1), RenderConfig(), per_target_files=False)
+    fn.setup()
+    fn.start_bundle()
+    for i in range(7):                          # 3 + 3 + 1: the last group is written at finish_bundle
+        list(fn.process(_result(i)))
+    fn.finish_bundle()
+    fn.teardown()
+    ledgers = sorted((out / LEDGER_FOLDER).glob("*.txt"))
+    assert len(ledgers) == 3
+    listed = [p for ledger in ledgers for p in read_ledger(ledger.read_bytes())]
+    written = sorted(str(p.relative_to(out)) for folder in ("masks", "overlays") for p in (out / folder).iterdir())
+    assert sorted(listed) == written and len(written) == 14
+    for ledger in ledgers:                      # each ledger precedes the files it lists
+        at = order.index(str(ledger))
+        assert all(order.index(str(out / p)) > at for p in read_ledger(ledger.read_bytes()))

@@ -59,6 +59,68 @@ def excess_region(class_grid, dataset_grid) -> Optional[tuple[int, int, int, int
     return best
 
 
+# A cell belongs to the tested region when its excess is at least this share of the largest excess.
+STRONG_EXCESS = 0.5
+# A block at most this many cells deep on an image edge stretches along it (`_along_edge`) when the rest
+# of that edge band has, on average, at least EDGE_EXCESS of the largest cell excess (a stripe's whole
+# length: ~0.12 on the benchmark; a corner patch's edge: ~0).
+EDGE_DEPTH = 2
+EDGE_EXCESS = 0.08
+
+
+def strong_region(class_grid, dataset_grid) -> Optional[tuple[int, int, int, int]]:
+    """Where an intervention should edit: the bounding block (r0, r1, c0, c1) of `excess_region` and of the
+    cells, connected (8-neighbours) to the cell of largest excess, whose excess is at least STRONG_EXCESS
+    of it; a thin block on an image edge stretched along it (`_along_edge`). It follows an artifact
+    along its whole length (a stripe across the bottom) and stays small for a compact one (a corner
+    patch). None when no cell has excess."""
+    c, d = _square(class_grid), _square(dataset_grid)
+    if c.shape != d.shape:
+        raise ValueError(f"grids differ in shape: {c.shape} vs {d.shape}")
+    diff = c / c.sum() - d / d.sum()
+    peak = float(diff.max())
+    if not peak > 1e-12:
+        return None
+    strong = diff >= STRONG_EXCESS * peak
+    seen = np.zeros_like(strong)
+    stack = [np.unravel_index(int(np.argmax(diff)), diff.shape)]
+    seen[stack[0]] = True
+    while stack:
+        r, col = stack.pop()
+        for dr in (-1, 0, 1):
+            for dc in (-1, 0, 1):
+                rr, cc = r + dr, col + dc
+                if 0 <= rr < diff.shape[0] and 0 <= cc < diff.shape[1] and strong[rr, cc] and not seen[rr, cc]:
+                    seen[rr, cc] = True
+                    stack.append((rr, cc))
+    rows, cols = np.nonzero(seen)
+    r0, r1, c0, c1 = int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
+    block = excess_region(c, d)     # the block of most excess mass, which a lone peak cell may not cover
+    if block is not None:
+        r0, r1, c0, c1 = min(r0, block[0]), max(r1, block[1]), min(c0, block[2]), max(c1, block[3])
+    return _along_edge((r0, r1, c0, c1), diff)
+
+
+def _along_edge(block: tuple, diff: np.ndarray) -> tuple:
+    """A block lying on an image edge (at most EDGE_DEPTH cells deep) stretched along that whole edge when
+    the rest of the edge band still has excess (EDGE_EXCESS): a stripe or frame the model reads all along,
+    not where its attribution happens to peak, so removing only the peak would leave it in place."""
+    r0, r1, c0, c1 = block
+    rows, cols = diff.shape
+    options = []
+    if r1 - r0 <= EDGE_DEPTH and (r0 == 0 or r1 == rows):
+        options.append((r0, r1, 0, cols))
+    if c1 - c0 <= EDGE_DEPTH and (c0 == 0 or c1 == cols):
+        options.append((0, rows, c0, c1))
+    for o0, o1, p0, p1 in options:
+        band = np.zeros_like(diff, bool)
+        band[o0:o1, p0:p1] = True
+        band[r0:r1, c0:c1] = False
+        if band.any() and float(diff[band].mean()) >= EDGE_EXCESS * float(diff.max()):
+            return (o0, o1, p0, p1)
+    return block
+
+
 def _running_argmin(a: np.ndarray) -> np.ndarray:
     # index of the (last) minimum of a[:i+1], for each i; last so the span is shortest
     out = np.empty(a.size, np.int64)

@@ -4,7 +4,11 @@ Plain numpy on classes.parquet row dicts (see `transforms/aggregate.py`); no Bea
 no TensorFlow. `skew_rows` turns the class rows of one run (and optionally those
 of a reference run) into skew.parquet rows (`records.skew_schema()`).
 
-Every row carries a `score` defined so that `flagged == (score >= 1)`:
+Every row carries a `score` defined so that `candidate == (score >= 1)`. A candidate of a
+metric in TESTED (where attribution sits: grid_js, border_z, in_box, channel_shift, and
+cluster_excess from `cluster_rows`) is only a proposal: `flagged` stays False here and the
+interventions decide it (`verdict_rows`). The reference-run metrics are drift alerts, facts
+about change that no intervention can confirm: their candidates are flagged as they are.
 
 * "more is worse" metrics: score = value / threshold (for signed shifts,
   |value| / threshold);
@@ -23,6 +27,12 @@ Metrics against the dataset (computed for both `group_by` groups, 'label' and
                  less border mass just means a more central object).
 * `in_box`       class mean share of attribution inside the object box; only
                  for rows that carry `mean_in_box` (manifest with boxes).
+* `channel_shift` the largest excess of a channel's share of the class's |IG| over
+                 the group's (count-weighted) share of that channel: attribution
+                 sitting in one colour channel (a colour cast).
+
+Candidates of region metrics carry `region_cells` (the grid block with the most excess
+mass, `regions.excess_region`) and `region` (its name), where the intervention edits.
 
 Metrics against a reference run (when `reference` is given; rows matched on
 (group_by, class_name)):
@@ -60,7 +70,8 @@ from typing import Iterable, Mapping, Optional
 import numpy as np
 
 from igaudit.transforms.analysis.distances import aligned, counts_of, distribution, js_divergence, linf_distance, robust_z
-from igaudit.transforms.analysis.regions import describe_region, percent, plural
+from igaudit.transforms.analysis.regions import describe_region, percent, plural, region_name, strong_region
+from igaudit.transforms.records import skew_schema
 
 # `in_box` scores are threshold / value; a value of 0 would give an infinite
 # score, so the value is taken as at least this (caps the score at threshold/1e-3).
@@ -96,9 +107,21 @@ DEFAULT_THRESHOLDS: dict = {
     # ~0.05 bits is what 10% of a label's images moving from the (only) predicted
     # class to a new one gives; a softer, whole-distribution companion of the L-inf.
     "ref_predicted_js": 0.05,
+    # Share of a class's |IG| in one channel above the dataset's share of that channel. IG channel
+    # shares of natural and synthetic classes stay within ~0.03 of each other; a colour cast
+    # planted on one class moved its shares by 0.1-0.2 (benchmarks/skew.py).
+    "channel_shift": 0.06,
+    # Share of a cluster's attribution where neither its class's other clusters nor the dataset look as
+    # much (cluster_rows). Clusters of clean classes (objects in other places, other writing styles)
+    # stayed under ~0.1 on the benchmark; a tag in a corner gave 0.2-0.4. Only a candidate.
+    "cluster_excess": 0.15,
 }
 
-DATASET_METRICS = ("grid_js", "border_z", "in_box")
+DATASET_METRICS = ("grid_js", "border_z", "in_box", "channel_shift", "cluster_excess")
+# metric -> the intervention that decides its candidates (evidence.measure's kinds)
+TESTED = {"grid_js": "region", "border_z": "region", "cluster_excess": "region", "in_box": "outside_box",
+          "channel_shift": "channel"}
+CHANNEL_NAMES = ("red", "green", "blue")
 REFERENCE_METRICS = ("ref_grid_js", "ref_border_shift", "ref_accuracy_drop", "ref_confidence_shift",
                      "ref_predicted_linf", "ref_predicted_js", "class_presence")
 
@@ -131,22 +154,55 @@ def _grid_of(row: dict) -> tuple[Optional[np.ndarray], int, Optional[str]]:
         return None, size, f"mean grid unusable ({e})"
 
 
-def _subject(group_by: str, name) -> str:
+def subject_of(group_by: str, name) -> str:
     return f"images predicted '{name}'" if group_by == "predicted" else f"class '{name}'"
 
 
-def _row(group_by, name, metric, value, reference, score, threshold, detail) -> dict:
+def skew_row(group_by, name, metric, value, reference, score, threshold, detail, **extra) -> dict:
+    """A skew row with every column of `records.skew_schema()` (intervention columns empty)."""
     score = float(score)
-    return {"group_by": group_by, "class_name": name, "metric": metric,
-            "value": None if value is None else float(value),
-            "reference": None if reference is None else float(reference),
-            "score": score, "threshold": float(threshold), "flagged": bool(score >= 1.0),
-            "detail": detail}
+    row = dict.fromkeys(skew_schema().names)
+    candidate = bool(score >= 1.0)
+    row.update(group_by=group_by, class_name=name, metric=metric,
+               value=None if value is None else float(value),
+               reference=None if reference is None else float(reference),
+               score=score, threshold=float(threshold), candidate=candidate,
+               flagged=candidate and metric not in TESTED, detail=detail, **extra)
+    return row
+
+
+def group_grid(rows: list[dict]) -> tuple[Optional[np.ndarray], int]:
+    """(the group's count-weighted mean grid, its size): the grid of the size most images have, over the
+    class rows with a usable grid of that size; None when fewer than 2 such classes."""
+    grids = [_grid_of(r) for r in rows]
+    sizes = Counter()
+    for r, (g, size, _) in zip(rows, grids):
+        if g is not None:
+            sizes[size] += max(int(r.get("count") or 0), 0) or 1
+    if not sizes:
+        return None, 0
+    main_size = sorted(sizes.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
+    usable = [(r, g) for r, (g, size, _) in zip(rows, grids) if g is not None and size == main_size]
+    if len(usable) < 2:
+        return None, main_size
+    weights = np.array([max(float(r.get("count") or 0), 0.0) for r, _ in usable])
+    if weights.sum() <= 0:
+        weights = np.ones(len(usable))
+    return np.average(np.stack([g for _, g in usable]), axis=0, weights=weights), main_size
+
+
+def region_fields(grid: np.ndarray, contrast: np.ndarray, size: int) -> dict:
+    """{'region_cells', 'region'}: the block an intervention edits, where `grid` exceeds `contrast` most
+    (`regions.strong_region`; empty when nowhere)."""
+    block = strong_region(grid.reshape(size, size), contrast.reshape(size, size))
+    if block is None:
+        return {}
+    return {"region_cells": list(block), "region": region_name(*block, size, size)}
 
 
 def _skipped(group_by, name, metric, threshold, why) -> dict:
-    return _row(group_by, name, metric, None, None, 0.0, threshold,
-                f"{_subject(group_by, name)}: not compared: {why}")
+    return skew_row(group_by, name, metric, None, None, 0.0, threshold,
+                f"{subject_of(group_by, name)}: not compared: {why}")
 
 
 def resolve_thresholds(thresholds: Optional[Mapping] = None) -> dict:
@@ -168,21 +224,9 @@ def resolve_thresholds(thresholds: Optional[Mapping] = None) -> dict:
 def _dataset_rows(group_by: str, rows: list[dict], t: dict) -> list[dict]:
     out = []
     grids = {id(r): _grid_of(r) for r in rows}
-    # The group's grid size: the one most images have (a run normally has one).
-    sizes = Counter()
-    for r in rows:
-        g, size, _ = grids[id(r)]
-        if g is not None:
-            sizes[size] += max(int(r.get("count") or 0), 0) or 1
-    usable = []
-    if sizes:
-        main_size = sorted(sizes.items(), key=lambda kv: (-kv[1], kv[0]))[0][0]
-        usable = [r for r in rows if grids[id(r)][0] is not None and grids[id(r)][1] == main_size]
-    if len(usable) >= 2:
-        weights = np.array([max(float(r.get("count") or 0), 0.0) for r in usable])
-        if weights.sum() <= 0:
-            weights = np.ones(len(usable))
-        dataset = np.average(np.stack([grids[id(r)][0] for r in usable]), axis=0, weights=weights)
+    dataset, main_size = group_grid(rows)
+    regions = {}
+    if dataset is not None:
         for r in rows:
             name = r["class_name"]
             g, size, why = grids[id(r)]
@@ -195,8 +239,9 @@ def _dataset_rows(group_by: str, rows: list[dict], t: dict) -> list[dict]:
                 continue
             js = js_divergence(g, dataset)
             where = describe_region(g.reshape(size, size), dataset.reshape(size, size))
-            out.append(_row(group_by, name, "grid_js", js, None, js / t["grid_js"], t["grid_js"],
-                            f"{_subject(group_by, name)}: {where} (JS {js:.3f} bits)"))
+            regions[name] = region_fields(g, dataset, size)
+            out.append(skew_row(group_by, name, "grid_js", js, None, js / t["grid_js"], t["grid_js"],
+                            f"{subject_of(group_by, name)}: {where} (JS {js:.3f} bits)", **regions[name]))
 
     borders = [(r["class_name"], _finite(r.get("mean_border_mass"))) for r in rows]
     borders = [(n, b) for n, b in borders if b is not None]
@@ -205,9 +250,9 @@ def _dataset_rows(group_by: str, rows: list[dict], t: dict) -> list[dict]:
             others = [o for j, (_, o) in enumerate(borders) if j != i]
             z = robust_z(b, others)
             median = float(np.median(others))
-            out.append(_row(group_by, name, "border_z", z, None, z / t["border_z"], t["border_z"],
-                            f"{_subject(group_by, name)}: mean border mass {b:.2f} vs median {median:.2f} "
-                            f"across {len(others)} other classes (robust z {z:.1f})"))
+            out.append(skew_row(group_by, name, "border_z", z, None, z / t["border_z"], t["border_z"],
+                            f"{subject_of(group_by, name)}: mean border mass {b:.2f} vs median {median:.2f} "
+                            f"across {len(others)} other classes (robust z {z:.1f})", **regions.get(name, {})))
 
     for r in rows:
         in_box = _finite(r.get("mean_in_box"))
@@ -215,15 +260,37 @@ def _dataset_rows(group_by: str, rows: list[dict], t: dict) -> list[dict]:
             continue
         name = r["class_name"]
         score = t["in_box"] / max(in_box, _IN_BOX_EPS)
-        out.append(_row(group_by, name, "in_box", in_box, None, score, t["in_box"],
-                        f"{_subject(group_by, name)}: {percent(in_box)} of attribution inside the object box "
-                        f"(flagged below {percent(t['in_box'])})"))
+        out.append(skew_row(group_by, name, "in_box", in_box, None, score, t["in_box"],
+                        f"{subject_of(group_by, name)}: {percent(in_box)} of attribution inside the object box "
+                        f"(a candidate below {percent(t['in_box'])})", region="the background around the object box"))
+    out.extend(_channel_rows(group_by, rows, t))
+    return out
+
+
+def _channel_rows(group_by: str, rows: list[dict], t: dict) -> list[dict]:
+    shares = [(r, np.asarray(r.get("mean_channel_shares") or [], np.float64)) for r in rows]
+    shares = [(r, s) for r, s in shares if s.size == 3 and np.all(np.isfinite(s))]
+    if len(shares) < 2:
+        return []
+    weights = np.array([max(float(r.get("count") or 0), 0.0) for r, _ in shares]) + 1e-12
+    dataset = np.average(np.stack([s for _, s in shares]), axis=0, weights=weights)
+    out = []
+    for r, s in shares:
+        excess = s - dataset
+        ch = int(np.argmax(excess))
+        value = float(excess[ch])
+        name = r["class_name"]
+        out.append(skew_row(group_by, name, "channel_shift", value, float(dataset[ch]), value / t["channel_shift"],
+                        t["channel_shift"],
+                        f"{subject_of(group_by, name)}: {percent(s[ch])} of attribution in the {CHANNEL_NAMES[ch]} "
+                        f"channel vs {percent(dataset[ch])} across the dataset",
+                        channel=ch, region=f"the {CHANNEL_NAMES[ch]} channel"))
     return out
 
 
 def _reference_rows(group_by: str, name, cur: dict, ref: dict, t: dict) -> list[dict]:
     out = []
-    subject = _subject(group_by, name)
+    subject = subject_of(group_by, name)
 
     g, size, why = _grid_of(cur)
     rg, rsize, rwhy = _grid_of(ref)
@@ -236,13 +303,13 @@ def _reference_rows(group_by: str, name, cur: dict, ref: dict, t: dict) -> list[
     else:
         js = js_divergence(g, rg)
         where = describe_region(g.reshape(size, size), rg.reshape(size, size), against="in the reference run")
-        out.append(_row(group_by, name, "ref_grid_js", js, None, js / t["ref_grid_js"], t["ref_grid_js"],
+        out.append(skew_row(group_by, name, "ref_grid_js", js, None, js / t["ref_grid_js"], t["ref_grid_js"],
                         f"{subject}: {where} (JS {js:.3f} bits)"))
 
     b, rb = _finite(cur.get("mean_border_mass")), _finite(ref.get("mean_border_mass"))
     if b is not None and rb is not None:
         shift = b - rb
-        out.append(_row(group_by, name, "ref_border_shift", shift, rb, abs(shift) / t["ref_border_shift"],
+        out.append(skew_row(group_by, name, "ref_border_shift", shift, rb, abs(shift) / t["ref_border_shift"],
                         t["ref_border_shift"],
                         f"{subject}: mean border mass {b:.2f} vs {rb:.2f} in the reference run ({shift:+.2f})"))
 
@@ -250,7 +317,7 @@ def _reference_rows(group_by: str, name, cur: dict, ref: dict, t: dict) -> list[
         a, ra = _finite(cur.get("accuracy")), _finite(ref.get("accuracy"))
         if a is not None and ra is not None:
             drop = ra - a
-            out.append(_row(group_by, name, "ref_accuracy_drop", drop, ra, drop / t["ref_accuracy_drop"],
+            out.append(skew_row(group_by, name, "ref_accuracy_drop", drop, ra, drop / t["ref_accuracy_drop"],
                             t["ref_accuracy_drop"],
                             f"{subject}: accuracy {percent(a)} vs {percent(ra)} in the reference run "
                             f"({-100 * drop:+.0f} points)"))
@@ -258,7 +325,7 @@ def _reference_rows(group_by: str, name, cur: dict, ref: dict, t: dict) -> list[
     c, rc = _finite(cur.get("mean_confidence")), _finite(ref.get("mean_confidence"))
     if c is not None and rc is not None:
         shift = c - rc
-        out.append(_row(group_by, name, "ref_confidence_shift", shift, rc,
+        out.append(skew_row(group_by, name, "ref_confidence_shift", shift, rc,
                         abs(shift) / t["ref_confidence_shift"], t["ref_confidence_shift"],
                         f"{subject}: mean confidence {c:.2f} vs {rc:.2f} in the reference run ({shift:+.2f})"))
 
@@ -269,10 +336,10 @@ def _reference_rows(group_by: str, name, cur: dict, ref: dict, t: dict) -> list[
             sa, sb = pa_ / pa_.sum(), pb_ / pb_.sum()
             change = _prediction_change(keys, sa, sb)
             linf = linf_distance(p, rp)
-            out.append(_row(group_by, name, "ref_predicted_linf", linf, None, linf / t["ref_predicted_linf"],
+            out.append(skew_row(group_by, name, "ref_predicted_linf", linf, None, linf / t["ref_predicted_linf"],
                             t["ref_predicted_linf"], f"{subject}: {change}"))
             js = js_divergence(pa_, pb_)
-            out.append(_row(group_by, name, "ref_predicted_js", js, None, js / t["ref_predicted_js"],
+            out.append(skew_row(group_by, name, "ref_predicted_js", js, None, js / t["ref_predicted_js"],
                             t["ref_predicted_js"],
                             f"{subject}: predicted-class distribution {js:.3f} bits from the reference run; "
                             f"{change}"))
@@ -299,16 +366,18 @@ def _prediction_change(keys: list, now: np.ndarray, then: np.ndarray) -> str:
 def _presence_row(group_by: str, name, cur: Optional[dict], ref: Optional[dict]) -> dict:
     n = int((cur or {}).get("count") or 0)
     rn = int((ref or {}).get("count") or 0)
-    subject = _subject(group_by, name)
+    subject = subject_of(group_by, name)
     if cur is not None:
         detail = f"{subject}: {plural(n, 'image')} in this run, none in the reference run; not compared"
     else:
         detail = f"{subject}: none in this run, {plural(rn, 'image')} in the reference run; not compared"
-    return _row(group_by, name, "class_presence", n, rn, 1.0, 1.0, detail)
+    return skew_row(group_by, name, "class_presence", n, rn, 1.0, 1.0, detail)
 
 
 def _sort_key(row: dict):
-    return (str(row["group_by"] or ""), str(row["class_name"] or ""), row["metric"])
+    cluster = row.get("cluster")
+    return (str(row["group_by"] or ""), str(row["class_name"] or ""), -1 if cluster is None else cluster,
+            row["metric"])
 
 
 def skew_rows(classes: list[dict], reference: Optional[list[dict]] = None,

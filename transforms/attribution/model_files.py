@@ -1,11 +1,12 @@
 """Where a model is: its format, told from the path, and local copies of models on a Beam filesystem.
 
 Keras reads local files only and TensorFlow reads only the filesystems it has plugins for, so
-a model on gs:// or s3:// is copied to local disk through Beam's FileSystems first: any
-filesystem the pipeline can read works.
+a model on gs:// or s3:// is copied to local disk through Beam's FileSystems first (once per
+machine: `local_copy` keeps a cache): any filesystem the pipeline can read works.
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import tempfile
@@ -34,9 +35,12 @@ def local_path(path: str) -> str:
 
 
 def exists(path: str) -> bool:
+    """A file, or a folder: on an object store a folder is only a prefix of other objects' names."""
     if is_remote(path):
         from apache_beam.io.filesystems import FileSystems
-        return FileSystems.exists(path)
+        if FileSystems.exists(path):
+            return True
+        return bool(FileSystems.match([path.rstrip("/") + "/**"], limits=[1])[0].metadata_list)
     return os.path.exists(local_path(path))
 
 
@@ -48,9 +52,10 @@ def join(path: str, name: str) -> str:
 
 
 def missing(path: str) -> ModelError:
+    shown = path if is_remote(path) else os.path.abspath(local_path(path))
     return ModelError(
-        f"model.path {path!r} does not exist: build it with `igaudit demo` "
-        f"or point model.path at {WHAT_TO_POINT_AT}")
+        f"model.path {shown!r} does not exist (relative paths are relative to the current directory): build "
+        f"it with `igaudit demo` or point model.path at {WHAT_TO_POINT_AT}")
 
 
 def detect_format(path: str) -> str:
@@ -74,34 +79,49 @@ def detect_format(path: str) -> str:
         f"point model.path at {WHAT_TO_POINT_AT} (or set model.format)")
 
 
-# --- copying remote models to local disk ------------------------------------
+# --- local copies of models on buckets ----------------------------------------
 
-def copy_file_local(path: str) -> str:
-    """Copy a file on a Beam filesystem to a local temp file (Keras reads local files only)."""
+CACHE_ENV = "IGAUDIT_MODEL_CACHE"    # where local copies go; default: <temp dir>/igaudit-models
+
+
+def cache_root() -> str:
+    return os.environ.get(CACHE_ENV) or os.path.join(tempfile.gettempdir(), "igaudit-models")
+
+
+def local_copy(path: str) -> str:
+    """A local copy of a model file or folder on a Beam filesystem (Keras and TensorFlow read local files
+    only, or need plugins), cached per machine: the copy is named after the path and the size and time of
+    every file in it, so a worker loads the model from local disk and a changed model is fetched again.
+    Going through Beam's FileSystems means any filesystem the pipeline can read works."""
     from apache_beam.io.filesystems import FileSystems
-    suffix = os.path.splitext(path)[1]
-    fd, local = tempfile.mkstemp(prefix="igaudit-model-", suffix=suffix)
-    with os.fdopen(fd, "wb") as dst, FileSystems.open(path) as src:
-        shutil.copyfileobj(src, dst, length=1 << 20)
-    return local
+    root = path.rstrip("/")
+    files = [m for m in FileSystems.match([root])[0].metadata_list if m.path.rstrip("/") == root]
+    single = bool(files)
+    if not single:
+        files = [m for m in FileSystems.match([root + "/**"])[0].metadata_list if not m.path.endswith("/")]
+    state = "|".join(f"{m.path}:{m.size_in_bytes}:{m.last_updated_in_seconds}" for m in sorted(files, key=str))
+    key = hashlib.sha256(f"{root}|{state}".encode()).hexdigest()[:24]
+    name = os.path.basename(root) if single else "model"
+    target = os.path.join(cache_root(), key, name)
+    if os.path.exists(target):
+        return target
+    staging = tempfile.mkdtemp(prefix=f"{key}.", dir=_made(cache_root()))
+    for meta in files:
+        rel = name if single else meta.path[len(root) + 1:]
+        dest = os.path.join(staging, *rel.split("/"))
+        os.makedirs(os.path.dirname(dest), exist_ok=True)
+        with open(dest, "wb") as dst, FileSystems.open(meta.path) as src:
+            shutil.copyfileobj(src, dst, length=1 << 20)
+    os.makedirs(os.path.dirname(target), exist_ok=True)
+    try:
+        os.replace(os.path.join(staging, name) if single else staging, target)   # atomic: another worker may race
+    except OSError:
+        if not os.path.exists(target):
+            raise
+    shutil.rmtree(staging, ignore_errors=True)
+    return target
 
 
-def copy_tree_local(path: str) -> str:
-    """Copy a directory on a Beam filesystem (e.g. a SavedModel on gs://) to a local temp dir.
-
-    Going through Beam's FileSystems means any filesystem the pipeline can read
-    works, whether or not TensorFlow has a plugin for it.
-    """
-    from apache_beam.io.filesystems import FileSystems
-    root = path.rstrip("/") + "/"
-    local_root = tempfile.mkdtemp(prefix="igaudit-model-")
-    for match in FileSystems.match([root + "**"]):
-        for meta in match.metadata_list:
-            rel = meta.path[len(root):]
-            if not rel or rel.endswith("/"):
-                continue
-            dest = os.path.join(local_root, *rel.split("/"))
-            os.makedirs(os.path.dirname(dest), exist_ok=True)
-            with open(dest, "wb") as dst, FileSystems.open(meta.path) as src:
-                shutil.copyfileobj(src, dst, length=1 << 20)
-    return local_root
+def _made(folder: str) -> str:
+    os.makedirs(folder, exist_ok=True)
+    return folder

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any, Callable, Optional
 import tensorflow as tf
 
 from igaudit.transforms.attribution.model_files import (
-    WHAT_TO_POINT_AT, ModelError, copy_file_local, copy_tree_local, detect_format, exists, is_remote, is_url, local_path,
+    WHAT_TO_POINT_AT, ModelError, detect_format, exists, is_remote, is_url, local_copy, local_path,
     missing)
 
 if TYPE_CHECKING:
@@ -53,21 +53,25 @@ def enable_gpu_memory_growth() -> None:
 
 
 class Classifier:
-    """A loaded model as a function of [0, 1] pixels: (N, H, W, 3) -> (N, K) float32.
+    """A loaded model as a function of [0, 1] pixels: (N, H, W, C) -> (N, K) float32.
 
     `fn` is the raw model entry point taking inputs already in the model's
     input range; the loaded object is kept alive here because a SavedModel's
-    variables are freed with it.
+    variables are freed with it. `declared`: the input shape the model states
+    (Keras inputs, a signature's or `__call__`'s input spec), None when unknown;
+    `input_shape` (H, W, C) comes from it and `model.input_size` (`input_shape_of`).
     """
 
     def __init__(self, spec: ModelConfig, fn: Callable[[tf.Tensor], Any], kind: str,
-                 entry: str, model: Any = None, input_dtype: tf.DType = tf.float32):
+                 entry: str, model: Any = None, input_dtype: tf.DType = tf.float32,
+                 declared: Optional[tf.TensorShape] = None):
         self._spec = spec
         self._fn = fn
         self._kind = kind
         self._entry = entry
         self._model = model
         self._input_dtype = input_dtype
+        self.input_shape = input_shape_of(spec, declared)
         self._num_classes = self._probe()
 
     @property
@@ -104,16 +108,16 @@ class Classifier:
         return tf.cast(self._fn(x), tf.float32)
 
     def _probe(self) -> int:
-        """One forward pass on zeros: checks the input size and the output rank."""
-        h, w = self._spec.input_size
+        """One forward pass on zeros: checks the input shape and the output rank."""
+        h, w, c = self.input_shape
         try:
-            out = self(tf.zeros((1, h, w, 3), tf.float32))
+            out = self(tf.zeros((1, h, w, c), tf.float32))
         except ModelError:
             raise
         except Exception as e:  # noqa: BLE001 - any failure here means "wrong input"
             raise ModelError(
-                f"model {self._spec.path!r} does not accept input of shape (N, {h}, {w}, 3): "
-                f"{_one_line(e)}; set model.input_size to the model's input size") from e
+                f"model {self._spec.path!r} does not accept images of {h} x {w} x {c}: {_one_line(e)}; set "
+                f"model.input_size to the [height, width] the model was trained on") from e
         if out.shape.rank != 2 or out.shape[0] != 1:
             raise ModelError(
                 f"model {self._spec.path!r} returns shape {tuple(out.shape)} for one image; "
@@ -125,12 +129,42 @@ class Classifier:
                 f"entry={self._entry!r}, num_classes={self._num_classes})")
 
 
+# The classifiers this process loaded, newest last: in a local run the launcher's check and the worker (the
+# same process) load the model once. Two are kept (a process running several jobs loads again).
+_LOADED: dict = {}
+_KEEP = 2
+
+
+def _version_of(path: str):
+    """What changes when the model file or folder is replaced (local paths; None for buckets and URLs)."""
+    if is_remote(path) or is_url(path):
+        return None
+    try:
+        stat = os.stat(local_path(path))
+        return stat.st_mtime_ns, stat.st_size
+    except OSError:
+        return None
+
+
 def load_classifier(spec: ModelConfig) -> Classifier:
-    """Load the model `spec` names and wrap it as a `Classifier`.
+    """The model `spec` names as a `Classifier`: loaded once per process (the same config and model file
+    give the same object), so a local run's check and its worker share one load.
 
     Raises ModelError for a missing or unreadable model, one whose input does
     not fit spec.input_size, or one whose output is not (batch, classes).
     """
+    key = (spec, _version_of(spec.path))
+    if key in _LOADED:
+        _LOADED[key] = _LOADED.pop(key)            # most recently used last
+        return _LOADED[key]
+    classifier = _load(spec)
+    _LOADED[key] = classifier
+    while len(_LOADED) > _KEEP:
+        _LOADED.pop(next(iter(_LOADED)))
+    return classifier
+
+
+def _load(spec: ModelConfig) -> Classifier:
     loaders = {"keras": _load_keras, "saved_model": _load_saved_model, "hub": _load_hub}
     fmt = spec.format
     try:
@@ -161,30 +195,25 @@ def _load_keras(spec: ModelConfig) -> Classifier:
             f"igaudit needs KERAS_BACKEND=tensorflow")
     if not exists(spec.path):
         raise missing(spec.path)
-    local = copy_file_local(spec.path) if is_remote(spec.path) else local_path(spec.path)
+    local = local_copy(spec.path) if is_remote(spec.path) else local_path(spec.path)
     if os.path.isdir(local):
         raise ModelError(
             f"model.path {spec.path!r} is a directory, not a .keras file: "
             f"use model.format: saved_model for SavedModel directories")
-    try:
-        # Keras reports a non-zip .keras file as "File not found", which misleads.
-        if local.lower().endswith(".keras") and not zipfile.is_zipfile(local):
-            raise ModelError(
-                f"model.path {spec.path!r} is not a valid .keras file (not a zip archive): "
-                f"re-save the model with model.save('name.keras') or point model.path at "
-                f"{WHAT_TO_POINT_AT}")
-        model = keras.models.load_model(local, compile=False)
-    finally:
-        if local != local_path(spec.path):
-            os.remove(local)
-    _check_input_shape(spec, _keras_input_shape(model))
+    # Keras reports a non-zip .keras file as "File not found", which misleads.
+    if local.lower().endswith(".keras") and not zipfile.is_zipfile(local):
+        raise ModelError(
+            f"model.path {spec.path!r} is not a valid .keras file (not a zip archive): "
+            f"re-save the model with model.save('name.keras') or point model.path at "
+            f"{WHAT_TO_POINT_AT}")
+    model = keras.models.load_model(local, compile=False)
     if spec.precision != "float32":
         model = _mixed_precision_copy(model, spec.precision)
 
     def call(x):
         return _pick_output(model(x, training=False), spec, "model")
 
-    return Classifier(spec, call, "keras", "keras model", model=model)
+    return Classifier(spec, call, "keras", "keras model", model=model, declared=_keras_input_shape(model))
 
 
 def _mixed_precision_copy(model, policy: str):
@@ -241,7 +270,7 @@ def _load_hub(spec: ModelConfig) -> Classifier:
 def _local_dir(spec: ModelConfig) -> str:
     if not exists(spec.path):
         raise missing(spec.path)
-    return copy_tree_local(spec.path) if is_remote(spec.path) else local_path(spec.path)
+    return local_copy(spec.path) if is_remote(spec.path) else local_path(spec.path)
 
 
 def _wrap_trackable(spec: ModelConfig, obj, kind: str, prefer_signature: bool) -> Classifier:
@@ -259,12 +288,11 @@ def _wrap_trackable(spec: ModelConfig, obj, kind: str, prefer_signature: bool) -
         return _wrap_signature(spec, obj, signatures[name], name, kind)
 
     def by_call() -> Classifier:
-        _check_input_shape(spec, _restored_input_shape(obj.__call__))
 
         def call(x):
             return _pick_output(obj(x), spec, "__call__")
 
-        return Classifier(spec, call, kind, "__call__", model=obj)
+        return Classifier(spec, call, kind, "__call__", model=obj, declared=_restored_input_shape(obj.__call__))
 
     if prefer_signature and spec.signature in signatures:
         return by_signature(spec.signature)
@@ -288,7 +316,6 @@ def _wrap_signature(spec: ModelConfig, obj, sig, name: str, kind: str) -> Classi
             f"model.path {spec.path!r}: signature {name!r} takes inputs ({names}); "
             f"igaudit needs a signature with exactly one image input")
     (input_name, input_spec), = kwargs.items()
-    _check_input_shape(spec, input_spec.shape)
     if not input_spec.dtype.is_floating:
         raise ModelError(
             f"model.path {spec.path!r}: signature {name!r} takes {input_spec.dtype.name} input; "
@@ -300,7 +327,7 @@ def _wrap_signature(spec: ModelConfig, obj, sig, name: str, kind: str) -> Classi
         return out[output_key] if output_key is not None else out
 
     entry = f"signature {name!r} ({input_name} -> {output_key or 'tensor'})"
-    return Classifier(spec, call, kind, entry, model=obj, input_dtype=input_spec.dtype)
+    return Classifier(spec, call, kind, entry, model=obj, input_dtype=input_spec.dtype, declared=input_spec.shape)
 
 
 def _signature_output_key(spec: ModelConfig, sig, name: str) -> Optional[str]:
@@ -351,21 +378,37 @@ def _restored_input_shape(fn) -> Optional[tf.TensorShape]:
     return signature[0].shape
 
 
-def _check_input_shape(spec: ModelConfig, shape: Optional[tf.TensorShape]) -> None:
-    """Compare a declared input shape with (N, H, W, 3).
+CHANNELS = (1, 3, 4)    # grayscale, RGB, RGBA: what decoding can give
 
-    Done up front because neither Keras models with global pooling nor
-    signature functions reject a wrong spatial size on their own: they would
-    silently run on images of a size the model was never trained on.
+
+def input_shape_of(spec: ModelConfig, declared: Optional[tf.TensorShape]) -> tuple[int, int, int]:
+    """(H, W, C) the model takes: H and W from the model's declared input shape, else from
+    `model.input_size`; C from the model (1, 3 or 4), else 3.
+
+    Done up front because neither Keras models with global pooling nor signature functions
+    reject a wrong spatial size on their own: they would silently run on images of a size the
+    model was never trained on. Every message says what to change.
     """
-    if shape is None or shape.rank is None:
-        return
-    h, w = spec.input_size
-    if not shape.is_compatible_with([None, h, w, 3]):
-        dims = tuple(None if d is None else int(d) for d in shape.as_list())
-        raise ModelError(
-            f"model {spec.path!r} expects input shape {dims} but model.input_size is "
-            f"({h}, {w}) with 3 channels; set model.input_size to match the model")
+    dims = [None] * 4
+    if declared is not None and declared.rank is not None:
+        if declared.rank != 4:
+            raise ModelError(f"model {spec.path!r} takes inputs of shape {tuple(declared.as_list())}; igaudit "
+                             f"needs a model of images: (batch, height, width, channels)")
+        dims = declared.as_list()
+    _, h, w, c = (None if d is None else int(d) for d in dims)
+    if c is not None and c not in CHANNELS:
+        raise ModelError(f"model {spec.path!r} takes images with {c} channels; igaudit reads images as 1 "
+                         f"(grayscale), 3 (RGB) or 4 (RGBA) channels")
+    given = spec.input_size
+    if given is not None and None not in (h, w) and tuple(given) != (h, w):
+        raise ModelError(f"model {spec.path!r} takes {h} x {w} images but model.input_size is "
+                         f"[{given[0]}, {given[1]}]: remove model.input_size (the model's own size is used) or "
+                         f"set it to [{h}, {w}]")
+    if given is None and None in (h, w):
+        raise ModelError(f"model {spec.path!r} does not state its image size: set model.input_size to the "
+                         f"[height, width] it was trained on, e.g. [224, 224]")
+    size = tuple(given) if given is not None else (h, w)
+    return (int(size[0]), int(size[1]), c if c is not None else 3)
 
 
 def _one_line(e: BaseException, limit: int = 200) -> str:

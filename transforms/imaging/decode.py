@@ -61,7 +61,10 @@ def _bomb_reason(width: int, height: int, max_pixels: int) -> str:
             f"exceeds limit {max_pixels}")
 
 
-def validate(size, resize: str, max_pixels: int) -> tuple[int, int]:
+CHANNELS = (1, 3, 4)
+
+
+def validate(size, resize: str, max_pixels: int, channels: int = 3) -> tuple[int, int]:
     """Configuration errors are the caller's bug, so they raise ValueError, not DecodeError."""
     if resize not in RESIZE_MODES:
         raise ValueError(f"resize must be one of {RESIZE_MODES}, got {resize!r}")
@@ -73,6 +76,8 @@ def validate(size, resize: str, max_pixels: int) -> tuple[int, int]:
         raise ValueError(f"size must be positive, got {size!r}")
     if int(max_pixels) < 1:
         raise ValueError(f"max_pixels must be positive, got {max_pixels!r}")
+    if channels not in CHANNELS:
+        raise ValueError(f"channels must be one of {CHANNELS}, got {channels!r}")
     return height, width
 
 
@@ -129,10 +134,19 @@ def _high_depth_to_8bit(im: Image.Image) -> Image.Image:
     return grey
 
 
-def _to_rgb(im: Image.Image) -> Image.Image:
-    """Any Pillow mode -> 8-bit RGB, transparency composited on BACKGROUND."""
+def _to_channels(im: Image.Image, channels: int) -> Image.Image:
+    """Any Pillow mode -> the model's channels: 8-bit L (grayscale: ITU-R 601 luma of the RGB image),
+    RGB, or RGBA (alpha kept); for L and RGB, transparency is composited on BACKGROUND first."""
     if im.mode.startswith("I") or im.mode == "F":
         im = _high_depth_to_8bit(im)
+    if channels == 4:
+        return im.convert("RGBA")
+    rgb = _to_rgb(im)
+    return rgb.convert("L") if channels == 1 else rgb
+
+
+def _to_rgb(im: Image.Image) -> Image.Image:
+    """An 8-bit Pillow image -> RGB, transparency composited on BACKGROUND."""
     if im.mode in _ALPHA_MODES or "transparency" in im.info:
         # Via RGBA, not straight to RGB: convert("RGB") drops palette alpha and
         # shows whatever colour hides under transparent pixels.
@@ -143,7 +157,7 @@ def _to_rgb(im: Image.Image) -> Image.Image:
 
 
 def _resize(im: Image.Image, height: int, width: int, resize: str) -> Image.Image:
-    """Fit an RGB image to width x height: pad (letterbox), crop (centre) or stretch."""
+    """Fit an L, RGB or RGBA image to width x height: pad (letterbox), crop (centre) or stretch."""
     w, h = im.size
     # BICUBIC is anti-aliased when shrinking; reducing_gap first box-reduces big
     # images (fast) and is visually indistinguishable at 3.0.
@@ -158,15 +172,15 @@ def _resize(im: Image.Image, height: int, width: int, resize: str) -> Image.Imag
     scale = min(width / w, height / h)                      # pad
     new_w = min(width, max(1, round(w * scale)))
     new_h = min(height, max(1, round(h * scale)))
-    canvas = Image.new("RGB", (width, height), BACKGROUND)
+    canvas = Image.new(im.mode, (width, height), 0)     # black bars (transparent black for RGBA)
     canvas.paste(im.resize((new_w, new_h), **options), ((width - new_w) // 2, (height - new_h) // 2))
     return canvas
 
 
 def decode_image(data: bytes, size: tuple[int, int], resize: str = "pad",
-                 max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """Decode encoded image bytes to a float32 (H, W, 3) array in [0, 1] (see decode_image_sized)."""
-    return decode_image_sized(data, size, resize, max_pixels)[0]
+                 max_pixels: int = DEFAULT_MAX_PIXELS, channels: int = 3) -> np.ndarray:
+    """Decode encoded image bytes to a float32 (H, W, channels) array in [0, 1] (see decode_image_sized)."""
+    return decode_image_sized(data, size, resize, max_pixels, channels)[0]
 
 
 def box_to_model(box, original_size: tuple[int, int], size: tuple[int, int], resize: str) -> tuple:
@@ -191,9 +205,10 @@ def box_to_model(box, original_size: tuple[int, int], size: tuple[int, int], res
 
 
 def decode_image_sized(data: bytes, size: tuple[int, int], resize: str = "pad",
-                       max_pixels: int = DEFAULT_MAX_PIXELS) -> tuple[np.ndarray, tuple[int, int]]:
-    """Decode encoded image bytes to a float32 (H, W, 3) array in [0, 1], and the decoded
-    image's (width, height) before resizing (EXIF orientation applied).
+                       max_pixels: int = DEFAULT_MAX_PIXELS, channels: int = 3) -> tuple[np.ndarray, tuple[int, int]]:
+    """Decode encoded image bytes to a float32 (H, W, channels) array in [0, 1], and the decoded
+    image's (width, height) before resizing (EXIF orientation applied). channels: 1 (grayscale),
+    3 (RGB) or 4 (RGBA), what the model takes.
 
     size is (height, width). EXIF orientation is applied; animated files give
     their first frame; ICC profiles are ignored (a bad one cannot fail the
@@ -201,7 +216,7 @@ def decode_image_sized(data: bytes, size: tuple[int, int], resize: str = "pad",
     oversized (more than max_pixels declared) inputs, and ValueError for a bad
     size / resize / max_pixels argument.
     """
-    height, width = validate(size, resize, max_pixels)
+    height, width = validate(size, resize, max_pixels, channels)
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         # A process-wide switch some libraries flip; with it Pillow pads truncated
         # files with grey instead of failing, and we would audit half images.
@@ -243,12 +258,14 @@ def decode_image_sized(data: bytes, size: tuple[int, int], resize: str = "pad",
         except Exception:  # noqa: BLE001 - any EXIF parsing failure means "no rotation"
             pass
         try:
-            rgb = _to_rgb(im)
-            original_size = rgb.size
-            rgb = _resize(rgb, height, width, resize)
+            converted = _to_channels(im, channels)
+            original_size = converted.size
+            converted = _resize(converted, height, width, resize)
         except _PIL_ERRORS as e:
             raise DecodeError(f"unsupported pixel data ({_describe(e)})") from None
-    pixels = np.asarray(rgb, dtype=np.float32) / np.float32(255.0)
-    if pixels.shape != (height, width, 3):  # defensive: a plugin returning odd shapes
+    pixels = np.asarray(converted, dtype=np.float32) / np.float32(255.0)
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    if pixels.shape != (height, width, channels):  # defensive: a plugin returning odd shapes
         raise DecodeError(f"unsupported pixel data (decoded to shape {pixels.shape})")
     return pixels, original_size

@@ -149,6 +149,8 @@ def _as_unit_pixels(pixels: np.ndarray) -> np.ndarray:
         pixels = np.repeat(pixels[..., None], 3, axis=-1)
     elif pixels.shape[-1] == 1:
         pixels = np.repeat(pixels, 3, axis=-1)
+    elif pixels.shape[-1] == 4:
+        pixels = pixels[..., :3]          # RGBA model input: pictures show its colours (alpha not drawn)
     return pixels
 
 

@@ -3,7 +3,7 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from igaudit.transforms.analysis.skew_rows import DEFAULT_THRESHOLDS, class_skew_scores, skew_rows
+from igaudit.transforms.analysis.skew_rows import DEFAULT_THRESHOLDS, TESTED, class_skew_scores, skew_rows
 from igaudit.transforms.records import classes_schema, skew_schema
 
 G = 8
@@ -17,7 +17,9 @@ def check_rows(rows):
     assert len(keys) == len(set(keys))
     for r in rows:
         assert list(r) == skew_schema().names
-        assert r["flagged"] == (r["score"] >= 1), r
+        assert r["candidate"] == (r["score"] >= 1), r
+        # metrics about where attribution sits are only candidates until the interventions decide them
+        assert r["flagged"] == (r["candidate"] and r["metric"] not in TESTED), r
         assert isinstance(r["detail"], str) and r["detail"]
     table = pa.Table.from_pylist(rows, schema=skew_schema())
     assert table.num_rows == len(rows)
@@ -84,9 +86,9 @@ def labelled_run(seed=1):
 def test_planted_corner_class_flagged(planted):
     rows = check_rows(skew_rows(planted))
     by = {(r["class_name"], r["metric"]): r for r in rows}
-    assert {r["metric"] for r in rows} == {"grid_js", "border_z"}      # no in_box without mean_in_box
+    assert {r["metric"] for r in rows} == {"grid_js", "border_z", "channel_shift"}  # no in_box without mean_in_box
     tri = by[("triangle", "grid_js")]
-    assert tri["flagged"] and tri["value"] > DEFAULT_THRESHOLDS["grid_js"]
+    assert tri["candidate"] and tri["value"] > DEFAULT_THRESHOLDS["grid_js"]
     assert tri["score"] == pytest.approx(tri["value"] / tri["threshold"])
     assert tri["reference"] is None
     # dataset mean = count-weighted mean of the 4 class grids: 1/4 * 70% + 3/4 * ~4/64 in the corner
@@ -95,11 +97,11 @@ def test_planted_corner_class_flagged(planted):
     dataset_share = dataset[:2, :2].sum()
     assert "top-left" in tri["detail"] and "triangle" in tri["detail"]
     assert "70%" in tri["detail"] and f"{100 * dataset_share:.0f}%" in tri["detail"]
-    assert by[("triangle", "border_z")]["flagged"]
+    assert by[("triangle", "border_z")]["candidate"]
     assert "0.55" in by[("triangle", "border_z")]["detail"]
     for name in ("circle", "cross", "square"):
-        assert not by[(name, "grid_js")]["flagged"], by[(name, "grid_js")]
-        assert not by[(name, "border_z")]["flagged"], by[(name, "border_z")]
+        assert not by[(name, "grid_js")]["candidate"], by[(name, "grid_js")]
+        assert not by[(name, "border_z")]["candidate"], by[(name, "border_z")]
     scores = class_skew_scores(rows)
     assert max(scores, key=scores.get) == ("label", "triangle")
     assert all(scores[("label", n)] < 1 for n in ("circle", "cross", "square"))
@@ -116,7 +118,7 @@ def test_dataset_grid_is_count_weighted(planted):
 
 def test_border_z_needs_three_classes(planted):
     rows = check_rows(skew_rows(planted[:2]))
-    assert {r["metric"] for r in rows} == {"grid_js"}
+    assert {r["metric"] for r in rows} == {"grid_js", "channel_shift"}
     rows = check_rows(skew_rows(planted[:3]))
     assert sum(r["metric"] == "border_z" for r in rows) == 3
 
@@ -124,7 +126,7 @@ def test_border_z_needs_three_classes(planted):
 def test_groups_are_separate(planted):
     predicted = [dict(r, group_by="predicted", accuracy=float("nan")) for r in planted]
     rows = check_rows(skew_rows(planted + predicted))
-    flagged = {(r["group_by"], r["class_name"]) for r in rows if r["flagged"]}
+    flagged = {(r["group_by"], r["class_name"]) for r in rows if r["candidate"]}
     assert flagged == {("label", "triangle"), ("predicted", "triangle")}
     pred_detail = next(r["detail"] for r in rows if r["group_by"] == "predicted" and r["metric"] == "grid_js"
                        and r["class_name"] == "triangle")
@@ -137,11 +139,11 @@ def test_in_box_flags_below_threshold(planted):
     rows = check_rows(skew_rows(rows_in))
     in_box = {r["class_name"]: r for r in rows if r["metric"] == "in_box"}
     assert set(in_box) == {"circle", "cross", "triangle"}             # None = absent
-    assert in_box["triangle"]["flagged"] and "20%" in in_box["triangle"]["detail"]
+    assert in_box["triangle"]["candidate"] and "20%" in in_box["triangle"]["detail"]
     assert in_box["triangle"]["score"] == pytest.approx(DEFAULT_THRESHOLDS["in_box"] / 0.2)
-    assert not in_box["circle"]["flagged"] and not in_box["cross"]["flagged"]
+    assert not in_box["circle"]["candidate"] and not in_box["cross"]["candidate"]
     zero = check_rows(skew_rows([dict(rows_in[0], mean_in_box=0.0)] + rows_in[1:]))
-    assert next(r for r in zero if r["metric"] == "in_box" and r["class_name"] == "circle")["flagged"]
+    assert next(r for r in zero if r["metric"] == "in_box" and r["class_name"] == "circle")["candidate"]
 
 
 def test_thresholds_override_and_validation(planted):
@@ -157,7 +159,7 @@ def test_thresholds_override_and_validation(planted):
 def test_default_threshold_keys():
     assert set(DEFAULT_THRESHOLDS) == {"grid_js", "border_z", "in_box", "ref_grid_js", "ref_border_shift",
                                        "ref_accuracy_drop", "ref_confidence_shift", "ref_predicted_linf",
-                                       "ref_predicted_js"}
+                                       "ref_predicted_js", "channel_shift", "cluster_excess"}
     assert all(v > 0 for v in DEFAULT_THRESHOLDS.values())
 
 

@@ -313,3 +313,24 @@ def test_h5_models_load(tmp_path):
     x = np.random.default_rng(0).uniform(size=(2, 8, 8, 3)).astype(np.float32)
     assert clf.kind == "keras" and clf.num_classes == 3
     np.testing.assert_allclose(clf(x).numpy(), model(x * 2 - 1).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_the_input_shape_comes_from_the_model_and_a_disagreeing_config_gets_advice(tmp_path):
+    import keras
+    from igaudit.transforms.attribution.models import ModelError, input_shape_of, load_classifier
+    for channels in (1, 3, 4):
+        keras.Sequential([keras.Input((12, 10, channels)), keras.layers.Flatten(),
+                          keras.layers.Dense(2)]).save(tmp_path / f"c{channels}.keras")
+        classifier = load_classifier(ModelConfig(str(tmp_path / f"c{channels}.keras")))
+        assert classifier.input_shape == (12, 10, channels)
+    with pytest.raises(ModelError, match=r"takes 12 x 10 images but model.input_size is \[16, 16\]: remove "
+                                         r"model.input_size .* or set it to \[12, 10\]"):
+        load_classifier(ModelConfig(str(tmp_path / "c3.keras"), input_size=(16, 16)))
+    assert load_classifier(ModelConfig(str(tmp_path / "c3.keras"), input_size=(12, 10))).input_shape == (12, 10, 3)
+    free = tf.TensorShape([None, None, None, 3])
+    with pytest.raises(ModelError, match="does not state its image size: set model.input_size"):
+        input_shape_of(ModelConfig("m.keras"), free)
+    assert input_shape_of(ModelConfig("m.keras", input_size=(32, 48)), free) == (32, 48, 3)
+    assert input_shape_of(ModelConfig("m.keras", input_size=(32, 48)), None) == (32, 48, 3)
+    with pytest.raises(ModelError, match="takes images with 2 channels"):
+        input_shape_of(ModelConfig("m.keras"), tf.TensorShape([None, 8, 8, 2]))

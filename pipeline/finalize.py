@@ -1,0 +1,122 @@
+"""Finalize: the graph's last stage. It waits on every sink, then writes report.html, run.json and _SUCCESS (last).
+
+So a job that no launcher waits for (`--detach`, a Flex Template launch, a launcher that died) still ends
+complete, or marked `status: failed` without `_SUCCESS`. The counts come from what the job wrote (the
+tables) and from the job's own count of its inputs, not from the launcher's memory.
+
+`finish_run` is the plain function (tested without Beam); `Finalize` runs it once, with the sinks' written
+file names as side inputs: Beam runs it only after every sink has finished.
+"""
+from __future__ import annotations
+
+import json
+import platform
+import time
+from datetime import datetime, timezone
+from typing import Optional
+
+import apache_beam as beam
+from apache_beam.io.filesystems import FileSystems
+
+from igaudit.pipeline import health, run_dir
+from igaudit.transforms.analysis.status import alerting, change_line
+
+
+def versions() -> dict:
+    import apache_beam
+    import keras
+    import numpy
+    import PIL
+    import pyarrow
+    import tensorflow as tf
+    return {"python": platform.python_version(), "apache_beam": apache_beam.__version__, "tensorflow": tf.__version__,
+            "keras": keras.__version__, "numpy": numpy.__version__, "pyarrow": pyarrow.__version__,
+            "pillow": PIL.__version__}
+
+
+def finish_run(out_dir: str, base: dict, matched: int, images_files: Optional[list] = None) -> dict:
+    """Read the run's tables, decide its status and warnings, write report.html, run.json and (when ok)
+    _SUCCESS; return run.json's content. base: what the launcher knew at submit time (config, class
+    names, Beam args, reference, `started` as epoch seconds, max_rejected_share, alert_on)."""
+    from igaudit.pipeline.report import write_report
+    columns = ["image_id", "label", "label_index", "predicted", "predicted_name"]
+    table = run_dir.read_images_table(out_dir, columns=columns, paths=images_files)
+    # an image with several targets (top_k) has several rows: one per image
+    images = list({r["image_id"]: r for r in table.to_pylist()}.values())
+    rejected = run_dir.read_table(FileSystems.join(out_dir, "rejected.parquet"))
+    skew = run_dir.read_table(FileSystems.join(out_dir, "skew.parquet")).to_pylist()
+    counts = {"matched": int(matched), "attributed": len(images), "rejected": rejected.num_rows}
+    status, reason = health.status(**counts, max_rejected_share=base["max_rejected_share"])
+    class_names = base["class_names"]
+    run_info = {
+        "status": status,
+        "reason": reason,
+        "warnings": health.warnings([r["label"] for r in images], [r["label_index"] for r in images],
+                                    [r["predicted_name"] for r in images], [r["predicted"] for r in images],
+                                    len(class_names)),
+        "accuracy": health.accuracy([r["label_index"] for r in images], [r["predicted"] for r in images]),
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "config": base["config"],
+        "class_names": class_names,
+        "beam_args": base["beam_args"],
+        "versions": versions(),
+        "counts": counts,
+        "reference": base["reference"],
+        "change": change_line(skew, base["reference"]),
+        "flagged": [flag_entry(r) for r in sorted(skew, key=_flag_order) if r["flagged"]],
+        "resolved": [flag_entry(r) for r in sorted(skew, key=_flag_order) if r.get("status") == "resolved"],
+        "alerts": [flag_entry(r) for r in sorted(alerting(skew, base["alert_on"]), key=_flag_order)],
+        "timings": {"total_seconds": round(time.time() - base["started"], 3)},
+        "metrics": {},
+    }
+    write_report(out_dir, run_info)
+    write_run_json(out_dir, run_info)
+    if status == "ok":
+        # not empty: some object stores refuse zero-byte uploads
+        run_dir.write_text(FileSystems.join(out_dir, run_dir.SUCCESS), f"{run_info['created']}\n")
+    return run_info
+
+
+def _flag_order(row: dict):
+    return (row["group_by"] != "label", row["group_by"], row["class_name"], row.get("cluster") or -1, row["metric"])
+
+
+def flag_entry(row: dict) -> dict:
+    """A flag as run.json and the console list it: where, which metric, its status."""
+    return {k: row.get(k) for k in ("group_by", "class_name", "cluster", "metric", "status")}
+
+
+def write_run_json(out_dir: str, run_info: dict) -> None:
+    run_dir.write_text(FileSystems.join(out_dir, run_dir.RUN_JSON), json.dumps(run_info, indent=2, default=str))
+
+
+def read_run_json(out_dir: str) -> Optional[dict]:
+    path = FileSystems.join(out_dir, run_dir.RUN_JSON)
+    if not FileSystems.exists(path):
+        return None
+    with FileSystems.open(path) as f:
+        return json.loads(f.read().decode("utf-8"))
+
+
+class Finalize(beam.PTransform):
+    """PBegin -> PCollection[dict] (run.json's content, one element), written once every sink is done.
+
+    matched: PCollection[int], the job's count of its inputs (one element); sinks: the PCollections of
+    file names the Parquet sinks return (the images sink first); base: as `finish_run`.
+    """
+
+    def __init__(self, out_dir: str, base: dict, matched, sinks: list):
+        super().__init__()
+        self.out_dir, self.base, self.matched, self.sinks = out_dir, base, matched, sinks
+
+    def expand(self, pbegin):
+        return (pbegin
+                | "Once" >> beam.Create([None])
+                | "WriteRunJsonReportSuccess" >> beam.FlatMap(
+                    _finish, self.out_dir, self.base, beam.pvalue.AsSingleton(self.matched),
+                    *[beam.pvalue.AsList(s) for s in self.sinks]))
+
+
+def _finish(_, out_dir: str, base: dict, matched: int, images_files, *other_sinks):
+    """The other sinks' file names only make Beam wait for them."""
+    yield finish_run(out_dir, base, matched, list(images_files))

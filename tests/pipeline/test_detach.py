@@ -1,0 +1,90 @@
+"""A job submitted and left alone finishes itself: `igaudit run --detach` to Beam's local job service, with
+its workers in an external worker pool (the shape of a Flex Template launch on Dataflow). The launcher
+returns first; the job then writes report.html, run.json and _SUCCESS, and equals a local run."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from igaudit.pipeline.run_dir import read_images_table
+from tests.conftest import tiny_config
+from tests.pipeline.test_runners import ROOT, assert_rows_equal, free_port, stop_process_group, wait_for_port
+
+pytestmark = pytest.mark.slow
+
+
+def start(args: list[str], log: Path) -> subprocess.Popen:
+    env = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
+    with open(log, "wb") as f:    # the worker pool starts workers with `python` from PATH: this venv's
+        return subprocess.Popen([sys.executable, "-m", *args], stdout=f, stderr=subprocess.STDOUT, env=env,
+                                start_new_session=True, cwd=log.parent)
+
+
+@pytest.fixture(scope="module")
+def job_service(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("services")
+    job_port, pool_port = free_port(), free_port()
+    service = start(["apache_beam.runners.portability.local_job_service_main", "--port", str(job_port)],
+                    folder / "job_service.log")
+    pool = start(["apache_beam.runners.worker.worker_pool_main", f"--service_port={pool_port}"],
+                 folder / "worker_pool.log")
+    try:
+        wait_for_port(service, job_port)
+        wait_for_port(pool, pool_port)
+        yield ["--runner=PortableRunner", f"--job_endpoint=localhost:{job_port}", "--environment_type=EXTERNAL",
+               f"--environment_config=localhost:{pool_port}"], folder
+    finally:
+        stop_process_group(pool)
+        stop_process_group(service)
+
+
+def test_a_detached_job_finishes_itself_and_equals_a_local_run(tiny_assets, tmp_path, job_service):
+    beam_args, services = job_service
+    out, local = tmp_path / "detached", tmp_path / "local"
+    raw = tiny_config(tiny_assets, out, attribution={"steps": 32})
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(raw))
+    cwd = tmp_path / "elsewhere"        # the worker pool's directory differs: relative paths must not matter
+    cwd.mkdir()
+    launched = time.time()
+    done = subprocess.run([sys.executable, "-m", "igaudit.pipeline.cli", "run", "--config", str(config), "--detach",
+                           "--", *beam_args], cwd=cwd, capture_output=True, text=True, timeout=300)
+    returned = time.time()
+    assert done.returncode == 0, done.stderr
+    assert "submitted job job-" in done.stdout
+    assert not (out / "_SUCCESS").exists()          # the launcher returned before the job ended
+    deadline = time.time() + 600
+    while time.time() < deadline and not (out / "_SUCCESS").exists():
+        time.sleep(0.5)
+    logs = "\n".join(p.read_text(errors="replace")[-3000:] for p in services.glob("*.log"))
+    assert (out / "_SUCCESS").exists(), logs
+    finished = (out / "_SUCCESS").stat().st_mtime
+    assert finished > returned > launched
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "ok" and info["counts"] == {"matched": 15, "attributed": 12, "rejected": 3}
+    assert "igaudit report" in (out / "report.html").read_text()
+
+    raw["output"]["dir"] = str(local)
+    config.write_text(yaml.safe_dump(raw))
+    assert subprocess.run([sys.executable, "-m", "igaudit.pipeline.cli", "run", "--config", str(config)], cwd=ROOT,
+                          capture_output=True, timeout=600).returncode == 0
+    assert_rows_equal(read_images_table(str(out)).to_pylist(), read_images_table(str(local)).to_pylist(),
+                      key=lambda r: r["image_id"])
+    assert {p.name: p.read_bytes() for p in (out / "masks").iterdir()} == \
+        {p.name: p.read_bytes() for p in (local / "masks").iterdir()}
+
+
+def test_detach_with_a_local_runner_is_a_user_error(tiny_assets, tmp_path):
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump(tiny_config(tiny_assets, tmp_path / "out")))
+    done = subprocess.run([sys.executable, "-m", "igaudit.pipeline.cli", "run", "--config", str(config), "--detach"],
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and "--detach needs a runner whose workers outlive this process" in done.stderr
+    assert not (tmp_path / "out").exists()

@@ -1,0 +1,150 @@
+"""analysis/evidence.py + verdict.py: the interventions on a planted shortcut and on an object, with toy models
+whose reliance is known (no Beam, no TensorFlow)."""
+import numpy as np
+import pytest
+
+from igaudit.transforms.analysis.evidence import measure
+from igaudit.transforms.analysis.verdict import describe, evidence_label, judge
+from igaudit.transforms.records import InterventionTest
+
+SIZE, GRID = 32, 16
+
+
+def softmax2(score):
+    p1 = 1 / (1 + np.exp(-score))
+    return np.stack([1 - p1, p1], axis=1)
+
+
+def patch_model(images):
+    """Class 1 when the top-left 4x4 block is a white/black checker: a model that learnt a stamp."""
+    block = images[:, :4, :4].mean(-1)
+    checker = (np.indices((4, 4)).sum(0) % 2).astype(float)
+    return softmax2(40 * (1 - np.abs(block - checker).mean((1, 2)) - 0.8))
+
+
+def blob_model(images):
+    """Class 1 when a bright blob is anywhere: a model of the object (it max-pools a 4x4 brightness)."""
+    grey = images.mean(-1)
+    local = np.array([max(g[y:y + 4, x:x + 4].mean() for y in range(0, SIZE - 3, 2) for x in range(0, SIZE - 3, 2))
+                      for g in grey])
+    return softmax2(30 * (local - 0.6))
+
+
+def noise(rng, n):
+    return rng.uniform(0.0, 0.4, (n, SIZE, SIZE, 3)).astype(np.float32)
+
+
+def with_patch(images):
+    out = images.copy()
+    out[:, :4, :4] = (np.indices((4, 4)).sum(0) % 2)[..., None]
+    return out
+
+
+def with_blobs(rng, images):
+    out = images.copy()
+    for img in out:
+        y, x = rng.integers(0, SIZE - 5, 2)
+        img[y:y + 5, x:x + 5] = rng.uniform(0.85, 1.0, 3)
+    return out
+
+
+def region_test(cells, class_index=1):
+    return InterventionTest("t", "label", "one", class_index, "region", "the top-left 2x2 cells", cells=cells, grid=GRID)
+
+
+def test_a_stamped_patch_is_needed_sufficient_and_stamped():
+    rng = np.random.default_rng(0)
+    cls, other = with_patch(noise(rng, 24)), noise(rng, 24)
+    f = measure(region_test((0, 2, 0, 2)), cls, other, patch_model)
+    assert f["accuracy"] == 1.0 and f["accuracy_removed"] == 0.0 and f["accuracy_control"] == 1.0
+    assert f["drop"] > 0.9 and abs(f["control_drop"]) < 0.05
+    assert f["kept_class"] == 1.0 and f["kept_other"] == 0.0
+    assert f["stamp_repeat"] > 0.95 and f["stamp_others"] < 0.3
+    assert f["transplant_flip"] == 1.0
+    assert judge(f) == {"needed": True, "sufficient": True, "stamped": True}
+    text = describe(region_test((0, 2, 0, 2)), f)
+    assert "drops one accuracy 1.00 → 0.00" in text and "flips 100%" in text
+
+
+def test_an_object_seen_anywhere_is_not_a_shortcut():
+    rng = np.random.default_rng(1)
+    cls, other = with_blobs(rng, noise(rng, 24)), noise(rng, 24)
+    # the region where this class's attribution happens to pile up: the centre
+    f = measure(region_test((6, 10, 6, 10)), cls, other, blob_model)
+    verdict = judge(f)
+    assert f["accuracy"] == 1.0
+    assert not all(verdict.values()), (f, verdict)
+    assert not verdict["stamped"]     # blobs sit elsewhere in every image: nothing repeats
+
+
+def test_removal_fills_from_surroundings_not_from_the_region():
+    """A model that only reads the region: removing it kills the class whatever the controls do."""
+    rng = np.random.default_rng(2)
+    cls, other = with_patch(noise(rng, 8)), noise(rng, 8)
+    f = measure(region_test((0, 2, 0, 2)), cls, other, patch_model, controls=2)
+    assert f["sample"] == 8 and f["other_sample"] == 8 and np.isfinite(f["accuracy_control"])
+
+
+def test_channel_cast_and_a_model_that_reads_it():
+    rng = np.random.default_rng(3)
+    base = noise(rng, 60)
+    cast = base[:30].copy()
+    cast[..., 0] += 0.45
+
+    def red_model(images):
+        return softmax2(25 * (images[..., 0].mean((1, 2)) - images[..., 1:].mean((1, 2, 3)) - 0.2))
+
+    t = InterventionTest("c", "label", "red", 1, "channel", "the red channel", channel=0)
+    f = measure(t, cast, base[30:], red_model)
+    assert f["drop"] > 0.5 and f["control_drop"] < 0.1
+    assert f["kept_class"] > 0.8 and f["kept_other"] == 0.0
+    assert f["stamp_repeat"] > 0.9 and f["stamp_others"] < 0.3   # a cast on content as varied as the rest
+    assert judge(f) == {"needed": True, "sufficient": True, "stamped": True}
+
+
+def test_background_texture_with_boxes():
+    rng = np.random.default_rng(4)
+    n = 20
+    yy, xx = np.mgrid[0:SIZE, 0:SIZE]
+    cls = np.zeros((n, SIZE, SIZE, 3), np.float32)
+    for i in range(n):
+        cls[i] = (((xx + yy + rng.integers(6)) % 6) < 3)[..., None] * 0.8
+    other = noise(rng, n)
+    box = (10, 10, 22, 22)
+    for imgs in (cls, other):
+        imgs[:, 10:22, 10:22] = rng.uniform(0.4, 0.6, (n, 1, 1, 3))
+
+    def stripes_model(images):
+        g = images.mean(-1)
+        energy = np.abs(np.diff(g, axis=2)).mean((1, 2))
+        return softmax2(60 * (energy - 0.15))
+
+    t = InterventionTest("b", "label", "striped", 1, "outside_box", "the background")
+    f = measure(t, cls, other, stripes_model, class_boxes=[box] * n, other_boxes=[box] * n)
+    assert f["drop"] > 0.8 and f["kept_class"] == 1.0 and f["kept_other"] == 0.0
+    assert f["stamp_repeat"] > 0.7 and f["stamp_repeat"] - f["stamp_others"] > 0.4
+    assert all(judge(f).values())
+
+
+@pytest.mark.parametrize("figures, expected", [
+    ({"drop": 0.5, "control_drop": 0.3, "kept_class": 1.0, "kept_other": 0.0, "stamp_repeat": 0.9,
+      "stamp_others": 0.0}, {"needed": False, "sufficient": True, "stamped": True}),   # removing anything hurts
+    ({"drop": 0.5, "control_drop": 0.0, "kept_class": 0.9, "kept_other": 0.8, "stamp_repeat": 0.9,
+      "stamp_others": 0.0}, {"needed": True, "sufficient": False, "stamped": True}),   # near-blank bias cancelled
+    ({"drop": 0.5, "control_drop": 0.0, "kept_class": 1.0, "kept_other": 0.0, "stamp_repeat": 0.9,
+      "stamp_others": 0.8}, {"needed": True, "sufficient": True, "stamped": False}),   # others have it too
+    ({"drop": 0.5, "control_drop": 0.0, "kept_class": 1.0, "kept_other": 0.0, "stamp_repeat": float("nan"),
+      "stamp_others": float("nan")}, {"needed": True, "sufficient": True, "stamped": False}),
+])
+def test_judge_needs_all_three(figures, expected):
+    assert judge(figures) == expected
+    assert evidence_label(expected).count("not") == list(expected.values()).count(False)
+
+
+def test_a_cast_needs_content_as_varied_as_the_rest():
+    """Colour: the frame carries the channel (AUC 0.95), but content of one colour (a photo of coffee) is
+    content, not a cast."""
+    f = {"drop": 0.9, "control_drop": 0.1, "kept_class": 0.9, "kept_other": 0.0, "stamp_repeat": 0.95}
+    assert judge(dict(f, stamp_others=0.1), "channel")["stamped"]
+    assert not judge(dict(f, stamp_others=0.5), "channel")["stamped"]
+    assert judge(dict(f, stamp_others=0.5), "region")["stamped"]     # other kinds: the gap alone

@@ -1,0 +1,140 @@
+"""Strategy clusters of one class's attribution grids (numpy only).
+
+A shortcut carried by part of a class (a watermark on a fifth of its photos: SpRAy,
+Lapuschkin et al. 2019, "Unmasking Clever Hans predictors") is diluted in the class's
+mean grid. Clustering the class's per-image grids finds the group of images whose
+evidence sits somewhere else.
+
+Each grid (G x G, sums to 1) is embedded as its square root: Euclidean distance
+between embeddings is then sqrt(2) x the Hellinger distance of the two
+distributions, which neither a few peaky cells nor a diffuse grid dominates. The
+number of clusters comes from the data: k-means (k-means++ start, seeded) for
+k = 2..max_clusters, scored by the mean silhouette; the best k is kept when its
+silhouette reaches MIN_SILHOUETTE and every cluster holds at least
+MIN_CLUSTER_SIZE images and MIN_CLUSTER_SHARE of the class, else the class is
+one cluster. Clusters are numbered by size (0 = largest), so the same sample
+always gives the same numbering.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+# How far the most distinct cluster stands out beyond groupless data of the same spread: clean classes
+# (objects moving around, writing styles, photo crops) stayed under 0.15 on the benchmark (benchmarks/
+# skew.py, seed 0); the tagged images of a class stood out by 0.34. A k whose score is within
+# _SIMPLER of the best is preferred when it is smaller.
+_SIMPLER = 0.03
+MIN_SILHOUETTE_GAIN = 0.15
+_NULL_DRAWS = 2
+MIN_CLUSTER_SIZE = 4
+MIN_CLUSTER_SHARE = 0.1
+DEFAULT_MAX_CLUSTERS = 4
+_RESTARTS = 4
+_ITERATIONS = 60
+
+
+def embed(grids) -> np.ndarray:
+    """(n, G*G) grids -> their square roots after normalising each to sum 1 (rows of zeros stay zero)."""
+    g = np.clip(np.asarray(grids, np.float64).reshape(len(grids), -1), 0.0, None)
+    totals = g.sum(axis=1, keepdims=True)
+    return np.sqrt(np.divide(g, totals, out=np.zeros_like(g), where=totals > 0))
+
+
+def _squared_distances(x: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    d = (x * x).sum(1)[:, None] - 2.0 * x @ centres.T + (centres * centres).sum(1)[None, :]
+    return np.maximum(d, 0.0)
+
+
+def kmeans(x: np.ndarray, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, float]:
+    """(centres (k, D), labels (n,), inertia): the best of a few seeded k-means++ starts."""
+    best = None
+    for restart in range(_RESTARTS):
+        rng = np.random.default_rng([seed, k, restart])
+        centres = [x[rng.integers(len(x))]]
+        for _ in range(1, k):
+            d = _squared_distances(x, np.array(centres)).min(1)
+            p = d / d.sum() if d.sum() > 0 else np.full(len(x), 1.0 / len(x))
+            centres.append(x[rng.choice(len(x), p=p)])
+        centres = np.array(centres)
+        for _ in range(_ITERATIONS):
+            labels = _squared_distances(x, centres).argmin(1)
+            moved = np.array([x[labels == j].mean(0) if np.any(labels == j) else centres[j] for j in range(k)])
+            if np.allclose(moved, centres):
+                break
+            centres = moved
+        labels = _squared_distances(x, centres).argmin(1)
+        inertia = float(_squared_distances(x, centres)[np.arange(len(x)), labels].sum())
+        if best is None or inertia < best[2] - 1e-12:
+            best = (centres, labels, inertia)
+    return best
+
+
+def silhouette(x: np.ndarray, labels: np.ndarray) -> float:
+    """Mean silhouette (Rousseeuw 1987) of a labelling with >= 2 clusters; 0 for singletons."""
+    return float(silhouettes(x, labels).mean())
+
+
+def standout(x: np.ndarray, labels: np.ndarray) -> float:
+    """The mean silhouette of the most distinct cluster: how well the best-separated group stands out
+    (a compact group of tagged images beside a diffuse rest scores high, the mean silhouette does not)."""
+    s = silhouettes(x, labels)
+    return float(max(s[labels == j].mean() for j in np.unique(labels)))
+
+
+def silhouettes(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Each point's silhouette (Rousseeuw 1987); 0 for points alone in their cluster."""
+    d = np.sqrt(_squared_distances(x, x))
+    ids = np.unique(labels)
+    scores = np.zeros(len(x))
+    for i in range(len(x)):
+        own = labels == labels[i]
+        if own.sum() <= 1:
+            continue
+        a = d[i, own].sum() / (own.sum() - 1)
+        b = min(d[i, labels == j].mean() for j in ids if j != labels[i])
+        scores[i] = (b - a) / max(a, b) if max(a, b) > 0 else 0.0
+    return scores
+
+
+def null_standout(x: np.ndarray, k: int, seed: int = 0) -> float:
+    """How far a cluster stands out (`standout`) when k-means splits groupless data of the same spread as x:
+    Gaussian draws with x's mean and covariance (seeded), averaged over _NULL_DRAWS draws."""
+    mean = x.mean(0)
+    centred = x - mean
+    # sample through the SVD (the covariance is low rank: n images in G*G dimensions)
+    _, singular, vt = np.linalg.svd(centred, full_matrices=False)
+    scale = singular / np.sqrt(max(len(x) - 1, 1))
+    scores = []
+    for draw in range(_NULL_DRAWS):
+        rng = np.random.default_rng([seed, k, draw, 7])
+        fake = mean + (rng.standard_normal((len(x), len(scale))) * scale) @ vt
+        scores.append(standout(fake, kmeans(fake, k, seed)[1]))
+    return float(np.mean(scores))
+
+
+def fit_clusters(grids, max_clusters: int = DEFAULT_MAX_CLUSTERS, seed: int = 0) -> np.ndarray:
+    """Cluster centres (k, G*G) in the embedded space, largest cluster first; k = 1 is a valid answer."""
+    x = embed(grids)
+    n = len(x)
+    one = x.mean(0, keepdims=True)
+    smallest = max(MIN_CLUSTER_SIZE, int(np.ceil(MIN_CLUSTER_SHARE * n)))
+    scored = []
+    for k in range(2, max_clusters + 1):
+        if n < k * smallest:
+            break
+        centres, labels, _ = kmeans(x, k, seed)
+        sizes = np.bincount(labels, minlength=k)
+        if sizes.min() < smallest:
+            continue
+        scored.append((standout(x, labels) - null_standout(x, k, seed), k, centres[np.argsort(-sizes, kind="stable")]))
+    if not scored or max(s for s, _, _ in scored) < MIN_SILHOUETTE_GAIN:
+        return one
+    best = max(s for s, _, _ in scored)
+    return next(centres for s, _, centres in scored if s >= best - _SIMPLER)
+
+
+def assign(grid, centres: np.ndarray) -> tuple[int, float]:
+    """(nearest cluster, its Hellinger distance in [0, 1]) for one grid."""
+    d = _squared_distances(embed([grid]), np.asarray(centres, np.float64))[0]
+    j = int(np.argmin(d))
+    return j, float(np.sqrt(d[j] / 2.0))

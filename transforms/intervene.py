@@ -1,0 +1,145 @@
+"""Intervene: forward-only re-scoring of a bounded sample per candidate, under the edits that decide it.
+
+The candidates' tests (`records.InterventionTest`, one list) arrive as a side input. Each
+images row is offered to every test it belongs to: as one of the candidate's images (its
+class under the test's group_by, and its cluster for a cluster test) or as one of another
+class's. Per (test, role) a bounded sample is kept (the `sample` images with the smallest hash
+of their id: the same images on any runner and worker count). The sampled files are read and
+decoded again (the pixels never crossed a shuffle; the attribution stage kept them fused), and
+a RunInference stage runs `analysis.evidence.measure` with the model's forward pass, one test
+per call, batched over the test's images.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterable, Optional, Sequence
+
+import apache_beam as beam
+import numpy as np
+from apache_beam.ml.inference.base import ModelHandler, RunInference
+
+from igaudit.transforms.analysis.evidence import measure
+from igaudit.transforms.cluster import sample_key
+from igaudit.transforms.imaging.decode import DecodeError, decode_image
+from igaudit.transforms.records import InterventionTest, TestSample
+from igaudit.transforms.tfrecords import input_bytes
+
+log = logging.getLogger("igaudit")
+CLASS, OTHER = "class", "other"
+FORWARD_CHUNK = 64
+
+
+def roles(row: dict, tests: Sequence[InterventionTest]) -> Iterable[tuple[tuple[str, str], tuple]]:
+    """((test_id, role), (sample key, uri, image_id, bbox, class)) for every test the row can serve."""
+    for t in tests:
+        if t.kind == "outside_box" and not row.get("bbox"):
+            continue
+        name = row["label"] if t.group_by == "label" else row["predicted_name"]
+        if name is None:
+            continue
+        item = (sample_key(row["image_id"]), row["uri"], row["image_id"], row.get("bbox"), name)
+        cluster = row.get("cluster") if t.group_by == "label" else row.get("predicted_cluster")
+        if name == t.class_name:
+            if t.cluster is None or cluster == t.cluster:
+                yield (t.test_id, CLASS), item
+        else:
+            yield (t.test_id, OTHER), item
+
+
+class _ReadSampleFn(beam.DoFn):
+    """(test_id, [(role, items)]) -> TestSample: the sampled files read and decoded as the attribution
+    stage decoded them. A file that no longer reads or decodes is left out."""
+
+    def __init__(self, input_shape: tuple, resize: str, max_pixels: int, input_config):
+        self.shape, self.resize, self.max_pixels = tuple(input_shape), resize, int(max_pixels)
+        self.input_config = input_config
+
+    def _decode(self, items) -> tuple[list, list, list]:
+        pixels, boxes, names = [], [], []
+        for _, uri, image_id, bbox, name in sorted(items, key=lambda i: i[2]):
+            try:
+                pixels.append(decode_image(input_bytes(uri, self.input_config), self.shape[:2], self.resize,
+                                           self.max_pixels, channels=self.shape[2]))
+            except (OSError, ValueError, DecodeError) as e:
+                log.warning("igaudit: intervention sample %s skipped: %s", uri, e)
+                continue
+            boxes.append(bbox)
+            names.append(name)
+        return pixels, boxes, names
+
+    def process(self, element, tests):
+        test_id, groups = element
+        test = {t.test_id: t for t in tests}[test_id]
+        found = {role: self._decode(items) for role, items in groups}
+        class_pixels, class_boxes, _ = found.get(CLASS, ([], [], []))
+        other_pixels, other_boxes, other_classes = found.get(OTHER, ([], [], []))
+        if not class_pixels:
+            return
+        shape = (0,) + self.shape
+        yield TestSample(test, np.stack(class_pixels), np.stack(other_pixels) if other_pixels else np.zeros(shape,
+                                                                                                          np.float32),
+                         class_boxes, other_boxes, other_classes)
+
+
+class InterventionHandler(ModelHandler[TestSample, Any, Any]):
+    """TestSample -> (test_id, figures): the model loaded once per worker, forward passes only.
+
+    model: the config's `model` section; border: `analysis.border` (the frame of the colour test).
+    """
+
+    def __init__(self, model, border: float):
+        super().__init__()
+        self.model_config, self.border = model, border
+
+    def load_model(self):
+        from igaudit.transforms.attribution.engine import GradientEngine
+        from igaudit.transforms.attribution.models import enable_gpu_memory_growth, load_classifier
+        enable_gpu_memory_growth()
+        m = self.model_config
+        classifier = load_classifier(m)      # the attribution stage's own copy when in the same process
+        return GradientEngine(classifier, classifier.input_shape, output=m.output, score="probability",
+                              chunk_size=FORWARD_CHUNK)
+
+    def run_inference(self, batch: Sequence[TestSample], model, inference_args: Optional[dict] = None) -> Iterable:
+        def predict(images):
+            return model.probabilities(model.forward(images))
+
+        for s in batch:
+            figures = measure(s.test, s.class_pixels, s.other_pixels, predict, class_boxes=s.class_boxes,
+                              other_boxes=s.other_boxes, other_classes=s.other_classes, border=self.border)
+            yield s.test.test_id, figures
+
+    def batch_elements_kwargs(self) -> dict:
+        return {"min_batch_size": 1, "max_batch_size": 1}   # one test per call: its images are the batch
+
+    def share_model_across_processes(self) -> bool:
+        return self.model_config.share_across_processes
+
+    def get_metrics_namespace(self) -> str:
+        return "igaudit_interventions"
+
+
+class Intervene(beam.PTransform):
+    """PCollection[images row dict] -> PCollection[(test_id, figures dict)] (`evidence.FIGURES`).
+
+    tests: a PCollection holding one list of InterventionTest (the side input); sample: images per
+    test and role; input_shape (H, W, C), resize, max_pixels: as the decode stage's; input_config: the
+    config's `input` section (how to read an input again by its uri: a file or a TFRecord record).
+    """
+
+    def __init__(self, handler: InterventionHandler, tests, sample: int, input_shape: tuple, resize: str,
+                 max_pixels: int, input_config):
+        super().__init__()
+        self.handler, self.tests, self.sample = handler, tests, sample
+        self.shape, self.resize, self.max_pixels, self.input_config = input_shape, resize, max_pixels, input_config
+
+    def expand(self, rows):
+        tests = beam.pvalue.AsSingleton(self.tests)
+        return (rows
+                | "Roles" >> beam.FlatMap(roles, tests)
+                | "SamplePerTest" >> beam.combiners.Top.PerKey(self.sample, key=lambda item: item[0], reverse=True)
+                | "ByTest" >> beam.MapTuple(lambda key, items: (key[0], (key[1], items)))
+                | "GroupByTest" >> beam.GroupByKey()
+                | "ReadSample" >> beam.ParDo(_ReadSampleFn(self.shape, self.resize, self.max_pixels,
+                                                           self.input_config), tests)
+                | "Rescore" >> RunInference(self.handler))
