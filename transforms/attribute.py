@@ -121,7 +121,8 @@ class ExplainerHandler(ModelHandler[DecodedImage, Any, Any]):
                 confidence=float(r.confidence[j]), target=int(r.targets[j]),
                 score_input=float(r.score_input[j]), score_baseline=float(r.score_baseline[j]),
                 completeness_gap=float(r.completeness_gap[j]), steps=int(out.steps[j]), rule=a.rule,
-                method=a.method, gradient_samples=int(out.gradient_samples[j]), quality=quality, bbox=e.bbox)
+                method=a.method, gradient_samples=int(out.gradient_samples[j]), quality=quality, bbox=e.bbox,
+                converged=None if out.converged is None else bool(out.converged[j]))
 
     def batch_elements_kwargs(self) -> dict:
         # Fixed batches: with min 1, Beam's BatchElements starts at 1 image and grows the size

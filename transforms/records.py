@@ -90,6 +90,7 @@ class AttributionResult:
     rule: str
     method: str = "integrated_gradients"
     gradient_samples: int = 0   # model gradient evaluations spent on this row
+    converged: Optional[bool] = None   # steps: auto: met its tolerances before max_steps; None: no tolerance
     quality: dict = dataclasses.field(default_factory=dict)  # deletion_auc, insertion_auc, infidelity
     bbox: Optional[tuple] = None                             # object box in model-input pixels
 
@@ -155,6 +156,7 @@ def images_schema() -> pa.Schema:
         ("rule", pa.string()),
         ("method", pa.string()),
         ("gradient_samples", pa.int64()),
+        ("converged", pa.bool_()),
         ("deletion_auc", pa.float64()),
         ("insertion_auc", pa.float64()),
         ("infidelity", pa.float64()),

@@ -68,6 +68,7 @@ def summary_row(r: AttributionResult, class_names: Sequence[str], grid: int, bor
         "relative_gap": abs(r.completeness_gap) / max(abs(delta), 1e-12) if np.isfinite(delta) else float("nan"),
         "attribution_sum": float(r.attribution.sum(dtype=np.float64)), "abs_attribution_sum": stats.abs_sum,
         "steps": r.steps, "rule": r.rule, "method": r.method, "gradient_samples": r.gradient_samples,
+        "converged": r.converged,
         "deletion_auc": r.quality.get("deletion_auc"), "insertion_auc": r.quality.get("insertion_auc"),
         "infidelity": r.quality.get("infidelity"), "in_box": in_box, "pointing_hit": pointing_hit,
         "border_mass": stats.border_mass, "concentration": stats.concentration, "entropy": stats.entropy,

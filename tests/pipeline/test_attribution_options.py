@@ -128,6 +128,7 @@ def test_adaptive_steps_record_steps_and_meet_the_tolerance(tiny_assets, tmp_pat
                   rule="gauss_legendre")
     for r in rows:
         assert r["steps"] >= 1 and r["gradient_samples"] >= r["steps"]
+        assert r["converged"] == (r["relative_gap"] <= 0.01 + 1e-6 or abs(r["completeness_gap"]) <= 1e-6)
         if r["steps"] < 512:
             assert r["relative_gap"] <= 0.01 + 1e-6 or abs(r["completeness_gap"]) <= 1e-6
 

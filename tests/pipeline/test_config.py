@@ -28,7 +28,7 @@ def test_dataclass_defaults():
     assert cfg.model.output == "logits"
     assert cfg.attribution.steps == "auto"
     assert cfg.attribution.rule == "adaptive"
-    assert cfg.attribution.pixel_tolerance == pytest.approx(0.08)
+    assert cfg.attribution.pixel_tolerance == pytest.approx(0.03)
     assert cfg.attribution.score == "probability"
     assert cfg.analysis.grid == 16
     assert cfg.analysis.border == pytest.approx(0.1)

@@ -43,3 +43,10 @@ def test_warnings_name_the_likely_causes():
 @pytest.mark.parametrize("classes, share", [(2, 0.9), (3, 0.9), (4, 0.75), (6, 0.5), (19, 0.5)])
 def test_collapse_share(classes, share):
     assert health.collapse_share(classes) == pytest.approx(share)
+
+
+def test_convergence_warning_counts_the_short_images():
+    assert health.convergence_warning(0, 10) is None
+    w = health.convergence_warning(3, 10)
+    assert w.startswith("3 of 10 images ended above attribution.tolerance / pixel_tolerance")
+    assert "max_steps" in w and "converged = false" in w

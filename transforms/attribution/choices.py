@@ -16,6 +16,8 @@ AUTO_RULES = ("adaptive", "trapezoid", "gauss_legendre")
 SCORES = ("probability", "logit")
 OUTPUTS = ("logits", "probabilities")
 FORMATS = ("auto", "keras", "saved_model", "hub")
+# model.precision: Keras models' compute dtype (variables stay float32); gradients are summed in float32
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 SMOOTHINGS = ("none", "smoothgrad", "smoothgrad_sq", "vargrad")
 # Baselines by name; anything else in `attribution.baseline` is the path of a baseline image.
 BASELINE_KINDS = ("black", "white", "uniform", "gaussian", "blur", "mean")

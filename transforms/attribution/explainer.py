@@ -29,6 +29,7 @@ class Explained:
     steps: np.ndarray                  # per row; -1 where the method has no steps
     gradient_samples: np.ndarray       # per row
     quality: Optional[dict] = None     # per-row arrays: deletion_auc, insertion_auc, infidelity
+    converged: Optional[np.ndarray] = None   # per row, steps: auto only: met its tolerances before max_steps
 
 
 class Explainer:
@@ -89,7 +90,8 @@ class Explainer:
         n = len(batch.images)
         steps = np.full(n, -1, np.int64) if r.steps is None else np.asarray(r.steps)
         quality = self._quality(batch, r) if self.quality.enabled else None
-        return Explained(r, steps, np.asarray(r.gradient_samples, np.int64), quality)
+        converged = None if r.converged is None else np.asarray(r.converged, bool)
+        return Explained(r, steps, np.asarray(r.gradient_samples, np.int64), quality, converged)
 
     def _quality(self, batch: Batch, r: MethodResult) -> dict:
         from igaudit.transforms.attribution.quality import deletion_insertion_auc, infidelity

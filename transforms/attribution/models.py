@@ -90,6 +90,11 @@ class Classifier:
         return self._entry
 
     @property
+    def model(self) -> Any:
+        """The loaded object (a Keras model, or a SavedModel / hub trackable)."""
+        return self._model
+
+    @property
     def num_classes(self) -> int:
         return self._num_classes
 
@@ -202,8 +207,8 @@ def _load_keras(spec: ModelConfig) -> Classifier:
             f"re-save the model with model.save('name.keras') or point model.path at "
             f"{WHAT_TO_POINT_AT}")
     model = keras.models.load_model(local, compile=False)
-    if spec.mixed_precision:
-        model = _mixed_precision_copy(model)
+    if spec.precision != "float32":
+        model = _mixed_precision_copy(model, spec.precision)
 
     def call(x):
         return _pick_output(model(x, training=False), spec, "model")
@@ -211,27 +216,32 @@ def _load_keras(spec: ModelConfig) -> Classifier:
     return Classifier(spec, call, "keras", "keras model", model=model, declared=_keras_input_shape(model))
 
 
-def _mixed_precision_copy(model):
-    """The same network and weights with float16 compute and float32 variables (Keras' mixed_float16).
+def _mixed_precision_copy(model, policy: str):
+    """The same network and weights computing in float16 or bfloat16 with float32 variables (Keras'
+    `mixed_float16` / `mixed_bfloat16` policy, `model.precision`).
 
     A loaded model keeps the dtype policy it was saved with, so the global policy alone does nothing:
-    each layer is rebuilt from its config with the policy swapped. Worth it on GPUs with tensor
-    cores; on a CPU float16 is slower. Outputs are cast back to float32 by the IG engine.
+    each layer is rebuilt from its config with the policy swapped (nested models too). The Classifier
+    casts the outputs to float32, and the input gradients are taken w.r.t. float32 pixels, so the IG
+    engine sums gradients in float32. float16 pays on GPUs with tensor cores, bfloat16 on CPUs with
+    AVX-512 BF16 / AMX; elsewhere both are slower than float32 (benchmarks/RESULTS.md, "Precision").
     """
     import keras
 
     def clone(layer):
+        if isinstance(layer, keras.Model):           # a nested model (e.g. a base network): clone inside
+            return keras.models.clone_model(layer, clone_function=clone)
         config = layer.get_config()
         if not isinstance(layer, keras.layers.InputLayer):
-            config["dtype"] = "mixed_float16"
+            config["dtype"] = policy
         return layer.__class__.from_config(config)
 
     try:
         copy = keras.models.clone_model(model, clone_function=clone)
         copy.set_weights(model.get_weights())
     except Exception as e:  # subclassed models cannot be cloned from config
-        raise ModelError(f"model.mixed_precision: cannot rebuild this model with float16 compute "
-                         f"({_one_line(e)}); set it to false") from None
+        raise ModelError(f"model.precision {policy}: cannot rebuild this model with {policy} compute "
+                         f"({_one_line(e)}); set model.precision: float32") from None
     return copy
 
 

