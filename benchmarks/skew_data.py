@@ -18,6 +18,8 @@ from typing import Callable, Optional
 import numpy as np
 from PIL import Image, ImageDraw
 
+from igaudit.pipeline.demo import bounding_box
+
 SIZE = 64
 SHAPES = ("circle", "cross", "square", "triangle")
 SPLITS = {"train": 0, "audit": 1}
@@ -90,10 +92,7 @@ def draw_shape(rng: np.random.Generator, shape: str, background: np.ndarray) -> 
         draw.ellipse(points, fill=fill)
     else:
         raise ValueError(f"unknown shape {shape!r}")
-    xs, ys = zip(*points)
-    box = (max(0, math.floor(min(xs))), max(0, math.floor(min(ys))),
-           min(size, math.ceil(max(xs)) + 1), min(size, math.ceil(max(ys)) + 1))
-    return np.asarray(image), box
+    return np.asarray(image), bounding_box(points, size)
 
 
 # -- planted shortcuts: each edits a uint8 image in place of the original ------------------------

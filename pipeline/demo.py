@@ -188,10 +188,14 @@ def _draw(rng: np.random.Generator, shape: str, size: int) -> tuple[np.ndarray, 
         points = bars[0] + bars[1]
     else:
         raise ValueError(f"unknown shape {shape!r}")
+    return np.asarray(image), bounding_box(points, size)
+
+
+def bounding_box(points, size: int) -> tuple[int, int, int, int]:
+    """The pixel box (x0, y0, x1, y1), ends exclusive, that holds every drawn point, inside the image."""
     xs, ys = zip(*points)
-    box = (max(0, math.floor(min(xs))), max(0, math.floor(min(ys))),
-           min(size, math.ceil(max(xs)) + 1), min(size, math.ceil(max(ys)) + 1))
-    return np.asarray(image), box
+    return (max(0, math.floor(min(xs))), max(0, math.floor(min(ys))),
+            min(size, math.ceil(max(xs)) + 1), min(size, math.ceil(max(ys)) + 1))
 
 
 def load_split(data_root: Path, split: str) -> tuple[np.ndarray, np.ndarray, list[str]]:

@@ -28,12 +28,8 @@ def excess_region(class_grid, dataset_grid) -> Optional[tuple[int, int, int, int
     per-cell penalty of 20% of the largest cell excess, so cells that exceed the
     dataset only by noise do not stretch the block. None when no cell has excess.
     """
-    c, d = _square(class_grid), _square(dataset_grid)
-    if c.shape != d.shape:
-        raise ValueError(f"grids differ in shape: {c.shape} vs {d.shape}")
-    diff = c / c.sum() - d / d.sum()
-    peak = float(diff.max())
-    if not peak > 1e-12:
+    diff, peak = _excess(class_grid, dataset_grid)
+    if diff is None:
         return None
     gain = diff - 0.2 * peak
     g_rows, g_cols = gain.shape
@@ -74,12 +70,8 @@ def strong_region(class_grid, dataset_grid) -> Optional[tuple[int, int, int, int
     of it; a thin block on an image edge stretched along it (`_along_edge`). It follows an artifact
     along its whole length (a stripe across the bottom) and stays small for a compact one (a corner
     patch). None when no cell has excess."""
-    c, d = _square(class_grid), _square(dataset_grid)
-    if c.shape != d.shape:
-        raise ValueError(f"grids differ in shape: {c.shape} vs {d.shape}")
-    diff = c / c.sum() - d / d.sum()
-    peak = float(diff.max())
-    if not peak > 1e-12:
+    diff, peak = _excess(class_grid, dataset_grid)
+    if diff is None:
         return None
     strong = diff >= STRONG_EXCESS * peak
     seen = np.zeros_like(strong)
@@ -95,7 +87,7 @@ def strong_region(class_grid, dataset_grid) -> Optional[tuple[int, int, int, int
                     stack.append((rr, cc))
     rows, cols = np.nonzero(seen)
     r0, r1, c0, c1 = int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
-    block = excess_region(c, d)     # the block of most excess mass, which a lone peak cell may not cover
+    block = excess_region(class_grid, dataset_grid)     # the block of most excess mass, which a lone peak cell may not cover
     if block is not None:
         r0, r1, c0, c1 = min(r0, block[0]), max(r1, block[1]), min(c0, block[2]), max(c1, block[3])
     return _along_edge((r0, r1, c0, c1), diff)
@@ -142,6 +134,16 @@ def _square(grid) -> np.ndarray:
     if a.ndim != 2:
         raise ValueError("a grid must be 2-D or a flattened square")
     return a
+
+
+def _excess(class_grid, dataset_grid):
+    """(class share - dataset share per cell, its largest value); (None, 0.0) when no cell has excess."""
+    c, d = _square(class_grid), _square(dataset_grid)
+    if c.shape != d.shape:
+        raise ValueError(f"grids differ in shape: {c.shape} vs {d.shape}")
+    diff = c / c.sum() - d / d.sum()
+    peak = float(diff.max())
+    return (diff, peak) if peak > 1e-12 else (None, 0.0)
 
 
 def region_name(r0: int, r1: int, c0: int, c1: int, rows: int, cols: int) -> str:
