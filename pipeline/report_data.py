@@ -1,0 +1,112 @@
+"""What the report shows, as plain data: the confusion table, and which images each class section shows.
+
+Works on column arrays (one per images.parquet column), never on one dict per image, so a run of a
+million images costs the report a few arrays in memory and a few dozen pictures per class.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+COLUMNS = ["image_id", "uri", "label", "predicted_name", "confidence", "correct", "relative_gap", "overlay_path",
+           "mask_path", "cluster", "outlier_score", "predicted_cluster", "predicted_outlier_score"]
+PER_KIND = 4            # images per kind (typical, least typical, misclassified, lowest confidence) per class
+PER_CLUSTER = 3         # exemplars per cluster
+KINDS = (("typical", "most typical (lowest outlier score)"),
+         ("atypical", "least typical (highest outlier score)"),
+         ("misclassified", "misclassified (most confident first)"),
+         ("unsure", "lowest confidence"))
+
+
+def image_columns(table) -> dict:
+    """images table -> {column: numpy array}, one row per image (an image with several targets keeps its first)."""
+    cols = {c: table.column(c).to_numpy(zero_copy_only=False) for c in COLUMNS if c in table.column_names}
+    ids = cols.get("image_id", np.array([], object))
+    _, first = np.unique(ids.astype(str), return_index=True)
+    first = np.sort(first)
+    return {c: v[first] for c, v in cols.items()}
+
+
+def _float(values) -> np.ndarray:
+    return np.array([np.nan if v is None else v for v in values], np.float64) if values.dtype == object \
+        else values.astype(np.float64)
+
+
+def confusion(classes: list[dict], class_names: list[str]) -> dict:
+    """label x predicted counts, from classes.parquet's label rows (their predicted_counts)."""
+    rows = [c for c in classes if c["group_by"] == "label"]
+    counts = {c["class_name"]: dict(c.get("predicted_counts") or []) for c in rows}
+    order = {n: i for i, n in enumerate(class_names)}
+    labels = sorted(counts, key=lambda n: (order.get(n, len(order)), n))
+    # square where it can be: every label is a column too, so an unpredicted class shows as a 0 column
+    predicted = sorted({p for row in counts.values() for p in row} | set(labels), key=lambda n: (order.get(n, len(order)), n))
+    accuracy = {c["class_name"]: c.get("accuracy") for c in rows}
+    table = [{"label": n, "cells": [{"predicted": p, "count": int(counts[n].get(p, 0)), "diagonal": p == n}
+                                    for p in predicted],
+              "total": int(sum(counts[n].values())), "accuracy": accuracy.get(n)} for n in labels]
+    top = max((cell["count"] for row in table for cell in row["cells"] if not cell["diagonal"]), default=0)
+    worst = None
+    for row in table:
+        for cell in row["cells"]:
+            if not cell["diagonal"] and cell["count"] == top and top > 0 and worst is None:
+                worst = (row["label"], cell["predicted"], top, row["total"])
+    return {"labels": labels, "predicted": predicted, "rows": table, "worst": worst}
+
+
+def _rows(cols: dict, index: np.ndarray, outlier_column: str) -> list[dict]:
+    out = []
+    for i in index:
+        row = {c: (v[i].item() if hasattr(v[i], "item") else v[i]) for c, v in cols.items()}
+        row["outlier"] = row.get(outlier_column)
+        out.append(row)
+    return out
+
+
+def pick_images(cols: dict, group_by: str, class_name: str, per_kind: int = PER_KIND) -> dict:
+    """{kind: [row, ...]} for one class: most and least typical, misclassified, lowest confidence."""
+    member = np.asarray(cols["label" if group_by == "label" else "predicted_name"] == class_name, bool)
+    index = np.flatnonzero(member)
+    if index.size == 0:
+        return {kind: [] for kind, _ in KINDS}
+    outlier_column = "outlier_score" if group_by == "label" else "predicted_outlier_score"
+    outlier = _float(cols.get(outlier_column, np.full(len(member), np.nan)))[index]
+    confidence = _float(cols["confidence"])[index]
+    wrong = np.asarray(cols["label"][index] != cols["predicted_name"][index], bool) & \
+        np.array([v is not None for v in cols["label"][index]], bool)
+    scored = np.isfinite(outlier)
+    by_outlier = index[scored][np.argsort(outlier[scored], kind="stable")]
+    chosen = {"typical": by_outlier[:per_kind],
+              "atypical": by_outlier[::-1][:per_kind] if by_outlier.size > per_kind else by_outlier[:0],
+              "misclassified": index[wrong][np.argsort(-confidence[wrong], kind="stable")][:per_kind],
+              "unsure": index[np.argsort(confidence, kind="stable")][:per_kind]}
+    return {kind: _rows(cols, chosen[kind], outlier_column) for kind, _ in KINDS}
+
+
+def rows_by_id(cols: dict, image_ids: list[str]) -> list[dict]:
+    """The rows of these images (a cluster's exemplars), in the given order."""
+    wanted = {i: n for n, i in enumerate(image_ids)}
+    index = [i for i, v in enumerate(cols.get("image_id", [])) if v in wanted]
+    index.sort(key=lambda i: wanted[cols["image_id"][i]])
+    return _rows(cols, np.array(index, int), "outlier_score")
+
+
+def confidences(cols: dict, class_names: list[str], group_by: str = "label") -> dict:
+    """{class: confidence array} for the per-class confidence plot."""
+    key = cols["label" if group_by == "label" else "predicted_name"]
+    conf = _float(cols["confidence"])
+    return {n: conf[np.asarray(key == n, bool)] for n in class_names if np.any(key == n)}
+
+
+def moved(row: dict) -> bool:
+    """A comparison row worth showing: flagged, or at least half-way to its threshold."""
+    return bool(row.get("flagged")) or (row.get("score") or 0.0) >= 0.5
+
+
+def relative_gaps(cols: dict) -> np.ndarray:
+    gaps = _float(cols.get("relative_gap", np.array([], np.float64)))
+    return gaps[np.isfinite(gaps)]
+
+
+def share(count: Optional[int], total: Optional[int]) -> Optional[float]:
+    return None if not total else count / total
