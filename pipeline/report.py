@@ -16,6 +16,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from igaudit.pipeline import report_data as data
 from igaudit.pipeline.report_pictures import image_pair
+from igaudit.pipeline.report_plots import CELLS_WRITTEN
 from igaudit.pipeline.run_dir import RUN_PREFIX, completed_runs, read_images_table, read_table
 from igaudit.transforms.analysis.skew_rows import DATASET_METRICS, REFERENCE_METRICS, class_skew_scores
 
@@ -30,6 +31,12 @@ def anchor(group_by: str, name, cluster: Optional[int] = None) -> str:
     """A stable, HTML-safe id for a class (or cluster) section."""
     safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in str(name))
     return f"{group_by}-{safe}" + ("" if cluster is None else f"-c{cluster}")
+
+
+def peak_cells(grid: np.ndarray, n: int = 3) -> str:
+    """The n cells with the most attribution mass, in words: '(0, 1) 17%, (1, 1) 12%, ...'."""
+    order = np.argsort(grid, axis=None)[::-1][:n]
+    return ", ".join(f"({r}, {c}) {100 * grid[r, c]:.0f}%" for r, c in zip(*np.unravel_index(order, grid.shape)))
 
 
 def _table(out_dir: str, name: str) -> list[dict]:
@@ -53,17 +60,21 @@ def _class_entry(c: dict, group_by: str, cols: dict, clusters: list[dict], pictu
                  flagged: set, scores: dict, per_kind: int) -> dict:
     from igaudit.pipeline.report_plots import grid_figure
     name = c["class_name"]
-    entry = {"name": name, "id": anchor(group_by, name), "flagged": (group_by, name) in flagged,
+    entry = {"name": name, "id": anchor(group_by, name), "flagged": (group_by, name) in flagged, "grid": None,
              "score": scores.get((group_by, name)), "row": c, "pictured": pictured, "kinds": [], "clusters": []}
     if not pictured:
         return entry
     g = int(c["grid_size"] or 0)
     if g and c.get("mean_grid"):
-        entry["grid"] = grid_figure(np.array(c["mean_grid"], np.float64).reshape(g, g), f"{name}: mean |IG| grid")
+        grid = np.array(c["mean_grid"], np.float64).reshape(g, g)
+        entry["grid"] = grid_figure(grid, f"{name}: mean |IG| grid")
+        entry["cells_written"] = g <= CELLS_WRITTEN
+        entry["peaks"] = peak_cells(grid)
     picked = data.pick_images(cols, group_by, name, per_kind)
     entry["kinds"] = [{"kind": kind, "caption": caption, "images": [pictures(r) for r in picked[kind]]}
                       for kind, caption in data.KINDS]
     own = [k for k in clusters if k["group_by"] == group_by and k["class_name"] == name]
+    entry["single_cluster"] = own[0] if len(own) == 1 else None
     if len(own) > 1:
         for k in sorted(own, key=lambda k: -(k["size"] or 0)):
             exemplars = data.rows_by_id(cols, list(k["exemplars"] or [])[:min(per_kind, data.PER_CLUSTER)])

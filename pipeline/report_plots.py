@@ -18,6 +18,7 @@ import numpy as np  # noqa: E402
 from igaudit.pipeline.report_pictures import data_uri  # noqa: E402
 
 DPI = 100
+CELLS_WRITTEN = 8           # grids up to 8 x 8 carry each cell's value as text
 MAX_CLASSES_PLOTTED = 30     # the confidence plot shows the classes with the lowest median confidence beyond this
 plt.rcParams.update({"font.size": 9, "axes.titlesize": 10, "svg.fonttype": "none"})
 
@@ -35,7 +36,7 @@ def grid_figure(grid: np.ndarray, title: str, size_in: float = 2.6) -> str:
     percent = 100.0 * g
     fig, ax = plt.subplots(figsize=(size_in + 0.7, size_in))
     image = ax.imshow(percent, cmap="inferno", vmin=0.0, vmax=max(float(percent.max()), 1e-9))
-    if g.shape[0] <= 8:
+    if g.shape[0] <= CELLS_WRITTEN:
         top = percent.max() or 1.0
         for (r, c), v in np.ndenumerate(percent):
             ax.text(c, r, f"{v:.0f}" if v >= 9.5 else f"{v:.1f}", ha="center", va="center", fontsize=7,

@@ -77,6 +77,7 @@ def test_report_size_does_not_grow_with_the_number_of_images(tmp_path):
         sizes[n] = len(html.encode("utf-8"))
         assert 'data-label="square" data-predicted="circle"' in html
         assert "padding 20% (hatched)" in html          # 80 x 64 inputs in a 64 x 64 frame: pad bars
+        assert 'id="label-square-c1"' in html and "cluster 1: " in html    # each cluster with its exemplars
     print(f"report bytes: 400 images {sizes[400]}, 4000 images {sizes[4000]}")
     assert sizes[4000] < 1.1 * sizes[400]
     assert sizes[4000] < 5_000_000
