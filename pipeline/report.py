@@ -56,8 +56,8 @@ class _Pictures:
         return dict(self.cache[row["image_id"]], caption=caption)
 
 
-def _class_entry(c: dict, group_by: str, cols: dict, clusters: list[dict], pictures, pictured: bool,
-                 flagged: set, scores: dict, per_kind: int) -> dict:
+def _class_entry(c: dict, group_by: str, cols: dict, members: dict, ids: dict, clusters: list[dict], pictures,
+                 pictured: bool, flagged: set, scores: dict, per_kind: int) -> dict:
     from igaudit.pipeline.report_plots import grid_figure
     name = c["class_name"]
     entry = {"name": name, "id": anchor(group_by, name), "flagged": (group_by, name) in flagged, "grid": None,
@@ -70,14 +70,15 @@ def _class_entry(c: dict, group_by: str, cols: dict, clusters: list[dict], pictu
         entry["grid"] = grid_figure(grid, f"{name}: mean |IG| grid")
         entry["cells_written"] = g <= CELLS_WRITTEN
         entry["peaks"] = peak_cells(grid)
-    picked = data.pick_images(cols, group_by, name, per_kind)
+    picked = data.pick_images(cols, group_by, name, per_kind, members)
     entry["kinds"] = [{"kind": kind, "caption": caption, "images": [pictures(r) for r in picked[kind]]}
                       for kind, caption in data.KINDS]
     own = [k for k in clusters if k["group_by"] == group_by and k["class_name"] == name]
     entry["single_cluster"] = own[0] if len(own) == 1 else None
     if len(own) > 1:
         for k in sorted(own, key=lambda k: -(k["size"] or 0)):
-            exemplars = data.rows_by_id(cols, list(k["exemplars"] or [])[:min(per_kind, data.PER_CLUSTER)])
+            exemplars = data.rows_by_id(cols, list(k["exemplars"] or [])[:min(per_kind, data.PER_CLUSTER)], ids,
+                                        "outlier_score" if group_by == "label" else "predicted_outlier_score")
             entry["clusters"].append({"row": k, "id": anchor(group_by, name, k["cluster"]),
                                       "images": [pictures(r) for r in exemplars]})
     return entry
@@ -133,14 +134,17 @@ def render_report(out_dir: str, run_info: dict) -> str:
     pictures = _Pictures(out_dir, cfg)
     n_classes = max(1, min(len(class_names), MAX_CLASSES_PICTURED))
     per_kind = int(np.clip(480 // (2 * n_classes * len(data.KINDS)), 1, data.PER_KIND))
+    ids = data.id_index(cols, {i for k in clusters for i in (k["exemplars"] or [])[:data.PER_CLUSTER]})
     groups = []
     for group_by in ("label", "predicted"):
         rows = sorted((c for c in classes if c["group_by"] == group_by),
                       key=lambda c: ((group_by, c["class_name"]) not in flagged,
                                      -scores.get((group_by, c["class_name"]), 0.0), c["class_name"]))
+        members = data.class_members(cols, group_by)
         groups.append({"group_by": group_by, "title": GROUP_TITLES[group_by], "id": f"classes-{group_by}",
-                       "classes": [_class_entry(c, group_by, cols, clusters, pictures, i < MAX_CLASSES_PICTURED,
-                                                flagged, scores, per_kind) for i, c in enumerate(rows)]})
+                       "classes": [_class_entry(c, group_by, cols, members, ids, clusters, pictures,
+                                                i < MAX_CLASSES_PICTURED, flagged, scores, per_kind)
+                                   for i, c in enumerate(rows)]})
     comparison = None
     if run_info.get("reference"):
         ref_rows = [r for r in skew if r["metric"] in REFERENCE_METRICS]

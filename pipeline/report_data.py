@@ -63,14 +63,28 @@ def _rows(cols: dict, index: np.ndarray, outlier_column: str) -> list[dict]:
     return out
 
 
-def pick_images(cols: dict, group_by: str, class_name: str, per_kind: int = PER_KIND) -> dict:
+def class_members(cols: dict, group_by: str) -> dict:
+    """{class name: row indices} under group_by, in one pass (not one scan of every image per class)."""
+    values = cols.get("label" if group_by == "label" else "predicted_name", np.array([], object))
+    keys = np.array(["" if v is None else str(v) for v in values], object)
+    if keys.size == 0:
+        return {}
+    names, inverse = np.unique(keys.astype(str), return_inverse=True)
+    order = np.argsort(inverse, kind="stable")
+    ends = np.cumsum(np.bincount(inverse, minlength=len(names)))
+    return {str(n): order[e - c:e] for n, c, e in zip(names, np.bincount(inverse, minlength=len(names)), ends)
+            if n != ""}
+
+
+def pick_images(cols: dict, group_by: str, class_name: str, per_kind: int = PER_KIND,
+                members: Optional[dict] = None) -> dict:
     """{kind: [row, ...]} for one class: most and least typical, misclassified, lowest confidence."""
-    member = np.asarray(cols["label" if group_by == "label" else "predicted_name"] == class_name, bool)
-    index = np.flatnonzero(member)
+    members = class_members(cols, group_by) if members is None else members
+    index = members.get(class_name, np.array([], int))
     if index.size == 0:
         return {kind: [] for kind, _ in KINDS}
     outlier_column = "outlier_score" if group_by == "label" else "predicted_outlier_score"
-    outlier = _float(cols.get(outlier_column, np.full(len(member), np.nan)))[index]
+    outlier = _float(cols[outlier_column])[index] if outlier_column in cols else np.full(index.size, np.nan)
     confidence = _float(cols["confidence"])[index]
     wrong = np.asarray(cols["label"][index] != cols["predicted_name"][index], bool) & \
         np.array([v is not None for v in cols["label"][index]], bool)
@@ -83,19 +97,21 @@ def pick_images(cols: dict, group_by: str, class_name: str, per_kind: int = PER_
     return {kind: _rows(cols, chosen[kind], outlier_column) for kind, _ in KINDS}
 
 
-def rows_by_id(cols: dict, image_ids: list[str]) -> list[dict]:
-    """The rows of these images (a cluster's exemplars), in the given order."""
-    wanted = {i: n for n, i in enumerate(image_ids)}
-    index = [i for i, v in enumerate(cols.get("image_id", [])) if v in wanted]
-    index.sort(key=lambda i: wanted[cols["image_id"][i]])
-    return _rows(cols, np.array(index, int), "outlier_score")
+def id_index(cols: dict, wanted: set) -> dict:
+    """{image_id: row} for the wanted ids (clusters' exemplars), found in one pass over the images."""
+    return {v: i for i, v in enumerate(cols.get("image_id", [])) if v in wanted}
+
+
+def rows_by_id(cols: dict, image_ids: list[str], index: dict, outlier_column: str = "outlier_score") -> list[dict]:
+    """The rows of these images (a cluster's exemplars), in the given order; index: from id_index."""
+    return _rows(cols, np.array([index[i] for i in image_ids if i in index], int), outlier_column)
 
 
 def confidences(cols: dict, class_names: list[str], group_by: str = "label") -> dict:
     """{class: confidence array} for the per-class confidence plot."""
-    key = cols["label" if group_by == "label" else "predicted_name"]
+    members = class_members(cols, group_by)
     conf = _float(cols["confidence"])
-    return {n: conf[np.asarray(key == n, bool)] for n in class_names if np.any(key == n)}
+    return {n: conf[members[n]] for n in class_names if n in members}
 
 
 def moved(row: dict) -> bool:
