@@ -16,11 +16,12 @@ from apache_beam.io.filesystems import FileSystems
 
 from igaudit.pipeline import report_data as data
 from igaudit.pipeline.report_pictures import image_pair
-from igaudit.pipeline.report_plots import CELLS_WRITTEN
+from igaudit.pipeline.report_plots import CELLS_WRITTEN, confidence_plot, gap_histogram, grid_figure, trend_plot
 from igaudit.pipeline.run_dir import RUN_PREFIX, completed_runs, read_images_table, read_table
 from igaudit.transforms.analysis.skew_rows import DATASET_METRICS, REFERENCE_METRICS, class_skew_scores
 
-MAX_CLASSES_PICTURED = 40
+MAX_CLASSES_PICTURED = 24
+PICTURE_BUDGET = 400      # image pairs in the whole report, at most about this many (sets the images per kind)
 SECTIONS = (("summary", "Summary"), ("flags", "Flags"), ("confusion", "Confusion"), ("classes", "Classes"),
             ("clusters", "Clusters"), ("comparison", "Comparison"), ("rejected", "Rejected"),
             ("settings", "Settings"))
@@ -34,9 +35,11 @@ def anchor(group_by: str, name, cluster: Optional[int] = None) -> str:
 
 
 def peak_cells(grid: np.ndarray, n: int = 3) -> str:
-    """The n cells with the most attribution mass, in words: '(0, 1) 17%, (1, 1) 12%, ...'."""
-    order = np.argsort(grid, axis=None)[::-1][:n]
-    return ", ".join(f"({r}, {c}) {100 * grid[r, c]:.0f}%" for r, c in zip(*np.unravel_index(order, grid.shape)))
+    """The n cells with the most attribution mass, in words: '(1, 2) 17%, (2, 2) 12%, ...' (row, column counted
+    from 1 at the top left, as the regions' wording counts them)."""
+    order = np.argsort(grid, axis=None, kind="stable")[::-1][:n]
+    return ", ".join(f"({r + 1}, {c + 1}) {100 * grid[r, c]:.0f}%"
+                     for r, c in zip(*np.unravel_index(order, grid.shape)))
 
 
 def _table(out_dir: str, name: str) -> list[dict]:
@@ -45,20 +48,19 @@ def _table(out_dir: str, name: str) -> list[dict]:
 
 
 class _Pictures:
-    """image_pair with a cache: an image chosen twice (typical and confident) is read once."""
+    """image_pair with a cache: an image chosen twice (say most typical and a cluster exemplar) is read once."""
 
     def __init__(self, out_dir: str, cfg: dict):
         self.out_dir, self.cfg, self.cache = out_dir, cfg, {}
 
-    def __call__(self, row: dict, caption: str = "") -> dict:
+    def __call__(self, row: dict) -> dict:
         if row["image_id"] not in self.cache:
             self.cache[row["image_id"]] = image_pair(self.out_dir, row, self.cfg)
-        return dict(self.cache[row["image_id"]], caption=caption)
+        return self.cache[row["image_id"]]
 
 
 def _class_entry(c: dict, group_by: str, cols: dict, members: dict, ids: dict, clusters: list[dict], pictures,
                  pictured: bool, flagged: set, scores: dict, per_kind: int) -> dict:
-    from igaudit.pipeline.report_plots import grid_figure
     name = c["class_name"]
     entry = {"name": name, "id": anchor(group_by, name), "flagged": (group_by, name) in flagged, "grid": None,
              "score": scores.get((group_by, name)), "row": c, "pictured": pictured, "kinds": [], "clusters": []}
@@ -86,7 +88,6 @@ def _class_entry(c: dict, group_by: str, cols: dict, members: dict, ids: dict, c
 
 def _trends(out_dir: str, skew: list[dict]) -> list[dict]:
     """For an audit's run (run=... under the audit root): each flagged metric's value in every stored run."""
-    from igaudit.pipeline.report_plots import trend_plot
     root, _, name = out_dir.rstrip("/").rpartition("/")
     if not name.startswith(RUN_PREFIX):
         return []
@@ -116,8 +117,6 @@ def _trends(out_dir: str, skew: list[dict]) -> list[dict]:
 def render_report(out_dir: str, run_info: dict) -> str:
     """The report's HTML text."""
     import jinja2
-
-    from igaudit.pipeline.report_plots import confidence_plot, gap_histogram
     cfg = run_info["config"]
     cols = data.image_columns(read_images_table(out_dir, columns=data.COLUMNS))
     classes = _table(out_dir, "classes.parquet")
@@ -133,7 +132,8 @@ def render_report(out_dir: str, run_info: dict) -> str:
                                      -(r["score"] or 0)))
     pictures = _Pictures(out_dir, cfg)
     n_classes = max(1, min(len(class_names), MAX_CLASSES_PICTURED))
-    per_kind = int(np.clip(480 // (2 * n_classes * len(data.KINDS)), 1, data.PER_KIND))
+    # each pictured class shows its kinds and, roughly, one more kind's worth of cluster exemplars
+    per_kind = int(np.clip(PICTURE_BUDGET // (2 * n_classes * (len(data.KINDS) + 1)), 1, data.PER_KIND))
     ids = data.id_index(cols, {i for k in clusters for i in (k["exemplars"] or [])[:data.PER_CLUSTER]})
     groups = []
     for group_by in ("label", "predicted"):

@@ -92,8 +92,16 @@ def trend_plot(title: str, runs: list[str], values: list[Optional[float]], thres
     if threshold is not None:
         ax.axhline(threshold, color="#555", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
         ax.legend(fontsize=7, loc="best")
-    ax.set_xticks(x, [r.removeprefix("run=")[:13] for r in runs], rotation=30, ha="right", fontsize=7)
+    ax.set_xticks(x, [_run_time(r) for r in runs], rotation=30, ha="right", fontsize=7)
     ax.set_xlabel("run (UTC)")
     ax.set_ylabel("metric value")
     ax.set_title(title, fontsize=9)
     return _png(fig)
+
+
+def _run_time(run: str) -> str:
+    """run=20260301T120501.123Z -> '2026-03-01 12:05:01' (other names as they are)."""
+    stamp = run.removeprefix("run=")
+    if len(stamp) >= 15 and stamp[8] == "T" and stamp[:8].isdigit() and stamp[9:15].isdigit():
+        return f"{stamp[:4]}-{stamp[4:6]}-{stamp[6:8]} {stamp[9:11]}:{stamp[11:13]}:{stamp[13:15]}"
+    return run

@@ -104,6 +104,13 @@ def test_report_alone_loads_every_image_and_section(tiny_assets, tmp_path, brows
                 if r["group_by"] == "label" for p, n in r["predicted_counts"]}
     assert {(label, p): n for label, p, n in shown if n} == expected
 
+    # the little sort script: a click on a heading sorts its table (without JavaScript the table stays as written)
+    order = """return [...document.querySelectorAll('table.clusters tbody tr')].map(r => parseInt(r.cells[3].textContent));"""
+    browser.execute_script("document.querySelectorAll('table.clusters th')[3].click();")
+    assert browser.execute_script(order) == sorted(browser.execute_script(order))
+    browser.execute_script("document.querySelectorAll('table.clusters th')[3].click();")
+    assert browser.execute_script(order) == sorted(browser.execute_script(order), reverse=True)
+
     folders = _shots_folder(tmp_path)
     _shoot(browser, None, "top", folders)
     first_class = browser.execute_script("return document.querySelector('section.class-section').id;")

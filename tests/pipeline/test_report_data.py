@@ -55,7 +55,7 @@ def test_moved_comparisons_and_helpers():
     assert anchor("label", "a b/c", 2) == "label-a_b_c-c2"
     grid = np.zeros((4, 4))
     grid[0, 1], grid[2, 3] = 0.7, 0.3
-    assert peak_cells(grid, 2) == "(0, 1) 70%, (2, 3) 30%"
+    assert peak_cells(grid, 2) == "(1, 2) 70%, (3, 4) 30%"
     assert shown_size(64, 64) == (128, 128) and shown_size(224, 112) == (160, 80) and shown_size(8, 8) == (16, 16)
     striped = hatch(np.zeros((8, 8, 3), np.uint8), (0, 2, 8, 6))
     assert striped[2:6].max() == 0 and striped[:2].max() > 0 and striped[6:].max() > 0
@@ -80,3 +80,9 @@ def test_an_audit_run_plots_each_flagged_metric_over_the_stored_runs(tmp_path):
     assert len(trends) == 1 and trends[0]["uri"].startswith("data:image/png;base64,")
     assert [v for _, v in trends[0]["values"]] == [0.05, 0.08, 0.2]
     assert _trends(str(tmp_path / "plain"), [row]) == []      # not an audit's run: no trend
+
+
+def test_trend_axes_name_each_run_by_its_time():
+    from igaudit.pipeline.report_plots import _run_time
+    assert _run_time("run=20260301T120501.123Z") == "2026-03-01 12:05:01"
+    assert _run_time("mine") == "mine"
