@@ -15,7 +15,7 @@ import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
 from igaudit.pipeline import report_data as data
-from igaudit.pipeline.report_pictures import image_pair
+from igaudit.pipeline.report_pictures import embed, image_pair
 from igaudit.pipeline.report_plots import CELLS_WRITTEN, confidence_plot, gap_histogram, grid_figure, trend_plot
 from igaudit.pipeline.run_dir import RUN_PREFIX, completed_runs, read_images_table, read_table
 from igaudit.transforms.analysis.skew_rows import DATASET_METRICS, REFERENCE_METRICS, class_skew_scores
@@ -51,12 +51,16 @@ class _Pictures:
     """image_pair with a cache: an image chosen twice (say most typical and a cluster exemplar) is read once."""
 
     def __init__(self, out_dir: str, cfg: dict):
-        self.out_dir, self.cfg, self.cache = out_dir, cfg, {}
+        self.out_dir, self.cfg, self.cache, self.uses = out_dir, cfg, {}, {}
 
     def __call__(self, row: dict) -> dict:
         if row["image_id"] not in self.cache:
             self.cache[row["image_id"]] = image_pair(self.out_dir, row, self.cfg)
+        self.uses[row["image_id"]] = self.uses.get(row["image_id"], 0) + 1
         return self.cache[row["image_id"]]
+
+    def embed(self) -> int:
+        return embed(list(self.cache.values()), [self.uses[i] for i in self.cache])
 
 
 def _class_entry(c: dict, group_by: str, cols: dict, members: dict, ids: dict, clusters: list[dict], pictures,
@@ -84,6 +88,15 @@ def _class_entry(c: dict, group_by: str, cols: dict, members: dict, ids: dict, c
             entry["clusters"].append({"row": k, "id": anchor(group_by, name, k["cluster"]),
                                       "images": [pictures(r) for r in exemplars]})
     return entry
+
+
+def _cluster_rows(clusters: list[dict]) -> list[dict]:
+    """By label first; within each grouping, classes split into several clusters before single-cluster ones."""
+    split = {}
+    for k in clusters:
+        split[(k["group_by"], k["class_name"])] = split.get((k["group_by"], k["class_name"]), 0) + 1
+    return sorted(clusters, key=lambda k: (k["group_by"] != "label", split[(k["group_by"], k["class_name"])] < 2,
+                                           k["class_name"], k["cluster"]))
 
 
 def _trends(out_dir: str, skew: list[dict]) -> list[dict]:
@@ -161,14 +174,14 @@ def render_report(out_dir: str, run_info: dict) -> str:
         "trends": _trends(out_dir, skew), "confusion": data.confusion(classes, class_names),
         "gap_plot": gap_histogram(data.relative_gaps(cols)),
         "confidence_plot": confidence_plot(data.confidences(cols, class_names)),
-        "groups": groups, "clusters": sorted(clusters, key=lambda k: (k["group_by"] != "label", k["class_name"],
-                                                                      k["cluster"])),
+        "groups": groups, "clusters": _cluster_rows(clusters), "max_rows": data.MAX_TABLE_ROWS,
         "anchor": anchor, "comparison": comparison, "rejected": rejected[:200], "rejected_total": len(rejected),
         "reasons": sorted(reasons.items(), key=lambda kv: -kv[1]), "per_kind": per_kind,
         "max_pictured": MAX_CLASSES_PICTURED, "resize": (cfg.get("model") or {}).get("resize"),
         "settings": json.dumps({"config": cfg, "beam_args": run_info.get("beam_args"),
                                 "versions": run_info.get("versions")}, indent=2, default=str),
     }
+    pictures.embed()
     env = jinja2.Environment(loader=jinja2.PackageLoader("igaudit.pipeline", "templates"),
                              autoescape=True, trim_blocks=True, lstrip_blocks=True,
                              undefined=jinja2.StrictUndefined)

@@ -13,6 +13,9 @@ COLUMNS = ["image_id", "uri", "label", "predicted_name", "confidence", "correct"
            "mask_path", "cluster", "outlier_score", "predicted_cluster", "predicted_outlier_score"]
 PER_KIND = 4            # images per kind (typical, least typical, misclassified, lowest confidence) per class
 PER_CLUSTER = 3         # exemplars per cluster
+MATRIX_CLASSES = 30     # the confusion table is a matrix up to this many classes, a list of confusions beyond
+MAX_PAIRS = 300         # confusions (label, predicted) listed when it is a list
+MAX_TABLE_ROWS = 300    # rows of the clusters and comparison tables
 KINDS = (("typical", "most typical (lowest outlier score)"),
          ("atypical", "least typical (highest outlier score)"),
          ("misclassified", "misclassified (most confident first)"),
@@ -34,24 +37,30 @@ def _float(values) -> np.ndarray:
 
 
 def confusion(classes: list[dict], class_names: list[str]) -> dict:
-    """label x predicted counts, from classes.parquet's label rows (their predicted_counts)."""
+    """label x predicted counts, from classes.parquet's label rows (their predicted_counts).
+
+    Up to MATRIX_CLASSES classes it is a matrix (`rows` with `cells`); beyond, each label keeps its
+    total and accuracy, and the off-diagonal pairs are listed apart (`pairs`, largest first, at most
+    MAX_PAIRS), so a thousand classes do not make a million cells."""
     rows = [c for c in classes if c["group_by"] == "label"]
-    counts = {c["class_name"]: dict(c.get("predicted_counts") or []) for c in rows}
+    counts = {c["class_name"]: {p: int(n) for p, n in (c.get("predicted_counts") or [])} for c in rows}
     order = {n: i for i, n in enumerate(class_names)}
     labels = sorted(counts, key=lambda n: (order.get(n, len(order)), n))
     # square where it can be: every label is a column too, so an unpredicted class shows as a 0 column
-    predicted = sorted({p for row in counts.values() for p in row} | set(labels), key=lambda n: (order.get(n, len(order)), n))
+    predicted = sorted({p for row in counts.values() for p in row} | set(labels),
+                       key=lambda n: (order.get(n, len(order)), n))
+    matrix = len(predicted) <= MATRIX_CLASSES
     accuracy = {c["class_name"]: c.get("accuracy") for c in rows}
-    table = [{"label": n, "cells": [{"predicted": p, "count": int(counts[n].get(p, 0)), "diagonal": p == n}
-                                    for p in predicted],
-              "total": int(sum(counts[n].values())), "accuracy": accuracy.get(n)} for n in labels]
-    top = max((cell["count"] for row in table for cell in row["cells"] if not cell["diagonal"]), default=0)
-    worst = None
-    for row in table:
-        for cell in row["cells"]:
-            if not cell["diagonal"] and cell["count"] == top and top > 0 and worst is None:
-                worst = (row["label"], cell["predicted"], top, row["total"])
-    return {"labels": labels, "predicted": predicted, "rows": table, "worst": worst}
+    table = [{"label": n, "total": sum(counts[n].values()), "accuracy": accuracy.get(n), "correct": counts[n].get(n, 0),
+              "cells": [{"predicted": p, "count": counts[n].get(p, 0), "diagonal": p == n} for p in predicted]
+              if matrix else []} for n in labels]
+    totals = {r["label"]: r["total"] for r in table}
+    pairs = sorted(((n, p, c) for n in labels for p, c in counts[n].items() if p != n and c > 0),
+                   key=lambda t: (-t[2], order.get(t[0], len(order)), order.get(t[1], len(order))))
+    worst = (pairs[0][0], pairs[0][1], pairs[0][2], totals[pairs[0][0]]) if pairs else None
+    return {"labels": labels, "predicted": predicted, "rows": table, "worst": worst, "matrix": matrix,
+            "pairs": [{"label": n, "predicted": p, "count": c, "total": totals[n]} for n, p, c in pairs[:MAX_PAIRS]],
+            "pairs_total": len(pairs)}
 
 
 def _rows(cols: dict, index: np.ndarray, outlier_column: str) -> list[dict]:

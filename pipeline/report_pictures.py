@@ -22,6 +22,8 @@ from igaudit.transforms.imaging.decode import box_to_model, decode_image_sized
 
 MAX_SHOWN = 160          # css pixels: an image is shown at most this wide, and never past 2x its pixels
 MAX_EMBEDDED = 160       # pixels: bigger model inputs are shrunk before embedding (they are shown smaller anyway)
+MIN_EMBEDDED = 64        # pixels: the byte budget never shrinks a picture below this
+BYTE_BUDGET = 4_000_000  # bytes of embedded pictures in one report; past it every picture is shrunk alike
 HATCH = np.array([80, 170, 255], np.float64)   # the padded area: light-blue diagonal stripes
 
 
@@ -29,11 +31,12 @@ def data_uri(data: bytes, mime: str = "image/png") -> str:
     return f"data:{mime};base64," + base64.b64encode(data).decode("ascii")
 
 
-def encode(picture: np.ndarray) -> str:
-    """uint8 H x W x 3 -> a data URI: lossless PNG for small pictures, WebP (quality 90) when that is smaller."""
+def encode(picture: np.ndarray, side: int = MAX_EMBEDDED) -> str:
+    """uint8 H x W x 3 -> a data URI at most `side` pixels wide and high: lossless PNG, or WebP (quality 90)
+    when that is much smaller (photos)."""
     im = Image.fromarray(picture)
-    if max(im.size) > MAX_EMBEDDED:
-        scale = MAX_EMBEDDED / max(im.size)
+    if max(im.size) > side:
+        scale = side / max(im.size)
         im = im.resize((max(1, round(im.width * scale)), max(1, round(im.height * scale))), Image.Resampling.LANCZOS)
     png = io.BytesIO()
     im.save(png, "PNG", optimize=True)
@@ -115,10 +118,28 @@ def image_pair(out_dir: str, row: dict, cfg: dict) -> dict:
         overlay = heat if original is None else np.round(0.6 * heat + 0.4 * original).astype(np.uint8)
     if original is not None and box is not None:
         original = hatch(original, box)
-    width, height = shown_size(size[1], size[0]) if min(size) > 0 else (0, 0)
     padded = None if box is None else 1.0 - (box[2] - box[0]) * (box[3] - box[1]) / float(size[0] * size[1])
     return {"image_id": row["image_id"], "label": row.get("label"), "predicted": row.get("predicted_name"),
             "confidence": row.get("confidence"), "outlier_score": row.get("outlier"),
-            "original": encode(original) if original is not None else None,
-            "overlay": encode(overlay) if overlay is not None else None,
-            "overlay_link": row.get("overlay_path"), "width": width, "height": height, "padded": padded}
+            "pixels": {"original": original, "overlay": overlay}, "size": size, "original": None, "overlay": None,
+            "overlay_link": row.get("overlay_path"), "width": 0, "height": 0, "padded": padded}
+
+
+def embed(pairs: list[dict], uses: Optional[list[int]] = None, budget: int = BYTE_BUDGET) -> int:
+    """Encode every pair's pictures (image_pair's "pixels") into data URIs, shrinking them all alike until they
+    fit `budget` bytes (not below MIN_EMBEDDED pixels); sets the size they are shown at. uses: how often
+    each pair appears in the page (an image can be typical, unsure and an exemplar). Returns the bytes."""
+    side = MAX_EMBEDDED
+    uses = uses or [1] * len(pairs)
+    while True:
+        encoded = [{k: encode(v, side) for k, v in p["pixels"].items() if v is not None} for p in pairs]
+        total = sum(n * len(uri) for e, n in zip(encoded, uses) for uri in e.values())
+        if total <= budget or side <= MIN_EMBEDDED:
+            break
+        side = max(MIN_EMBEDDED, int(side * np.sqrt(budget / total) * 0.95))
+    for p, e in zip(pairs, encoded):
+        p.update(e)
+        h, w = p["size"] if min(p["size"] or (0,)) > 0 else (0, 0)
+        scale = min(1.0, side / max(h, w, 1))      # the embedded picture's own pixels
+        p["width"], p["height"] = shown_size(max(1, round(w * scale)), max(1, round(h * scale))) if h else (0, 0)
+    return total
