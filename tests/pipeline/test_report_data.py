@@ -86,3 +86,15 @@ def test_trend_axes_name_each_run_by_its_time():
     from igaudit.pipeline.report_plots import _run_time
     assert _run_time("run=20260301T120501.123Z") == "2026-03-01 12:05:01"
     assert _run_time("mine") == "mine"
+
+
+def test_beyond_the_matrix_limit_the_confusions_are_a_list_largest_first(monkeypatch):
+    monkeypatch.setattr(data, "MATRIX_CLASSES", 2)
+    classes = [{"group_by": "label", "class_name": "a", "accuracy": 0.5, "predicted_counts": [("a", 2), ("c", 2)]},
+               {"group_by": "label", "class_name": "b", "accuracy": 0.25, "predicted_counts": [("a", 3), ("b", 1)]}]
+    table = data.confusion(classes, ["a", "b", "c"])
+    assert not table["matrix"] and all(row["cells"] == [] for row in table["rows"])
+    assert [(p["label"], p["predicted"], p["count"], p["total"]) for p in table["pairs"]] == \
+        [("b", "a", 3, 4), ("a", "c", 2, 4)]
+    assert [(r["label"], r["correct"], r["total"]) for r in table["rows"]] == [("a", 2, 4), ("b", 1, 4)]
+    assert table["worst"] == ("b", "a", 3, 4)
