@@ -23,18 +23,31 @@ pytestmark = [pytest.mark.slow, pytest.mark.skipif(
     reason="chromium / chromedriver not installed (apt-get install chromium chromium-driver)")]
 
 
-@pytest.fixture
-def browser(tmp_path):
+def _driver(tmp_path, javascript: bool = True):
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     options = webdriver.ChromeOptions()
+    if not javascript:     # the page's own scripts off (the driver's still run)
+        options.add_experimental_option("prefs", {"profile.managed_default_content_settings.javascript": 2})
     options.binary_location = CHROMIUM
     for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  f"--user-data-dir={tmp_path / 'profile'}", "--window-size=1280,1000"):
         options.add_argument(flag)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL", "performance": "ALL"})
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+    return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+
+
+@pytest.fixture
+def browser(tmp_path):
+    driver = _driver(tmp_path)
+    yield driver
+    driver.quit()
+
+
+@pytest.fixture
+def browser_without_javascript(tmp_path):
+    driver = _driver(tmp_path, javascript=False)
     yield driver
     driver.quit()
 
@@ -131,3 +144,16 @@ def test_report_against_a_reference_has_a_comparison_section(tiny_assets, tmp_pa
     assert not [e for e in browser.get_log("browser") if e["level"] in ("SEVERE", "ERROR")]
     folders = _shots_folder(tmp_path)
     _shoot(browser, "comparison", "comparison", folders)
+
+
+def test_report_works_with_javascript_off(tiny_assets, tmp_path, browser_without_javascript):
+    browser = browser_without_javascript
+    out = tmp_path / "out"
+    run_job(from_dict(tiny_config(tiny_assets, out)))
+    _open_alone(browser, out / "report.html", tmp_path)
+    assert browser.execute_script("return document.querySelector('th.sortable').title;") == ""   # the page's script did not run
+    widths = browser.execute_script("return [...document.images].map(i => i.naturalWidth);")
+    assert widths and min(widths) > 0
+    for section in SECTIONS:
+        assert browser.execute_script("return !!document.getElementById(arguments[0]);", section), section
+    assert browser.execute_script("return document.querySelectorAll('table.confusion td[data-label]').length;") == 9

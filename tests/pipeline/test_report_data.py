@@ -98,3 +98,20 @@ def test_beyond_the_matrix_limit_the_confusions_are_a_list_largest_first(monkeyp
         [("b", "a", 3, 4), ("a", "c", 2, 4)]
     assert [(r["label"], r["correct"], r["total"]) for r in table["rows"]] == [("a", 2, 4), ("b", 1, 4)]
     assert table["worst"] == ("b", "a", 3, 4)
+
+
+def test_a_run_that_attributed_nothing_still_gets_a_report_that_says_why(tmp_path):
+    from igaudit.pipeline.config import from_dict
+    from igaudit.pipeline.report import SECTIONS, render_report
+    from igaudit.transforms.records import REJECTED_SCHEMA, classes_schema, clusters_schema
+    for name, schema in (("classes", classes_schema()), ("clusters", clusters_schema()), ("skew", skew_schema()),
+                         ("rejected", REJECTED_SCHEMA)):
+        pq.write_table(schema.empty_table(), tmp_path / f"{name}.parquet")
+    cfg = from_dict({"input": {"pattern": str(tmp_path / "none" / "*.png")}, "output": {"dir": str(tmp_path)}})
+    html = render_report(str(tmp_path), {
+        "status": "failed", "reason": "nothing was attributed", "warnings": [], "accuracy": None,
+        "config": cfg.to_dict(), "class_names": ["a"], "beam_args": [], "versions": {}, "reference": None,
+        "change": "no reference run: no flags", "counts": {"matched": 2, "attributed": 0, "rejected": 2},
+        "timings": {}})
+    assert "This run failed:</b> nothing was attributed" in html
+    assert all(f"id={s}" in html for s, _ in SECTIONS if s != "comparison")
