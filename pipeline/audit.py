@@ -18,29 +18,18 @@ from igaudit.pipeline.config import Config, absolute_paths
 from igaudit.pipeline.errors import UserError
 from igaudit.pipeline.job import RunSummary, run_job
 from igaudit.pipeline import ownership
-from igaudit.pipeline.run_dir import SUCCESS, read_table
+from igaudit.pipeline.run_dir import RUN_PREFIX, SUCCESS, completed_runs, read_table
 from igaudit.pipeline.runner import use_options
 from igaudit.transforms.analysis.skew_rows import REFERENCE_METRICS, skew_rows
 from igaudit.transforms.analysis.status import GONE, alerting, with_status
 
 EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR, EXIT_FLAGGED = 0, 1, 2, 3
-RUN_PREFIX = "run="
 
 
 def run_name(now: Optional[datetime] = None) -> str:
     """run=<UTC timestamp>; sorts in time order as text."""
     now = now or datetime.now(timezone.utc)
     return RUN_PREFIX + now.strftime("%Y%m%dT%H%M%S") + f".{now.microsecond // 1000:03d}Z"
-
-
-def completed_runs(root: str) -> list[str]:
-    """Run dirs under root that have _SUCCESS, oldest first."""
-    pattern = FileSystems.join(root, RUN_PREFIX + "*", "_SUCCESS")
-    try:
-        matches = FileSystems.match([pattern])[0].metadata_list
-    except Exception:
-        return []
-    return sorted(m.path.rsplit("/", 1)[0] for m in matches)
 
 
 def pick_reference(root: str, before: str, named: Optional[str] = None) -> Optional[str]:

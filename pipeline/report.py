@@ -1,186 +1,220 @@
-"""A static report.html built from a run's Parquet outputs (opens from disk, no server).
+"""report.html: one self-contained file built from a run's outputs with the Jinja2 template
+templates/report.html.j2.
 
-Mean heatmaps are embedded as data URIs; overlays are linked relatively
-(overlays/<image_id>.png), so the folder can be copied or served as is.
+Every picture and figure is embedded (data URIs), so the file alone, mailed or attached to a ticket,
+shows everything; overlays in the run folder are only linked as extras. Its size is bounded: a few
+images per kind per class, and pictures for at most MAX_CLASSES_PICTURED classes per grouping (the
+most skewed first); the others get a table row.
 """
 from __future__ import annotations
 
-import base64
-import html
+import json
+import re
+from typing import Optional
 
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from igaudit.pipeline.run_dir import read_images_table, read_table
-from igaudit.transforms.analysis.skew_rows import DATASET_METRICS, class_skew_scores
-from igaudit.transforms.imaging.render import grid_heatmap_png
+from igaudit.pipeline import report_data as data
+from igaudit.pipeline.report_pictures import embed, image_pair
+from igaudit.pipeline.report_plots import CELLS_WRITTEN, confidence_plot, gap_histogram, grid_figure, trend_plot
+from igaudit.pipeline.run_dir import RUN_PREFIX, completed_runs, read_images_table, read_table
+from igaudit.transforms.analysis.skew_rows import DATASET_METRICS, REFERENCE_METRICS, class_skew_scores
 
-_STYLE = """
-body{font-family:system-ui,sans-serif;margin:2em;color:#222;max-width:1200px}
-table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:.25em .6em;text-align:right}
-th{background:#f4f4f4}td.l,th.l{text-align:left}.class{border-top:2px solid #ddd;padding:1em 0}
-.class img{margin-right:.4em;vertical-align:top;image-rendering:pixelated}.muted{color:#777}
-figure{display:inline-block;margin:0 .6em 0 0}figcaption{font-size:.8em;color:#555;max-width:128px}
-.warning{background:#fff4e5;border-left:4px solid #e8a33d;padding:.4em .8em}
-.lead{font-size:1.3em;font-weight:600;padding:.4em .6em;background:#f4f4f4;border-left:4px solid #b5367a}
-.status{font-weight:600}.status.new{color:#b00}.status.standing{color:#a60}.status.resolved{color:#080}
-"""
+MAX_CLASSES_PICTURED = 24
+PICTURE_BUDGET = 400      # image pairs in the whole report, at most about this many (sets the images per kind)
+SECTIONS = (("summary", "Summary"), ("flags", "Flags"), ("confusion", "Confusion"), ("classes", "Classes"),
+            ("clusters", "Clusters"), ("comparison", "Comparison"), ("rejected", "Rejected"),
+            ("settings", "Settings"))
+GROUP_TITLES = {"label": "by true label", "predicted": "by predicted class"}
 
 
-def _data_uri(png: bytes) -> str:
-    return "data:image/png;base64," + base64.b64encode(png).decode("ascii")
+def anchor(group_by: str, name, cluster: Optional[int] = None) -> str:
+    """A stable, HTML-safe id for a class (or cluster) section."""
+    safe = "".join(ch if ch.isalnum() or ch in "-_" else "_" for ch in str(name))
+    return f"{group_by}-{safe}" + ("" if cluster is None else f"-c{cluster}")
 
 
-def _fmt(v, digits=3) -> str:
-    if v is None or (isinstance(v, float) and not np.isfinite(v)):
-        return "–"
-    if isinstance(v, float):
-        return f"{v:.{digits}f}"
-    return html.escape(str(v))
+def peak_cells(grid: np.ndarray, n: int = 3) -> str:
+    """The n cells with the most attribution mass, in words: '(1, 2) 17%, (2, 2) 12%, ...' (row, column counted
+    from 1 at the top left, as the regions' wording counts them)."""
+    order = np.argsort(grid, axis=None, kind="stable")[::-1][:n]
+    return ", ".join(f"({r + 1}, {c + 1}) {100 * grid[r, c]:.0f}%"
+                     for r, c in zip(*np.unravel_index(order, grid.shape)))
 
 
-def _histogram(values: np.ndarray, bins: int = 10) -> str:
-    """A small text-free bar chart (inline SVG) of relative completeness gaps."""
-    values = values[np.isfinite(values)]   # methods without a completeness identity have none
-    if values.size == 0:
-        return "<p class=muted>no completeness gaps (none attributed, or the method has no completeness)</p>"
-    counts, edges = np.histogram(values, bins=bins)
-    top = max(counts.max(), 1)
-    bars = "".join(
-        f'<rect x="{i * 30}" y="{100 - 100 * c / top:.1f}" width="26" height="{100 * c / top:.1f}" fill="#b5367a">'
-        f"<title>{edges[i]:.4f}–{edges[i + 1]:.4f}: {c}</title></rect>" for i, c in enumerate(counts))
-    return (f'<svg width="{bins * 30}" height="100" role="img" aria-label="completeness gap histogram">{bars}</svg>'
-            f"<p class=muted>relative |gap| from {edges[0]:.4f} to {edges[-1]:.4f}; median "
-            f"{np.median(values):.4f}</p>")
+def _table(out_dir: str, name: str) -> list[dict]:
+    path = FileSystems.join(out_dir, name)
+    return read_table(path).to_pylist() if FileSystems.exists(path) else []
+
+
+class _Pictures:
+    """image_pair with a cache: an image chosen twice (say most typical and a cluster exemplar) is read once."""
+
+    def __init__(self, out_dir: str, cfg: dict):
+        self.out_dir, self.cfg, self.cache, self.uses = out_dir, cfg, {}, {}
+
+    def __call__(self, row: dict) -> dict:
+        if row["image_id"] not in self.cache:
+            self.cache[row["image_id"]] = image_pair(self.out_dir, row, self.cfg)
+        self.uses[row["image_id"]] = self.uses.get(row["image_id"], 0) + 1
+        return self.cache[row["image_id"]]
+
+    def embed(self) -> int:
+        return embed(list(self.cache.values()), [self.uses[i] for i in self.cache])
+
+
+def _class_entry(c: dict, group_by: str, cols: dict, members: dict, ids: dict, clusters: list[dict], pictures,
+                 pictured: bool, flagged: set, scores: dict, per_kind: int) -> dict:
+    name = c["class_name"]
+    entry = {"name": name, "id": anchor(group_by, name), "flagged": (group_by, name) in flagged, "grid": None,
+             "score": scores.get((group_by, name)), "row": c, "pictured": pictured, "kinds": [], "clusters": []}
+    if not pictured:
+        return entry
+    g = int(c["grid_size"] or 0)
+    if g and c.get("mean_grid"):
+        grid = np.array(c["mean_grid"], np.float64).reshape(g, g)
+        entry["grid"] = grid_figure(grid, f"{name}: mean |IG| grid")
+        entry["cells_written"] = g <= CELLS_WRITTEN
+        entry["peaks"] = peak_cells(grid)
+    picked = data.pick_images(cols, group_by, name, per_kind, members)
+    entry["kinds"] = [{"kind": kind, "caption": caption, "images": [pictures(r) for r in picked[kind]]}
+                      for kind, caption in data.KINDS]
+    own = [k for k in clusters if k["group_by"] == group_by and k["class_name"] == name]
+    entry["single_cluster"] = own[0] if len(own) == 1 else None
+    if len(own) > 1:
+        for k in sorted(own, key=lambda k: -(k["size"] or 0)):
+            exemplars = data.rows_by_id(cols, list(k["exemplars"] or [])[:min(per_kind, data.PER_CLUSTER)], ids,
+                                        "outlier_score" if group_by == "label" else "predicted_outlier_score")
+            entry["clusters"].append({"row": k, "id": anchor(group_by, name, k["cluster"]),
+                                      "images": [pictures(r) for r in exemplars]})
+    return entry
+
+
+def _cluster_rows(clusters: list[dict]) -> list[dict]:
+    """By label first; within each grouping, classes split into several clusters before single-cluster ones."""
+    split = {}
+    for k in clusters:
+        split[(k["group_by"], k["class_name"])] = split.get((k["group_by"], k["class_name"]), 0) + 1
+    return sorted(clusters, key=lambda k: (k["group_by"] != "label", split[(k["group_by"], k["class_name"])] < 2,
+                                           k["class_name"], k["cluster"]))
+
+
+def _trends(out_dir: str, skew: list[dict]) -> list[dict]:
+    """For an audit's run (run=... under the audit root): each flagged metric's value in every stored run."""
+    root, _, name = out_dir.rstrip("/").rpartition("/")
+    if not name.startswith(RUN_PREFIX):
+        return []
+    runs = [r for r in completed_runs(root) if r.rstrip("/").rsplit("/", 1)[-1] < name][-11:]
+    flagged = [r for r in skew if r["flagged"]][:8]
+    if not runs or not flagged:
+        return []
+    key = lambda r: (r["group_by"], r["class_name"], r.get("cluster"), r["metric"])   # noqa: E731
+    history = []
+    for run in runs:
+        try:
+            history.append({key(r): r["value"] for r in read_table(FileSystems.join(run, "skew.parquet")).to_pylist()})
+        except Exception:      # noqa: BLE001 - a run pruned meanwhile: its point is missing
+            history.append({})
+    names = [r.rstrip("/").rsplit("/", 1)[-1] for r in runs] + [name]
+    out = []
+    for r in flagged:
+        where = f"{r['class_name']} ({GROUP_TITLES.get(r['group_by'], r['group_by'])}" + \
+            ("" if r.get("cluster") is None else f", cluster {r['cluster']}") + ")"
+        values = [h.get(key(r)) for h in history] + [r["value"]]
+        out.append({"title": f"{r['metric']}: {where}", "uri": trend_plot(f"{r['metric']}, {where}", names, values,
+                                                                          r.get("threshold")),
+                    "values": list(zip(names, values))})
+    return out
 
 
 def render_report(out_dir: str, run_info: dict) -> str:
     """The report's HTML text."""
-    images = read_images_table(out_dir, columns=["image_id", "overlay_path", "relative_gap"]).to_pylist()
-    classes = read_table(FileSystems.join(out_dir, "classes.parquet")).to_pylist()
-    rejected = read_table(FileSystems.join(out_dir, "rejected.parquet")).to_pylist()
-    skew = read_table(FileSystems.join(out_dir, "skew.parquet")).to_pylist()
-    clusters_path = FileSystems.join(out_dir, "clusters.parquet")
-    clusters = read_table(clusters_path).to_pylist() if FileSystems.exists(clusters_path) else []
-    # Classes are ranked by verdict, then by skew within this run; changes against a reference run are listed apart.
-    scores = class_skew_scores(skew, DATASET_METRICS)
-    flagged_classes = {(r["group_by"], r["class_name"]) for r in skew if r["flagged"] and r["metric"] in DATASET_METRICS}
-    flagged = sorted((r for r in skew if r["flagged"] or r.get("status") == "resolved"),
-                     key=lambda r: (r["metric"] not in DATASET_METRICS, r.get("status") != "new",
-                                    r["group_by"] != "label", r["class_name"], r.get("cluster") or -1,
-                                    -(r["score"] or 0)))
-    cleared = [r for r in skew if r.get("candidate") and not r["flagged"] and r["metric"] in DATASET_METRICS]
+    import jinja2
     cfg = run_info["config"]
-    counts = run_info["counts"]
-    overlays = {r["image_id"]: r["overlay_path"] for r in images if r["overlay_path"]}
-    parts = [f"<!doctype html><html lang=en><head><meta charset=utf-8><title>igaudit report</title>"
-             f"<style>{_STYLE}</style></head><body>",
-             "<h1>igaudit report</h1>",
-             f"<p class=lead>{html.escape(run_info.get('change') or '')}</p>",
-             "<h2>Summary</h2><table>",
-             *(f"<tr><th class=l>{html.escape(k)}</th><td>{_fmt(v)}</td></tr>" for k, v in (
-                 ("images matched", counts["matched"]), ("attributed", counts["attributed"]),
-                 ("rejected", counts["rejected"]), ("accuracy", run_info.get("accuracy")),
-                 ("status", run_info.get("status")), ("model", cfg["model"]["path"]),
-                 ("steps / rule", f"{cfg['attribution']['steps']} / {cfg['attribution']['rule']}"),
-                 ("baseline", cfg["attribution"]["baseline"]), ("target", cfg["attribution"]["target"]),
-                 ("score", cfg["attribution"]["score"]),
-                 ("wall time (s)", run_info["timings"].get("total_seconds")))),
-             "</table>"]
-    if run_info.get("status") == "failed":
-        parts.append(f"<p class=warning><b>This run failed:</b> {html.escape(run_info.get('reason') or '')}</p>")
-    for warning in run_info.get("warnings") or []:
-        parts.append(f"<p class=warning><b>Warning:</b> {html.escape(warning)}</p>")
-
-    parts.append(f"<h2>Verdicts ({sum(1 for r in flagged if r['flagged'])} flagged)</h2>"
-                 "<p class=muted>A metric only proposes a candidate; a class (or cluster) is flagged when "
-                 "interventions show its region is needed, sufficient and stamped (README, \"Verdicts\"). "
-                 "Status compares with the reference run.</p>")
-    if flagged:
-        parts.append("<table class=verdicts><tr><th class=l>status</th><th class=l>class</th><th>cluster</th>"
-                     "<th class=l>metric</th><th class=l>evidence</th><th class=l>detail</th></tr>")
-        parts.extend(f"<tr><td class='l status {html.escape(r.get('status') or '')}'>{html.escape(r.get('status') or '')}"
-                     f"</td><td class=l>{html.escape(r['class_name'])} <span class=muted>by {html.escape(r['group_by'])}"
-                     f"</span></td><td>{_fmt(r.get('cluster'))}</td><td class=l>{html.escape(r['metric'])}</td>"
-                     f"<td class=l>{html.escape(r.get('evidence') or '')}</td>"
-                     f"<td class=l>{html.escape(r['detail'] or '')}</td></tr>" for r in flagged)
-        parts.append("</table>")
-    else:
-        parts.append("<p>Nothing flagged.</p>")
-    if cleared:
-        parts.append(f"<details><summary>{len(cleared)} candidates the interventions cleared</summary><ul>")
-        parts.extend(f"<li>{html.escape(r['class_name'])} ({html.escape(r['group_by'])}"
-                     f"{'' if r.get('cluster') is None else ', cluster ' + str(r['cluster'])}), "
-                     f"{html.escape(r['metric'])}: {html.escape(r.get('evidence') or '')}. "
-                     f"<span class=muted>{html.escape(r['detail'] or '')}</span></li>" for r in cleared)
-        parts.append("</ul></details>")
-
-    by_label = sorted((c for c in classes if c["group_by"] == "label"),
-                      key=lambda c: (("label", c["class_name"]) not in flagged_classes,
-                                     -scores.get(("label", c["class_name"]), 0.0), c["class_name"]))
-    parts.append("<h2>Classes (by true label, most skewed first)</h2>"
-                 "<p class=muted>Left: where attribution mass falls on average (|IG| pooled to a grid, brighter "
-                 "= more). Right: overlays of the class's most confident images.</p>")
-    for c in by_label:
-        g = int(c["grid_size"])
-        grid = np.array(c["mean_grid"], np.float64).reshape(g, g) if g else np.zeros((1, 1))
-        heat = _data_uri(grid_heatmap_png(grid, scale=max(1, 128 // max(g, 1))))
-        thumbs = "".join(
-            f'<figure><img src="{html.escape(overlays[i])}" width=128 height=128 alt="overlay {html.escape(i)}">'
-            f"<figcaption>{html.escape(i)}</figcaption></figure>"
-            for i in c["typical_images"] if i in overlays)
-        parts.append(
-            f'<div class=class><h3>{html.escape(c["class_name"])} '
-            f'<span class=muted>skew score {_fmt(scores.get(("label", c["class_name"])), 2)}</span></h3>'
-            f'<figure><img src="{heat}" width=128 height=128 alt="mean attribution of {html.escape(c["class_name"])}">'
-            f"<figcaption>mean |IG| grid</figcaption></figure>{thumbs}"
-            f"<table><tr><th>images</th><th>accuracy</th><th>mean confidence</th><th>border mass</th>"
-            f"<th>concentration</th><th>mean |gap|</th></tr><tr><td>{c['count']}</td><td>{_fmt(c['accuracy'])}</td>"
-            f"<td>{_fmt(c['mean_confidence'])}</td><td>{_fmt(c['mean_border_mass'])}</td>"
-            f"<td>{_fmt(c['mean_concentration'])}</td><td>{_fmt(c['mean_abs_completeness_gap'], 4)}</td></tr>"
-            f"</table></div>")
-
-    split = [c for c in clusters if c["group_by"] == "label"
-             and sum(1 for d in clusters if d["group_by"] == "label" and d["class_name"] == c["class_name"]) > 1]
-    if split:
-        parts.append("<h2>Strategy clusters (by true label)</h2><p class=muted>Classes whose images fall into "
-                     "groups with attribution in different places (SpRAy). Exemplars: the images nearest each "
-                     "cluster's centre.</p>")
-        for c in split:
-            g = int(c["grid_size"])
-            heat = _data_uri(grid_heatmap_png(np.array(c["mean_grid"], np.float64).reshape(g, g),
-                                              scale=max(1, 96 // max(g, 1))))
-            thumbs = "".join(f'<img src="{html.escape(overlays[i])}" width=64 height=64 alt="overlay {html.escape(i)}">'
-                             for i in c["exemplars"] if i in overlays)
-            parts.append(f"<div class=cluster><h3>{html.escape(c['class_name'])}, cluster {c['cluster']} "
-                         f"<span class=muted>{c['size']} images ({_fmt(100 * (c['share'] or 0), 0)}% of the class)"
-                         f"</span></h3><img src=\"{heat}\" width=96 height=96 alt=\"mean attribution of cluster\"> "
-                         f"{thumbs}<p class=muted>{html.escape(c['region'] or '')}</p></div>")
-
+    cols = data.image_columns(read_images_table(out_dir, columns=data.COLUMNS))
+    classes = _table(out_dir, "classes.parquet")
+    rejected = _table(out_dir, "rejected.parquet")
+    skew = _table(out_dir, "skew.parquet")
+    clusters = _table(out_dir, "clusters.parquet")
+    class_names = list(run_info.get("class_names") or sorted({c["class_name"] for c in classes}))
+    scores = class_skew_scores(skew, DATASET_METRICS)
+    flagged = {(r["group_by"], r["class_name"]) for r in skew if r["flagged"] and r["metric"] in DATASET_METRICS}
+    verdicts = sorted((r for r in skew if r["flagged"] or r.get("status") == "resolved"),
+                      key=lambda r: (r["metric"] not in DATASET_METRICS, r.get("status") != "new",
+                                     r["group_by"] != "label", r["class_name"], r.get("cluster") or -1,
+                                     -(r["score"] or 0)))
+    pictures = _Pictures(out_dir, cfg)
+    n_classes = max(1, min(len(class_names), MAX_CLASSES_PICTURED))
+    # each pictured class shows its kinds and, roughly, one more kind's worth of cluster exemplars
+    per_kind = int(np.clip(PICTURE_BUDGET // (2 * n_classes * (len(data.KINDS) + 1)), 1, data.PER_KIND))
+    ids = data.id_index(cols, {i for k in clusters for i in (k["exemplars"] or [])[:data.PER_CLUSTER]})
+    groups = []
+    for group_by in ("label", "predicted"):
+        rows = sorted((c for c in classes if c["group_by"] == group_by),
+                      key=lambda c: ((group_by, c["class_name"]) not in flagged,
+                                     -scores.get((group_by, c["class_name"]), 0.0), c["class_name"]))
+        members = data.class_members(cols, group_by)
+        groups.append({"group_by": group_by, "title": GROUP_TITLES[group_by], "id": f"classes-{group_by}",
+                       "classes": [_class_entry(c, group_by, cols, members, ids, clusters, pictures,
+                                                i < MAX_CLASSES_PICTURED, flagged, scores, per_kind)
+                                   for i, c in enumerate(rows)]})
+    comparison = None
     if run_info.get("reference"):
-        ref_rows = [r for r in skew if r["metric"].startswith("ref_") or r["metric"] == "class_presence"]
-        parts.append(f"<h2>Compared with the reference run</h2><p class=muted>{html.escape(run_info['reference'])}"
-                     f"</p><table><tr><th class=l>group</th><th class=l>class</th><th class=l>metric</th>"
-                     f"<th>value</th><th>reference</th><th>threshold</th><th>flagged</th></tr>")
-        parts.extend(f"<tr><td class=l>{html.escape(r['group_by'])}</td><td class=l>{html.escape(r['class_name'])}"
-                     f"</td><td class=l>{html.escape(r['metric'])}</td><td>{_fmt(r['value'])}</td>"
-                     f"<td>{_fmt(r['reference'])}</td><td>{_fmt(r['threshold'])}</td>"
-                     f"<td>{'yes' if r['flagged'] else ''}</td></tr>" for r in ref_rows)
-        parts.append("</table>")
+        ref_rows = [r for r in skew if r["metric"] in REFERENCE_METRICS]
+        comparison = {"reference": run_info["reference"], "total": len(ref_rows),
+                      "rows": sorted((r for r in ref_rows if data.moved(r)), key=lambda r: -(r["score"] or 0)),
+                      "flagged": sum(1 for r in ref_rows if r["flagged"])}
+    reasons = {}
+    for r in rejected:
+        reasons[(r["stage"], r["reason"])] = reasons.get((r["stage"], r["reason"]), 0) + 1
+    context = {
+        "run": run_info, "cfg": cfg, "sections": [s for s in SECTIONS if s[0] != "comparison" or comparison],
+        "verdicts": verdicts, "verdict_count": sum(1 for r in verdicts if r["flagged"]),
+        "cleared": [r for r in skew if r.get("candidate") and not r["flagged"] and r["metric"] in DATASET_METRICS],
+        "trends": _trends(out_dir, skew), "confusion": data.confusion(classes, class_names),
+        "gap_plot": gap_histogram(data.relative_gaps(cols)),
+        "confidence_plot": confidence_plot(data.confidences(cols, class_names)),
+        "groups": groups, "clusters": _cluster_rows(clusters), "max_rows": data.MAX_TABLE_ROWS,
+        "anchor": anchor, "comparison": comparison, "rejected": rejected[:200], "rejected_total": len(rejected),
+        "reasons": sorted(reasons.items(), key=lambda kv: -kv[1]), "per_kind": per_kind,
+        "max_pictured": MAX_CLASSES_PICTURED, "resize": (cfg.get("model") or {}).get("resize"),
+        "settings": json.dumps({"config": cfg, "beam_args": redacted(run_info.get("beam_args")),
+                                "versions": run_info.get("versions")}, indent=2, default=str),
+    }
+    pictures.embed()
+    env = jinja2.Environment(loader=jinja2.PackageLoader("igaudit.pipeline", "templates"),
+                             autoescape=True, trim_blocks=True, lstrip_blocks=True,
+                             undefined=jinja2.StrictUndefined)
+    env.filters["num"] = _num
+    env.filters["pct"] = lambda v: "–" if v is None or not np.isfinite(v) else f"{100 * v:.0f}%"
+    return env.get_template("report.html.j2").render(**context)
 
-    parts.append("<h2>Completeness</h2><p>IG's completeness axiom says the attributions sum to "
-                 "F(x) − F(x′); the gap is the quadrature error. Raise <code>attribution.steps</code> if it is "
-                 "large.</p>")
-    parts.append(_histogram(np.array([r["relative_gap"] for r in images], np.float64)))
 
-    parts.append(f"<h2>Rejected inputs ({len(rejected)})</h2>")
-    if rejected:
-        parts.append("<table><tr><th class=l>uri</th><th class=l>stage</th><th class=l>reason</th></tr>")
-        parts.extend(f"<tr><td class=l>{html.escape(r['uri'])}</td><td class=l>{html.escape(r['stage'])}</td>"
-                     f"<td class=l>{html.escape(r['reason'])}</td></tr>" for r in rejected[:200])
-        parts.append("</table>")
-    parts.append("</body></html>")
-    return "\n".join(parts)
+_SECRET = re.compile(r"secret|password|passwd|token|access_key|key_id|credential|api_key", re.I)
+
+
+def redacted(beam_args) -> list[str]:
+    """Beam arguments fit to show in a report that gets mailed around: secrets' values replaced by ***
+    (`--flag=value` and `--flag value` forms)."""
+    out, hide_next = [], False
+    for arg in beam_args or []:
+        if hide_next and not arg.startswith("--"):
+            out.append("***")
+        elif "=" in arg and _SECRET.search(arg.split("=", 1)[0]):
+            out.append(arg.split("=", 1)[0] + "=***")
+        else:
+            out.append(arg)
+        hide_next = arg.startswith("--") and "=" not in arg and bool(_SECRET.search(arg))
+    return out
+
+
+def _num(v, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "–"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
 
 
 def write_report(out_dir: str, run_info: dict) -> str:

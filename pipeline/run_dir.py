@@ -14,6 +14,7 @@ from igaudit.transforms.write import LEDGER_FOLDER
 SUCCESS = "_SUCCESS"               # written last: a run without it is incomplete
 RUN_JSON = "run.json"
 REPORT = "report.html"
+RUN_PREFIX = "run="               # an audit's dated runs: <audit root>/run=<UTC timestamp>/
 MARKER = ".igaudit/marker.json"   # written first: the folder is an igaudit run folder (pipeline/ownership.py)
 # The files and Beam sink shards a run may write, relative to output.dir. Per-image files (masks/,
 # overlays/, raw/) are listed one by one in ledgers (transforms/write.py) instead.
@@ -48,3 +49,13 @@ def read_images_table(out_dir: str, columns: Optional[list[str]] = None, paths: 
 def write_text(path: str, text: str) -> None:
     with FileSystems.create(path) as f:
         f.write(text.encode("utf-8"))
+
+
+def completed_runs(root: str) -> list[str]:
+    """An audit root's run dirs (run=...) that have _SUCCESS, oldest first."""
+    pattern = FileSystems.join(root, RUN_PREFIX + "*", SUCCESS)
+    try:
+        matches = FileSystems.match([pattern])[0].metadata_list
+    except Exception:
+        return []
+    return sorted(m.path.rsplit("/", 1)[0] for m in matches)

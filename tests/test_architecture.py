@@ -177,6 +177,7 @@ def test_the_wheel_installs_one_top_level_package_igaudit(tmp_path):
     wheel, = (tmp_path / "dist").glob("igaudit-*.whl")
     with zipfile.ZipFile(wheel) as z:
         tops = {name.split("/")[0] for name in z.namelist()}
+        assert "igaudit/pipeline/templates/report.html.j2" in z.namelist()     # the report's template ships
     assert {t for t in tops if not t.endswith(".dist-info")} == {"igaudit"}
     # a clean venv: the wheel without its dependencies, which come from this venv's site-packages by a .pth
     # (an editable install's own .pth there is not processed from a path added this way)

@@ -129,6 +129,8 @@ def test_a_full_run_with_every_path_on_the_bucket_equals_a_local_run(bucket, upl
     out = bucket.download(bucket.uri("runs", "full"), tmp_path / "from-bucket")
     assert (out / "_SUCCESS").read_text().strip()                 # not empty: S3 refuses zero-byte objects
     assert json.loads((out / "run.json").read_text())["status"] == "ok"
+    html = (out / "report.html").read_text()                      # inputs read again from the bucket
+    assert "input not readable" not in html and "no overlay" not in html
 
     local_cfg = tiny_config(tiny_assets, tmp_path / "local", attribution={"baseline": str(uploaded["local"] /
                                                                                          "baseline.png")})

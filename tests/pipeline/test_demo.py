@@ -183,6 +183,10 @@ def test_demo_from_scratch(tmp_path):
     flagged = {r["class_name"] for r in pq.read_table(tmp_path / "out" / "demo" / "skew.parquet").to_pylist()
                if r["flagged"] and r["group_by"] == "label"}
     assert flagged == {"triangle"}
+    # one self-contained file, a few MB: every picture embedded, none linked as a dependency
+    assert Path(report.group(1)).stat().st_size <= 5_000_000
+    print(f"demo report: {Path(report.group(1)).stat().st_size} bytes")
     html = Path(report.group(1)).read_text()
+    assert not re.search(r'<img[^>]+src="(?!data:)', html)
     assert re.search(r"<div class=class><h3>([^<]+?) <span", html).group(1) == "triangle"
     assert "flagged: triangle" in done.stdout

@@ -124,6 +124,9 @@ def test_the_same_images_as_files_and_as_records_give_the_same_results(tiny_asse
             assert np.allclose(a[column], b[column], rtol=1e-6, atol=1e-9), (key, column)
         assert (as_files / a["mask_path"]).read_bytes() == (as_records / b["mask_path"]).read_bytes()
         assert b["uri"].startswith(str(shards)) and "#" in b["uri"]
+    # the report shows each record as the model saw it, read again from its shard
+    html = (as_records / "report.html").read_text()
+    assert "input not readable" not in html and html.count("as the model saw it") > 10
 
 
 def test_tfrecord_input_needs_class_names(tiny_assets, tmp_path):
