@@ -7,6 +7,7 @@ Known flags are those Beam's own PipelineOptions classes declare (every runner's
 from __future__ import annotations
 
 import difflib
+import re
 from functools import lru_cache
 
 from apache_beam.options import pipeline_options as po
@@ -122,3 +123,27 @@ def check(args: list[str]) -> list[str]:
         if readers is not None and key not in readers:
             warnings.append(f"Beam flag {name} is ignored by {shown}")
     return warnings
+
+
+_SECRET = re.compile(r"secret|password|passwd|token|access_key|key_id|credential|api_key", re.I)
+
+
+def redacted(beam_args) -> list[str]:
+    """Beam arguments fit to write into run.json and a report that gets mailed around: secrets' values
+    replaced by *** (`--flag=value` and `--flag value` forms)."""
+    out, hide_next = [], False
+    for arg in beam_args or []:
+        if hide_next and not arg.startswith("--"):
+            out.append("***")
+        elif "=" in arg and _SECRET.search(arg.split("=", 1)[0]):
+            out.append(arg.split("=", 1)[0] + "=***")
+        else:
+            out.append(arg)
+        hide_next = arg.startswith("--") and "=" not in arg and bool(_SECRET.search(arg))
+    return out
+
+
+def redacted_config(config: dict) -> dict:
+    """The config as a dict with the values of secret-named options in its `beam` section replaced by ***."""
+    beam = {k: ("***" if _SECRET.search(str(k)) else v) for k, v in (config.get("beam") or {}).items()}
+    return {**config, "beam": beam} if config.get("beam") else config

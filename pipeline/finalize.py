@@ -18,7 +18,7 @@ from typing import Optional
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from igaudit.pipeline import health, run_dir
+from igaudit.pipeline import beam_flags, health, run_dir
 from igaudit.transforms.analysis.status import alerting, change_line
 
 
@@ -59,9 +59,9 @@ def finish_run(out_dir: str, base: dict, matched: int, images_files: Optional[li
                                     len(class_names)) + ([convergence] if convergence else []),
         "accuracy": health.accuracy([r["label_index"] for r in images], [r["predicted"] for r in images]),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "config": base["config"],
+        "config": beam_flags.redacted_config(base["config"]),
         "class_names": class_names,
-        "beam_args": base["beam_args"],
+        "beam_args": beam_flags.redacted(base["beam_args"]),
         "versions": versions(),
         "counts": {**counts, "not_converged": not_converged},
         "reference": base["reference"],

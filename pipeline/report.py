@@ -9,7 +9,6 @@ most skewed first); the others get a table row.
 from __future__ import annotations
 
 import json
-import re
 from typing import Optional
 
 import numpy as np
@@ -179,7 +178,7 @@ def render_report(out_dir: str, run_info: dict) -> str:
         "anchor": anchor, "comparison": comparison, "rejected": rejected[:200], "rejected_total": len(rejected),
         "reasons": sorted(reasons.items(), key=lambda kv: -kv[1]), "per_kind": per_kind,
         "max_pictured": MAX_CLASSES_PICTURED, "resize": (cfg.get("model") or {}).get("resize"),
-        "settings": json.dumps({"config": cfg, "beam_args": redacted(run_info.get("beam_args")),
+        "settings": json.dumps({"config": cfg, "beam_args": run_info.get("beam_args"),
                                 "versions": run_info.get("versions")}, indent=2, default=str),
     }
     pictures.embed()
@@ -189,24 +188,6 @@ def render_report(out_dir: str, run_info: dict) -> str:
     env.filters["num"] = _num
     env.filters["pct"] = lambda v: "–" if v is None or not np.isfinite(v) else f"{100 * v:.0f}%"
     return env.get_template("report.html.j2").render(**context)
-
-
-_SECRET = re.compile(r"secret|password|passwd|token|access_key|key_id|credential|api_key", re.I)
-
-
-def redacted(beam_args) -> list[str]:
-    """Beam arguments fit to show in a report that gets mailed around: secrets' values replaced by ***
-    (`--flag=value` and `--flag value` forms)."""
-    out, hide_next = [], False
-    for arg in beam_args or []:
-        if hide_next and not arg.startswith("--"):
-            out.append("***")
-        elif "=" in arg and _SECRET.search(arg.split("=", 1)[0]):
-            out.append(arg.split("=", 1)[0] + "=***")
-        else:
-            out.append(arg)
-        hide_next = arg.startswith("--") and "=" not in arg and bool(_SECRET.search(arg))
-    return out
 
 
 def _num(v, digits: int = 3) -> str:

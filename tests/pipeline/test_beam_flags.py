@@ -42,3 +42,16 @@ def test_dask_is_refused_with_the_reason():
 ])
 def test_flags_the_runner_ignores_are_warnings(args, warned):
     assert [w.split("flag ", 1)[1] for w in beam_flags.check(args)] == warned
+
+
+def test_secrets_are_hidden_before_run_json_and_the_report():
+    from igaudit.pipeline.beam_flags import redacted, redacted_config
+    assert redacted(["--runner=DirectRunner", "--s3_secret_access_key=abc", "--s3_access_key_id", "AKIA",
+                     "--direct_num_workers", "2", "--gcs_token=x"]) == \
+        ["--runner=DirectRunner", "--s3_secret_access_key=***", "--s3_access_key_id", "***",
+         "--direct_num_workers", "2", "--gcs_token=***"]
+    config = {"model": {"path": "m.keras"}, "beam": {"s3_secret_access_key": "abc", "direct_num_workers": 2}}
+    assert redacted_config(config) == {"model": {"path": "m.keras"},
+                                       "beam": {"s3_secret_access_key": "***", "direct_num_workers": 2}}
+    assert config["beam"]["s3_secret_access_key"] == "abc"          # the job's own config is left alone
+    assert redacted_config({"model": {}}) == {"model": {}}

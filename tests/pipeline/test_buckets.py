@@ -128,8 +128,12 @@ def test_a_full_run_with_every_path_on_the_bucket_equals_a_local_run(bucket, upl
     assert summary.matched == 15 and summary.attributed == 12 and summary.rejected == 3
     out = bucket.download(bucket.uri("runs", "full"), tmp_path / "from-bucket")
     assert (out / "_SUCCESS").read_text().strip()                 # not empty: S3 refuses zero-byte objects
-    assert json.loads((out / "run.json").read_text())["status"] == "ok"
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "ok"
     html = (out / "report.html").read_text()                      # inputs read again from the bucket
+    if bucket.scheme == "s3":                                     # the key is in neither file
+        assert "--s3_secret_access_key=***" in info["beam_args"]
+        assert "s3_secret_access_key=testing" not in (out / "run.json").read_text() + html
     assert "input not readable" not in html and "no overlay" not in html
 
     local_cfg = tiny_config(tiny_assets, tmp_path / "local", attribution={"baseline": str(uploaded["local"] /
