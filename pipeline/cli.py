@@ -159,6 +159,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"igaudit: attributed {summary.attributed} of {summary.matched} images "
           f"({summary.rejected} rejected) in {summary.seconds:.1f} s; {summary.images_per_second:.1f} images/s"
           f"{accuracy}")
+    if summary.convergence:
+        print(f"igaudit: {summary.convergence}")
     for warning in summary.warnings:
         print(f"igaudit: warning: {warning}", file=sys.stderr)
     if summary.flagged:

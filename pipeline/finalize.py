@@ -50,13 +50,12 @@ def finish_run(out_dir: str, base: dict, matched: int, images_files: Optional[li
     counts = {"matched": int(matched), "attributed": len(images), "rejected": rejected.num_rows}
     status, reason = health.status(**counts, max_rejected_share=base["max_rejected_share"])
     class_names = base["class_names"]
-    convergence = health.convergence_warning(not_converged, len(images))
     run_info = {
         "status": status,
         "reason": reason,
         "warnings": health.warnings([r["label"] for r in images], [r["label_index"] for r in images],
                                     [r["predicted_name"] for r in images], [r["predicted"] for r in images],
-                                    len(class_names)) + ([convergence] if convergence else []),
+                                    len(class_names)),
         "accuracy": health.accuracy([r["label_index"] for r in images], [r["predicted"] for r in images]),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": beam_flags.redacted_config(base["config"]),
@@ -64,6 +63,7 @@ def finish_run(out_dir: str, base: dict, matched: int, images_files: Optional[li
         "beam_args": beam_flags.redacted(base["beam_args"]),
         "versions": versions(),
         "counts": {**counts, "not_converged": not_converged},
+        "convergence": health.convergence_line(not_converged, len(images)),
         "reference": base["reference"],
         "change": change_line(skew, base["reference"]),
         "flagged": [flag_entry(r) for r in sorted(skew, key=_flag_order) if r["flagged"]],

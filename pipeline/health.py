@@ -67,10 +67,13 @@ def warnings(labels: Sequence[Optional[str]], label_index: Sequence[int], predic
     return out
 
 
-def convergence_warning(not_converged: int, attributed: int) -> Optional[str]:
-    """The sentence for images whose `steps: auto` attribution ended above its tolerances (None when none)."""
+def convergence_line(not_converged: int, attributed: int) -> Optional[str]:
+    """The summary sentence for images whose `steps: auto` attribution ended above a tolerance (None when
+    none): reported, not a warning, since the step rule refines for the per-pixel error and only checks
+    the completeness gap (README, "steps: auto")."""
     if not not_converged:
         return None
-    return (f"{not_converged} of {attributed} images ended above attribution.tolerance / pixel_tolerance at "
-            f"attribution.max_steps (converged = false in their images rows); raise max_steps, or the tolerances, "
-            f"or set a number of steps")
+    return (f"{not_converged} of {attributed} images ended above a tolerance (converged = false in their "
+            f"images rows: a completeness gap above attribution.tolerance, or a per-pixel error estimate above "
+            f"pixel_tolerance; relative_gap says by how much); more steps (attribution.steps, or a larger "
+            f"max_steps) bring them closer")

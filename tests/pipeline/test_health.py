@@ -45,8 +45,8 @@ def test_collapse_share(classes, share):
     assert health.collapse_share(classes) == pytest.approx(share)
 
 
-def test_convergence_warning_counts_the_short_images():
-    assert health.convergence_warning(0, 10) is None
-    w = health.convergence_warning(3, 10)
-    assert w.startswith("3 of 10 images ended above attribution.tolerance / pixel_tolerance")
-    assert "max_steps" in w and "converged = false" in w
+def test_convergence_line_counts_the_short_images():
+    assert health.convergence_line(0, 10) is None
+    line = health.convergence_line(3, 10)
+    assert line.startswith("3 of 10 images ended above a tolerance (converged = false")
+    assert "attribution.tolerance" in line and "pixel_tolerance" in line and "max_steps" in line
