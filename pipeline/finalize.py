@@ -39,8 +39,12 @@ def finish_run(out_dir: str, base: dict, matched: int, images_files: Optional[li
     _SUCCESS; return run.json's content. base: what the launcher knew at submit time (config, class
     names, Beam args, reference, `started` as epoch seconds, max_rejected_share, alert_on)."""
     from igaudit.pipeline.report import write_report
-    columns = ["image_id", "label", "label_index", "predicted", "predicted_name", "converged"]
-    rows = run_dir.read_images_table(out_dir, columns=columns, paths=images_files).to_pylist()
+    from igaudit.pipeline.report_data import COLUMNS as REPORT_COLUMNS
+    ours = ["image_id", "label", "label_index", "predicted", "predicted_name", "converged"]
+    # one read of the images table serves the counts here and the report
+    table = run_dir.read_images_table(out_dir, columns=list(dict.fromkeys(ours + REPORT_COLUMNS)),
+                                      paths=images_files)
+    rows = table.select(ours).to_pylist()
     # an image with several targets (top_k) has several rows: one per image
     images = list({r["image_id"]: r for r in rows}.values())
     # converged is null for methods without a tolerance; an image is short when any of its targets is
@@ -72,7 +76,7 @@ def finish_run(out_dir: str, base: dict, matched: int, images_files: Optional[li
         "timings": {"total_seconds": round(time.time() - base["started"], 3)},
         "metrics": {},
     }
-    write_report(out_dir, run_info)
+    write_report(out_dir, run_info, table)
     write_run_json(out_dir, run_info)
     if status == "ok":
         # not empty: some object stores refuse zero-byte uploads

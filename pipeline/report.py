@@ -127,11 +127,14 @@ def _trends(out_dir: str, skew: list[dict]) -> list[dict]:
     return out
 
 
-def render_report(out_dir: str, run_info: dict) -> str:
-    """The report's HTML text."""
+def render_report(out_dir: str, run_info: dict, images=None) -> str:
+    """The report's HTML text. images: the run's images table (its `report_data.COLUMNS` are used), when
+    the caller has read it already (Finalize: the parts this job wrote); else it is read here."""
     import jinja2
     cfg = run_info["config"]
-    cols = data.image_columns(read_images_table(out_dir, columns=data.COLUMNS))
+    if images is None:
+        images = read_images_table(out_dir, columns=data.COLUMNS)
+    cols = data.image_columns(images)
     classes = _table(out_dir, "classes.parquet")
     rejected = _table(out_dir, "rejected.parquet")
     skew = _table(out_dir, "skew.parquet")
@@ -198,8 +201,8 @@ def _num(v, digits: int = 3) -> str:
     return str(v)
 
 
-def write_report(out_dir: str, run_info: dict) -> str:
+def write_report(out_dir: str, run_info: dict, images=None) -> str:
     path = FileSystems.join(out_dir, "report.html")
     with FileSystems.create(path) as f:
-        f.write(render_report(out_dir, run_info).encode("utf-8"))
+        f.write(render_report(out_dir, run_info, images).encode("utf-8"))
     return path
