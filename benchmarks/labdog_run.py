@@ -48,7 +48,6 @@ def whole_run(repeats: int) -> dict:
             log(f"  labdog whole run: igaudit run, tutorial script ({len(names)} photos, repeat {r + 1}/{repeats})")
             runs.append(run_igaudit(config))
             tutorial.append(run_tutorial(model, root / "data", LABDOG_SIZE, (-1.0, 1.0), "probabilities"))
-        rows = []
         import pyarrow.parquet as pq
         rows = pq.read_table(str(root / "out" / "images")).to_pylist() if (root / "out" / "images").exists() else []
         samples = [r["gradient_samples"] for r in rows]

@@ -15,7 +15,7 @@ from typing import Optional
 
 from apache_beam.io.filesystems import FileSystems
 
-from igaudit.pipeline import finalize, live, ownership, preflight, run_dir
+from igaudit.pipeline import finalize, health, live, ownership, preflight, run_dir
 from igaudit.pipeline.build import build_pipeline
 from igaudit.pipeline.config import Config, absolute_paths
 from igaudit.pipeline.errors import UserError
@@ -49,7 +49,11 @@ class RunSummary:
     accuracy: Optional[float] = None          # over images whose label is a model class
     warnings: list = dataclasses.field(default_factory=list)
     not_converged: int = 0                    # images whose steps: auto ended above its tolerances
-    convergence: Optional[str] = None         # the sentence saying so (health.convergence_line)
+
+    @property
+    def convergence(self) -> Optional[str]:
+        """The sentence about images that ended above a tolerance (None when none)."""
+        return health.convergence_line(self.not_converged, self.attributed)
 
     @property
     def images_per_second(self) -> float:
@@ -146,4 +150,4 @@ def summarize(out_dir: str, result, started: float, pipeline_seconds: float) -> 
                       change=run_info["change"], alerts=run_info["alerts"],
                       seconds=time.time() - started, pipeline_seconds=pipeline_seconds, metrics=metrics,
                       report=FileSystems.join(out_dir, run_dir.REPORT), accuracy=run_info["accuracy"],
-                      warnings=run_info["warnings"], convergence=run_info.get("convergence"), **run_info["counts"])
+                      warnings=run_info["warnings"], **run_info["counts"])
