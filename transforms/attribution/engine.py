@@ -70,7 +70,8 @@ class GradientEngine:
                 self.trace_counts[name] = self.trace_counts.get(name, 0) + 1   # Python side effect: per trace
                 return graph(*inputs, size)
 
-            self._functions[key] = tf.function(traced, jit_compile=self.jit_compile, input_signature=signature)
+            self._functions[key] = tf.function(traced, jit_compile=self.jit_compile, input_signature=signature,
+                                                 autograph=False)   # explicit loops: AutoGraph would only cost startup
         return self._functions[key]
 
     def run(self, name: str, graph: Callable, signature: Sequence[tf.TensorSpec], *inputs):

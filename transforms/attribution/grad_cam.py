@@ -90,7 +90,7 @@ class GradCam:
         self.chunk_size = int(chunk_size)
         self.parallel_iterations = int(parallel_iterations)
         self.trace_count = 0
-        self._cam = tf.function(self._cam_graph, jit_compile=jit_compile, input_signature=[
+        self._cam = tf.function(self._cam_graph, jit_compile=jit_compile, autograph=False, input_signature=[
             tf.TensorSpec((None,) + self.input_shape, tf.float32), tf.TensorSpec([None], tf.int32)])
 
     def _cam_graph(self, images, targets):
