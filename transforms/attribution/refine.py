@@ -64,27 +64,32 @@ MIN_WIDTH = 2.0 ** -20  # intervals narrower than this are never split (float32 
 def pixel_errors(alphas: np.ndarray, row: Callable[[np.ndarray], np.ndarray], intervals: np.ndarray) -> np.ndarray:
     """Estimated per-pixel L1 trapezoid error e of each listed interval (module docstring), in
     float32 per pixel (an estimate; sums in float64). alphas: all nodes, sorted;
-    row(node indices) -> their contributions (len, D) float32."""
+    row(node indices) -> their contributions (len, D) float32; intervals: sorted, distinct."""
     j = np.asarray(intervals, np.int64)
     k = len(alphas)
-    h = alphas[j + 1] - alphas[j]
-    slope = row(j + 1) - row(j)
-    variation = np.abs(slope)
+    # every slope the listed intervals read (theirs and their neighbours'), each computed once
+    near = np.unique(np.concatenate([j - 1, j, j + 1]))
+    near = near[(near >= 0) & (near <= k - 2)]
+    width = alphas[near + 1] - alphas[near]
+    slopes = row(near + 1) - row(near)
+    at = np.searchsorted(near, j)
+    h = width[at]
+    variation = np.abs(slopes[at])
     variation *= (h / 2).astype(np.float32)[:, None]
-    slope /= h.astype(np.float32)[:, None]
-    curvature = np.full(slope.shape, np.inf, np.float32)
-    for side in (-1, 1):                 # the neighbouring interval q: triple (j - 1, j, j + 1) or (j, j + 1, j + 2)
-        q = j + side
-        has = (q >= 0) & (q <= k - 2)
-        if not has.any():
-            continue
-        qq = q[has]
-        width = alphas[qq + 1] - alphas[qq]
-        change = (row(qq + 1) - row(qq)) / width.astype(np.float32)[:, None]
-        change -= slope[has]
+    slopes /= width.astype(np.float32)[:, None]
+    slope = slopes[at]
+    # the neighbouring interval q: triple (j - 1, j, j + 1) or (j, j + 1, j + 2); j - 1 and j + 1 sit
+    # beside j in `near`; a side without a neighbour counts as no bound (inf)
+    sides = []
+    for q, exists in ((at - 1, j >= 1), (at + 1, j <= k - 3)):
+        q = np.clip(q, 0, len(near) - 1)
+        change = slopes[q]
+        change -= slope
         np.abs(change, out=change)
-        change /= (2 * np.minimum(width, h[has])).astype(np.float32)[:, None]
-        curvature[has] = np.minimum(curvature[has], change)
+        change /= (2 * np.minimum(width[q], h)).astype(np.float32)[:, None]
+        change[~exists] = np.inf
+        sides.append(change)
+    curvature = np.minimum(sides[0], sides[1], out=sides[0])
     curvature *= (h ** 3 / 2).astype(np.float32)[:, None]
     return np.minimum(variation, curvature).sum(axis=1, dtype=np.float64)
 
@@ -106,13 +111,24 @@ class _Path:
         self._count = k
         self.order = np.arange(k)
         self.attribution = trapezoid_weights(self.alphas) @ contributions.astype(np.float64)
-        self.errors = pixel_errors(self.alphas, self.row, np.arange(k - 1))
+        self._errors = np.zeros(k - 1)
+        self._stale = np.ones(k - 1, bool)      # intervals whose e is not computed yet (see `errors`)
 
     def _capacity(self, needed: int) -> int:
         return 2 * needed if self.max_nodes is None else max(min(2 * needed, self.max_nodes), needed)
 
     def row(self, nodes: np.ndarray) -> np.ndarray:
         return self._rows[self.order[nodes]]
+
+    @property
+    def errors(self) -> np.ndarray:
+        """Each interval's local error e, computed when asked for: an image that stops after a round
+        never pays for the errors of its last nodes."""
+        if self._stale.any():
+            stale = np.flatnonzero(self._stale)
+            self._errors[stale] = pixel_errors(self.alphas, self.row, stale)
+            self._stale[:] = False
+        return self._errors
 
     @property
     def contributions(self) -> np.ndarray:
@@ -147,13 +163,12 @@ class _Path:
         self.order = np.insert(self.order, split + 1, self._count + np.arange(new))
         self._count += new
         self.alphas = np.insert(a, split + 1, a[split] + widths / 2)
-        errors = np.insert(self.errors, split + 1, 0.0)
+        self._errors = np.insert(self._errors, split + 1, 0.0)
+        self._stale = np.insert(self._stale, split + 1, True)
         # an interval's error reads nodes j - 1 .. j + 2: redo those around every new node
         first = split + np.arange(new)                       # the left halves, in the new numbering
-        changed = np.unique(np.concatenate([first - 1, first, first + 1, first + 2]))
-        changed = changed[(changed >= 0) & (changed < len(self.alphas) - 1)]
-        errors[changed] = pixel_errors(self.alphas, self.row, changed)
-        self.errors = errors
+        changed = np.concatenate([first - 1, first, first + 1, first + 2])
+        self._stale[changed[(changed >= 0) & (changed < len(self.alphas) - 1)]] = True
 
 
 def intervals_to_split(error: np.ndarray, widths: np.ndarray, room: int) -> np.ndarray:
@@ -195,8 +210,15 @@ def refined_ig(evaluate: Callable[[np.ndarray, np.ndarray], tuple],
     allowed_gap = np.maximum(tolerance * np.abs(delta), atol)
 
     def run(index: np.ndarray, alphas: np.ndarray) -> np.ndarray:
+        """C = (x - x') * gradient at each (image index, alpha); index comes grouped by image."""
         gradients, _ = evaluate(index, alphas)
-        return gradients.reshape(len(index), -1) * flat[index]
+        c = np.array(gradients, np.float32, copy=None).reshape(len(index), -1)
+        if not c.flags.writeable:
+            c = c.copy()
+        starts = np.flatnonzero(np.r_[True, index[1:] != index[:-1]])
+        for start, end in zip(starts, np.r_[starts[1:], len(index)]):
+            c[start:end] *= flat[index[start]]       # in place: no (items x D) copy of the differences
+        return c
 
     grid = np.linspace(0.0, 1.0, start_steps + 1)
     k = len(grid)
