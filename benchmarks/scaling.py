@@ -18,7 +18,7 @@ from __future__ import annotations
 import os
 
 from benchmarks.common import log
-from benchmarks.pipeline_bench import Workspace, best, run_igaudit
+from benchmarks.pipeline_bench import FINISHED, Workspace, best, run_igaudit
 
 # (label, workers, intra-op threads per worker, inter-op threads per worker)
 SETTINGS = (
@@ -77,7 +77,7 @@ def render(add, t: dict) -> list:
     add("")
     for row in t["rows"]:
         for r in row["runs"]:
-            if r.get("exit"):
+            if r.get("exit", 0) not in FINISHED:
                 add(f"- {row['setting']}: a run failed: `{r.get('error')}`")
     fastest = max(t["rows"], key=lambda r: r["phase_images_per_s"] or 0)
     add(f"Fastest here: {fastest['setting']}.")
