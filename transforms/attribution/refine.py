@@ -210,15 +210,8 @@ def refined_ig(evaluate: Callable[[np.ndarray, np.ndarray], tuple],
     allowed_gap = np.maximum(tolerance * np.abs(delta), atol)
 
     def run(index: np.ndarray, alphas: np.ndarray) -> np.ndarray:
-        """C = (x - x') * gradient at each (image index, alpha); index comes grouped by image."""
         gradients, _ = evaluate(index, alphas)
-        c = np.array(gradients, np.float32, copy=None).reshape(len(index), -1)
-        if not c.flags.writeable:
-            c = c.copy()
-        starts = np.flatnonzero(np.r_[True, index[1:] != index[:-1]])
-        for start, end in zip(starts, np.r_[starts[1:], len(index)]):
-            c[start:end] *= flat[index[start]]       # in place: no (items x D) copy of the differences
-        return c
+        return gradients.reshape(len(index), -1) * flat[index]
 
     grid = np.linspace(0.0, 1.0, start_steps + 1)
     k = len(grid)
