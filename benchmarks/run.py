@@ -584,8 +584,8 @@ def render(results: dict) -> str:
         mem = pm["memory"]
         add("## Memory against dataset size")
         add("")
-        add(f"Peak RSS (ru_maxrss of the `igaudit run` process, via os.wait4) at attribution.steps = "
-            f"{mem['steps']} (the step count does not change what is kept per image), masks and overlays on.")
+        add(f"Peak RSS (ru_maxrss of the `igaudit run` process, via os.wait4 in a small launcher process) at "
+            f"attribution.steps = {mem['steps']} (the step count does not change what is kept per image), masks and overlays on.")
         add("")
         add("| images | peak RSS | wall |")
         add("|---|---|---|")

@@ -95,9 +95,10 @@ def pixel_errors(alphas: np.ndarray, row: Callable[[np.ndarray], np.ndarray], in
 
 
 class _Path:
-    """One image's grid: nodes (sorted alphas) and their contributions C_n, with (kept up to date as
-    nodes are inserted, so a round costs O(new nodes x D), not O(all nodes x D)) the trapezoid
-    attribution sum_n w_n C_n and each interval's local error e.
+    """One image's grid: nodes (sorted alphas) and their contributions C_n, with the trapezoid
+    attribution sum_n w_n C_n (kept up to date as nodes are inserted) and each interval's local error
+    e (redone around new nodes when next asked for): a round costs O(new nodes x D), not
+    O(all nodes x D).
 
     Contributions are rows of a buffer in arrival order (`order` maps sorted node -> row), so
     inserting nodes appends rows instead of copying all of them."""
