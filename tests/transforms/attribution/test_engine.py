@@ -110,3 +110,27 @@ def test_each_chunk_size_traces_once_and_sizes_can_be_switched():
     engine.chunk_size = 6
     integrated_gradients(engine, x, np.zeros_like(x), rule="trapezoid", steps=5)
     assert engine.trace_counts == {"gradients": 3, "forward": 3}
+
+
+@pytest.mark.parametrize("jit_compile", [False, True])
+def test_a_non_finite_gradient_stays_on_its_own_path(jit_compile):
+    """gradient_sums adds a chunk's gradients to their paths as one matrix product, where 0 x NaN would
+    carry one path's NaN to every path in the chunk. Path 0 runs through sqrt of a negative mean (NaN
+    gradients); path 1, in the same chunks, must come out finite and as it does alone."""
+    def model(x):
+        m = tf.reduce_mean(x, axis=[1, 2, 3])
+        return tf.stack([tf.sqrt(m) + m ** 2, -m], axis=1)
+
+    engine = GradientEngine(model, SHAPE12, output="logits", score="probability", chunk_size=4,
+                            jit_compile=jit_compile)
+    starts = np.stack([np.full(SHAPE12, -1.0), np.full(SHAPE12, 0.5)]).astype(np.float32)
+    ends = starts * np.float32(0.5) + np.float32(1.0) * (starts > 0)   # path 1 ends at 1.25
+    alpha = np.linspace(0, 1, 5, dtype=np.float32)
+    path = np.tile([0, 1], 5).astype(np.int32)                         # both paths in every chunk
+    weight = np.full(10, 0.25, np.float32)
+    sums = engine.gradient_sums(starts, ends, np.zeros(2, np.int32), path, np.repeat(alpha, 2), weight)
+    alone = engine.gradient_sums(starts[1:], ends[1:], np.zeros(1, np.int32), np.zeros(5, np.int32), alpha,
+                                 weight[:5])
+    assert np.all(np.isnan(sums[0]))
+    assert np.all(np.isfinite(sums[1]))
+    np.testing.assert_allclose(sums[1], alone[0], rtol=1e-5, atol=1e-9)
