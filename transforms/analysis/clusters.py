@@ -82,17 +82,25 @@ def standout(x: np.ndarray, labels: np.ndarray) -> float:
 
 
 def silhouettes(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Each point's silhouette (Rousseeuw 1987); 0 for points alone in their cluster."""
+    """Each point's silhouette (Rousseeuw 1987); 0 for points alone in their cluster (and for every point
+    when there is one cluster). Per-cluster distance sums for all points at once: one (n x n) @ (n x k)."""
     d = np.sqrt(_squared_distances(x, x))
-    ids = np.unique(labels)
-    scores = np.zeros(len(x))
-    for i in range(len(x)):
-        own = labels == labels[i]
-        if own.sum() <= 1:
-            continue
-        a = d[i, own].sum() / (own.sum() - 1)
-        b = min(d[i, labels == j].mean() for j in ids if j != labels[i])
-        scores[i] = (b - a) / max(a, b) if max(a, b) > 0 else 0.0
+    _, own = np.unique(labels, return_inverse=True)
+    own = own.reshape(-1)
+    members = np.eye(own.max() + 1)[own]                    # n x k, one-hot
+    sizes = members.sum(0)
+    sums = d @ members                                      # n x k: each point's distance sum to each cluster
+    rows = np.arange(len(x))
+    alone = sizes[own] <= 1
+    if sums.shape[1] < 2:
+        return np.zeros(len(x))
+    a = sums[rows, own] / np.maximum(sizes[own] - 1, 1)     # mean distance to the rest of its own cluster
+    others = sums / sizes
+    others[rows, own] = np.inf
+    b = others.min(1)                                       # mean distance to the nearest other cluster
+    top = np.maximum(a, b)
+    scores = np.divide(b - a, top, out=np.zeros(len(x)), where=top > 0)
+    scores[alone] = 0.0
     return scores
 
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from igaudit.transforms.analysis.cluster_rows import cluster_skew_rows, cluster_table
-from igaudit.transforms.analysis.clusters import assign, embed, fit_clusters, silhouette
+from igaudit.transforms.analysis.clusters import assign, embed, fit_clusters, silhouette, silhouettes
 
 G = 8
 
@@ -93,3 +93,13 @@ def test_a_cluster_whose_evidence_sits_apart_is_a_candidate_with_its_region():
     assert tagged_row["candidate"] and not tagged_row["flagged"]     # the interventions decide
     assert tagged_row["region_cells"] == [0, 1, 0, 1]
     assert not plain_row["candidate"], plain_row   # its mass sits where the dataset looks too
+
+
+def test_silhouettes_by_hand():
+    """Points 0, 1 | 10, 11 | 30 on a line: a = mean distance within the own cluster, b = to the nearest
+    other cluster, s = (b - a) / max(a, b); a point alone in its cluster scores 0."""
+    x = np.array([[0.0], [1.0], [10.0], [11.0], [30.0]])
+    s = silhouettes(x, np.array([5, 5, 2, 2, 9]))
+    expected = [(10.5 - 1) / 10.5, (9.5 - 1) / 9.5, (9.5 - 1) / 9.5, (10.5 - 1) / 10.5, 0.0]
+    np.testing.assert_allclose(s, expected, rtol=1e-12)
+    np.testing.assert_array_equal(silhouettes(x, np.zeros(5, int)), np.zeros(5))
