@@ -111,7 +111,7 @@ class _Path:
         self._rows[:k] = contributions
         self._count = k
         self.order = np.arange(k)
-        self.attribution = trapezoid_weights(self.alphas) @ contributions.astype(np.float64)
+        self.attribution = self._weighted(trapezoid_weights(self.alphas), np.arange(k))
         self._errors = np.zeros(k - 1)
         self._stale = np.ones(k - 1, bool)      # intervals whose e is not computed yet (see `errors`)
 
@@ -120,6 +120,11 @@ class _Path:
 
     def row(self, nodes: np.ndarray) -> np.ndarray:
         return self._rows[self.order[nodes]]
+
+    def _weighted(self, weights: np.ndarray, rows) -> np.ndarray:
+        """sum_i weights[i] * buffer row rows[i] (rows: indices or a slice), as float64: one float32
+        matrix-vector product (BLAS) on the rows as stored, instead of a float64 copy of them."""
+        return (weights.astype(np.float32) @ self._rows[rows]).astype(np.float64)
 
     @property
     def errors(self) -> np.ndarray:
@@ -144,23 +149,30 @@ class _Path:
         half = np.arange(0, last + 1, 2)
         if half[-1] != last:
             half = np.append(half, last)
-        coarse = trapezoid_weights(self.alphas[half]) @ self.row(half).astype(np.float64)
-        return float(np.abs(self.attribution - coarse).sum()) / 2
+        # IG - IG_half in one product: the two rules' weights differenced per node
+        weights = trapezoid_weights(self.alphas)
+        weights[half] -= trapezoid_weights(self.alphas[half])
+        per_row = np.empty(self._count)
+        per_row[self.order] = weights                        # the buffer's rows as stored: no copy of them
+        return float(np.abs(self._weighted(per_row, slice(0, self._count))).sum()) / 2
 
     def bisect(self, split: np.ndarray, contributions: np.ndarray) -> None:
         """Insert the midpoints of intervals `split` (sorted) with their contributions."""
         a = self.alphas
         widths = a[split + 1] - a[split]
-        left, right = self.row(split).astype(np.float64), self.row(split + 1).astype(np.float64)
-        # interval [a, b] -> [a, m], [m, b]: w_a and w_b lose h/4 each, the midpoint gains h/2
-        self.attribution += (widths[:, None] / 2 * contributions.astype(np.float64)
-                             - widths[:, None] / 4 * (left + right)).sum(axis=0)
         new = len(split)
         if self._count + new > len(self._rows):
             grown = np.empty((self._capacity(self._count + new),) + self._rows.shape[1:], np.float32)
             grown[:self._count] = self._rows[:self._count]
             self._rows = grown
         self._rows[self._count:self._count + new] = contributions
+        # interval [a, b] -> [a, m], [m, b]: w_a and w_b lose h/4 each, the midpoint gains h/2
+        change = np.zeros(self._count + new)                 # per buffer row
+        np.add.at(change, self.order[split], -widths / 4)
+        np.add.at(change, self.order[split + 1], -widths / 4)
+        change[self._count:] = widths / 2
+        touched = np.flatnonzero(change)
+        self.attribution += self._weighted(change[touched], touched)
         self.order = np.insert(self.order, split + 1, self._count + np.arange(new))
         self._count += new
         self.alphas = np.insert(a, split + 1, a[split] + widths / 2)

@@ -123,9 +123,10 @@ def test_incremental_bookkeeping_equals_recomputing_from_scratch():
         path.bisect(split, rng.normal(size=(len(split), 7)).astype(np.float32))
         np.testing.assert_allclose(path.alphas[split + np.arange(len(split)) + 1], mids)
         fresh = _Path(path.alphas.copy(), path.contributions.copy())
-        np.testing.assert_allclose(path.attribution, fresh.attribution, rtol=1e-12, atol=1e-12)
+        # the weighted sums are float32 products (BLAS) on float32 rows: equal to float32 rounding
+        np.testing.assert_allclose(path.attribution, fresh.attribution, rtol=1e-6, atol=1e-6)
         np.testing.assert_allclose(path.errors, fresh.errors, rtol=1e-6)
-        np.testing.assert_allclose(path.estimated_error(), fresh.estimated_error(), rtol=1e-9)
+        np.testing.assert_allclose(path.estimated_error(), fresh.estimated_error(), rtol=1e-5)
     assert np.all(np.diff(path.alphas) > 0) and len(path.alphas) == 15
 
 
@@ -137,7 +138,7 @@ def test_the_row_buffer_never_holds_more_than_max_nodes():
         path.bisect(split, rng.normal(size=(2, 3)).astype(np.float32))
         assert len(path._rows) <= 9
     fresh = _Path(path.alphas.copy(), path.contributions.copy())
-    np.testing.assert_allclose(path.attribution, fresh.attribution, rtol=1e-12)
+    np.testing.assert_allclose(path.attribution, fresh.attribution, rtol=1e-6, atol=1e-6)   # float32 products
     assert len(path.alphas) == 9
 
 
