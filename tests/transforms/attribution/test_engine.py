@@ -114,9 +114,9 @@ def test_each_chunk_size_traces_once_and_sizes_can_be_switched():
 
 @pytest.mark.parametrize("jit_compile", [False, True])
 def test_a_non_finite_gradient_stays_on_its_own_path(jit_compile):
-    """gradient_sums adds a chunk's gradients to their paths as one matrix product, where 0 x NaN would
-    carry one path's NaN to every path in the chunk. Path 0 runs through sqrt of a negative mean (NaN
-    gradients); path 1, in the same chunks, must come out finite and as it does alone."""
+    """A NaN gradient reaches only its own path's sum (a matrix product over the chunk would carry it to
+    every path there: 0 x NaN is NaN). Path 0 runs through sqrt of a negative mean (NaN gradients);
+    path 1, in the same chunks, must come out finite and as it does alone."""
     def model(x):
         m = tf.reduce_mean(x, axis=[1, 2, 3])
         return tf.stack([tf.sqrt(m) + m ** 2, -m], axis=1)
@@ -134,3 +134,17 @@ def test_a_non_finite_gradient_stays_on_its_own_path(jit_compile):
     assert np.all(np.isnan(sums[0]))
     assert np.all(np.isfinite(sums[1]))
     np.testing.assert_allclose(sums[1], alone[0], rtol=1e-5, atol=1e-9)
+
+
+def test_an_images_attribution_does_not_depend_on_its_batch(model):
+    """The same bits for an image whatever shares its batch and chunks (runs that list files in another
+    order, or batch them otherwise, must agree: tests/pipeline/test_buckets.py compares a bucket run with
+    a local one). Chunks of 8 cut the paths (11 items each) at other places in each call."""
+    x = images(6, 21)
+    base = np.full_like(x, 0.1)
+    engine = engine_for(model, 8)
+    ig = lambda i: integrated_gradients(engine, x[i], base[i], None, rule="trapezoid", steps=10).attributions
+    together = ig(np.arange(6))
+    order = np.array([4, 1, 5, 0, 3, 2])
+    np.testing.assert_array_equal(ig(order)[np.argsort(order)], together)
+    np.testing.assert_array_equal(np.concatenate([ig(np.arange(1)), ig(np.arange(1, 6))]), together)
