@@ -89,11 +89,11 @@ def silhouettes(x: np.ndarray, labels: np.ndarray) -> np.ndarray:
     own = own.reshape(-1)
     members = np.eye(own.max() + 1)[own]                    # n x k, one-hot
     sizes = members.sum(0)
+    if len(sizes) < 2:
+        return np.zeros(len(x))
     sums = d @ members                                      # n x k: each point's distance sum to each cluster
     rows = np.arange(len(x))
     alone = sizes[own] <= 1
-    if sums.shape[1] < 2:
-        return np.zeros(len(x))
     a = sums[rows, own] / np.maximum(sizes[own] - 1, 1)     # mean distance to the rest of its own cluster
     others = sums / sizes
     others[rows, own] = np.inf

@@ -111,7 +111,7 @@ class _Path:
         self._rows[:k] = contributions
         self._count = k
         self.order = np.arange(k)
-        self.attribution = self._weighted(trapezoid_weights(self.alphas), np.arange(k))
+        self.attribution = self._weighted(trapezoid_weights(self.alphas), slice(0, k))
         self._errors = np.zeros(k - 1)
         self._stale = np.ones(k - 1, bool)      # intervals whose e is not computed yet (see `errors`)
 
