@@ -164,7 +164,11 @@ def main(argv: list[str] | None = None) -> int:
     for warning in summary.warnings:
         print(f"igaudit: warning: {warning}", file=sys.stderr)
     if summary.flagged:
-        names = ", ".join(sorted({f"{c['class_name']} (by {c['group_by']})" for c in summary.flagged}))
+        metrics: dict = {}
+        for c in summary.flagged:
+            where = "" if c.get("cluster") is None else f" in cluster {c['cluster']}"
+            metrics.setdefault((c["class_name"], c["group_by"]), []).append(c["metric"] + where)
+        names = ", ".join(f"{name} (by {by}: {', '.join(sorted(set(m)))})" for (name, by), m in sorted(metrics.items()))
         print(f"igaudit: flagged: {names}")
     else:
         print("igaudit: nothing flagged")

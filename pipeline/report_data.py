@@ -57,7 +57,9 @@ def confusion(classes: list[dict], class_names: list[str]) -> dict:
     totals = {r["label"]: r["total"] for r in table}
     pairs = sorted(((n, p, c) for n in labels for p, c in counts[n].items() if p != n and c > 0),
                    key=lambda t: (-t[2], order.get(t[0], len(order)), order.get(t[1], len(order))))
-    worst = (pairs[0][0], pairs[0][1], pairs[0][2], totals[pairs[0][0]]) if pairs else None
+    # the summary's "largest confusion": only a label the model has as a class can be confused
+    confused = [t for t in pairs if t[0] in order]
+    worst = (confused[0][0], confused[0][1], confused[0][2], totals[confused[0][0]]) if confused else None
     return {"labels": labels, "predicted": predicted, "rows": table, "worst": worst, "matrix": matrix,
             "pairs": [{"label": n, "predicted": p, "count": c, "total": totals[n]} for n, p, c in pairs[:MAX_PAIRS]],
             "pairs_total": len(pairs)}

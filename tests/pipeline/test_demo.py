@@ -189,4 +189,7 @@ def test_demo_from_scratch(tmp_path):
     html = Path(report.group(1)).read_text()
     assert not re.search(r'<img[^>]+src="(?!data:)', html)
     assert re.search(r"<div class=class><h3>([^<]+?) <span", html).group(1) == "triangle"
-    assert "flagged: triangle" in done.stdout
+    # the console names each flag's metric, so its list reconciles with the "N new flags" count
+    metrics = sorted(r["metric"] for r in pq.read_table(tmp_path / "out" / "demo" / "skew.parquet").to_pylist()
+                     if r["flagged"] and r["group_by"] == "label" and r["cluster"] is None)
+    assert f"flagged: triangle (by label: {', '.join(metrics)})" in done.stdout

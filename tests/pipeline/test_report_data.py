@@ -21,6 +21,18 @@ def test_confusion_is_classes_parquets_predicted_counts_square_and_in_class_orde
     assert table["worst"] == ("b", "a", 2, 4)
 
 
+def test_largest_confusion_names_only_a_label_the_model_has_as_a_class():
+    # labels "cat" / "dog" are not among the model's classes: every image is "off the diagonal", none confused
+    classes = [{"group_by": "label", "class_name": "cat", "accuracy": None, "predicted_counts": [("breed0", 2)]},
+               {"group_by": "label", "class_name": "dog", "accuracy": None, "predicted_counts": [("breed1", 3)]}]
+    table = data.confusion(classes, ["breed0", "breed1"])
+    assert table["worst"] is None
+    assert table["pairs_total"] == 2                              # the table still shows them
+    classes.append({"group_by": "label", "class_name": "breed1", "accuracy": 0.5,
+                    "predicted_counts": [("breed0", 1), ("breed1", 1)]})
+    assert data.confusion(classes, ["breed0", "breed1"])["worst"] == ("breed1", "breed0", 1, 2)
+
+
 def _cols(n=10):
     labels = np.array(["x"] * n, object)
     predicted = np.array(["x"] * (n - 3) + ["y"] * 3, object)
