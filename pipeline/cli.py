@@ -168,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
         for c in summary.flagged:
             where = "" if c.get("cluster") is None else f" in cluster {c['cluster']}"
             metrics.setdefault((c["class_name"], c["group_by"]), []).append(c["metric"] + where)
-        names = ", ".join(f"{name} (by {by}: {', '.join(sorted(set(m)))})" for (name, by), m in sorted(metrics.items()))
+        names = ", ".join(f"{name} (by {by}: {', '.join(sorted(m))})" for (name, by), m in sorted(metrics.items()))
         print(f"igaudit: flagged: {names}")
     else:
         print("igaudit: nothing flagged")

@@ -58,8 +58,7 @@ def confusion(classes: list[dict], class_names: list[str]) -> dict:
     pairs = sorted(((n, p, c) for n in labels for p, c in counts[n].items() if p != n and c > 0),
                    key=lambda t: (-t[2], order.get(t[0], len(order)), order.get(t[1], len(order))))
     # the summary's "largest confusion": only a label the model has as a class can be confused
-    confused = [t for t in pairs if t[0] in order]
-    worst = (confused[0][0], confused[0][1], confused[0][2], totals[confused[0][0]]) if confused else None
+    worst = next(((n, p, c, totals[n]) for n, p, c in pairs if n in order), None)
     return {"labels": labels, "predicted": predicted, "rows": table, "worst": worst, "matrix": matrix,
             "pairs": [{"label": n, "predicted": p, "count": c, "total": totals[n]} for n, p, c in pairs[:MAX_PAIRS]],
             "pairs_total": len(pairs)}
