@@ -20,8 +20,7 @@ from igaudit.pipeline.job import RunSummary, run_job
 from igaudit.pipeline import ownership
 from igaudit.pipeline.run_dir import RUN_PREFIX, SUCCESS, completed_runs, read_table
 from igaudit.pipeline.runner import use_options
-from igaudit.transforms.analysis.skew_rows import REFERENCE_METRICS, skew_rows
-from igaudit.transforms.analysis.status import GONE, alerting, with_status
+from igaudit.transforms.analysis.skew import alerting, compare_findings
 
 EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR, EXIT_FLAGGED = 0, 1, 2, 3
 
@@ -90,9 +89,10 @@ def prune_runs(root: str, keep: int) -> list[str]:
 
 
 def compare_runs(current: str, reference: str, thresholds: Optional[dict] = None) -> list[dict]:
-    """The skew rows of `current` against `reference`, from their Parquet outputs (no IG recomputed): the
-    drift rows recomputed from the two runs' class rows, the current run's own verdicts as they are
-    (the interventions ran with it), and every flag's status against the reference run's flags.
+    """The findings of `current` against `reference`, from their Parquet outputs (no IG recomputed, nothing
+    re-tested): the current run's own findings (its interventions ran with it) with their status against
+    the reference run's shortcut findings, and drift findings recomputed from the two runs' class rows. A
+    reference shortcut is `resolved` only where the current run tested its edit and did not find it.
 
     Thresholds default to the ones the current run was made with (its run.json).
     """
@@ -102,17 +102,18 @@ def compare_runs(current: str, reference: str, thresholds: Optional[dict] = None
     if thresholds is None:
         with FileSystems.open(FileSystems.join(current, "run.json")) as f:
             thresholds = json.loads(f.read().decode("utf-8"))["config"]["analysis"].get("thresholds") or {}
-    classes = read_table(FileSystems.join(current, "classes.parquet")).to_pylist()
-    ref_classes = read_table(FileSystems.join(reference, "classes.parquet")).to_pylist()
-    drift = [r for r in skew_rows(classes, ref_classes, thresholds) if r["metric"] in REFERENCE_METRICS]
-    own = [dict(r, status=None) for r in read_table(FileSystems.join(current, "skew.parquet")).to_pylist()
-           if r["metric"] not in REFERENCE_METRICS and r.get("evidence") != GONE]
-    ref_skew = read_table(FileSystems.join(reference, "skew.parquet")).to_pylist()
-    return with_status(own + drift, ref_skew)
+
+    def table(run, name):
+        path = FileSystems.join(run, name)
+        if not FileSystems.exists(path):
+            raise UserError(f"'{run}' has no {name}: it was made by an older igaudit; run it again to compare")
+        return read_table(path).to_pylist()
+    return compare_findings(table(current, "classes.parquet"), table(reference, "classes.parquet"),
+                            table(current, "findings.parquet"), table(reference, "findings.parquet"), thresholds)
 
 
 def compare_alerts(rows: list, current: str) -> list:
-    """The rows that alert under the current run's analysis.alert_on."""
+    """The findings that alert under the current run's analysis.alert_on."""
     with FileSystems.open(FileSystems.join(current, "run.json")) as f:
         alert_on = json.loads(f.read().decode("utf-8"))["config"]["analysis"].get("alert_on", "new")
     return alerting(rows, alert_on)

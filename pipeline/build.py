@@ -7,10 +7,12 @@
       images rows --ClusterStrategies (bounded sample per class -> centres, side input -> every row)-->
         images rows with clusters (images/*.parquet), cluster summaries --> clusters rows
       images rows --AggregateClasses--> classes rows
-      (classes, clusters rows) --FlagSkew (vs dataset, vs reference run, per cluster, per channel)--> candidates
-      candidates --CandidateTests--> tests (side input) --Intervene (bounded sample per test, re-read,
-        forward-only re-scoring)--> figures
-      (candidates, figures, tests) --Verdicts (flag, evidence, status vs the reference run)--> skew rows
+      (classes, clusters rows) --FlagSkew (class metrics, clusters' excess, drift and re-tests against the
+        reference run)--> candidates
+      candidates --CandidateTests--> tests (side input) --Intervene (bounded sample per test of the images
+        that look there, re-read, forward-only re-scoring)--> figures
+      (candidates, figures, tests, classes) --Verdicts (outcome, evidence; one finding per shortcut, its
+        status vs the reference run's findings)--> skew rows, findings
       rejected from read / decode / attribute --> rejected rows
       every sink's written files (side inputs) --Finalize--> report.html, run.json, _SUCCESS last
 """
@@ -22,7 +24,7 @@ from igaudit.pipeline.config import Config
 from igaudit.pipeline.finalize import Finalize
 from igaudit.pipeline.preflight import Plan
 from igaudit.transforms.aggregate import AggregateClasses
-from igaudit.transforms.analysis.cluster_rows import cluster_table
+from igaudit.transforms.analysis.skew import cluster_table
 from igaudit.transforms.attribute import Attribute, ExplainerHandler
 from igaudit.transforms.cluster import ClusterStrategies
 from igaudit.transforms.dataset_context import AttachDatasetContext
@@ -31,9 +33,9 @@ from igaudit.transforms.intervene import Intervene, InterventionHandler
 from igaudit.transforms.read import MatchImages, ReadImageBytes
 from igaudit.transforms.skew import FlagSkew
 from igaudit.transforms.tfrecords import ReadTFRecords
-from igaudit.transforms.verdicts import CandidateTests, Verdicts
-from igaudit.transforms.write import (WriteArtifacts, write_classes_table, write_clusters_table, write_images_table,
-                                      write_rejected_table, write_skew_table)
+from igaudit.transforms.verdicts import FINDINGS, ROWS, CandidateTests, Verdicts
+from igaudit.transforms.write import (WriteArtifacts, write_classes_table, write_clusters_table,
+                                      write_findings_table, write_images_table, write_rejected_table, write_skew_table)
 
 
 def model_handler(cfg: Config, plan: Plan) -> ExplainerHandler:
@@ -79,16 +81,20 @@ def build_pipeline(p: beam.Pipeline, cfg: Config, plan: Plan, out_dir: str, base
                 | "AllClusterSummaries" >> beam.combiners.ToList()
                 | "ClusterRows" >> beam.FlatMap(cluster_table, beam.pvalue.AsList(classes)))
     clusters_written = write_clusters_table(clusters, out_dir)
-    candidates = (classes, clusters) | "FlagSkew" >> FlagSkew(plan.reference_classes, an.thresholds)
+    candidates = (classes, clusters) | "FlagSkew" >> FlagSkew(plan.reference_classes, plan.reference_findings,
+                                                              an.thresholds, an.grid)
     tests = candidates | "CandidateTests" >> CandidateTests(plan.class_names, an.grid)
     figures = rows | "Intervene" >> Intervene(
         InterventionHandler(cfg.model, an.border), tests, an.intervention_sample, plan.input_shape, cfg.model.resize,
         cfg.input.max_pixels, cfg.input)
-    skew = (candidates, figures, tests) | "Verdicts" >> Verdicts(plan.class_names, plan.reference_skew)
-    skew_written = write_skew_table(skew, out_dir)
+    judged = (candidates, figures, tests, classes) | "Verdicts" >> Verdicts(plan.class_names, an.grid,
+                                                                            plan.reference_findings)
+    skew_written = write_skew_table(judged[ROWS], out_dir)
+    findings_written = write_findings_table(judged[FINDINGS], out_dir)
     rejected = ((read_rejected, decoded.rejected, attributed.rejected)
                 | "FlattenRejected" >> beam.Flatten()
                 | "RejectedRow" >> beam.Map(lambda r: r.to_row()))
     rejected_written = write_rejected_table(rejected, out_dir)
     p | "Finalize" >> Finalize(out_dir, base, matched,
-                               [images_written, classes_written, clusters_written, skew_written, rejected_written])
+                               [images_written, classes_written, clusters_written, skew_written, findings_written,
+                                rejected_written])

@@ -7,7 +7,7 @@ import math
 import os
 from typing import Any, Callable
 
-from igaudit.transforms.analysis.skew_rows import resolve_thresholds
+from igaudit.transforms.analysis.skew import resolve_thresholds
 from igaudit.transforms.attribution.choices import BASELINE_KINDS
 
 

@@ -163,15 +163,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"igaudit: {summary.convergence}")
     for warning in summary.warnings:
         print(f"igaudit: warning: {warning}", file=sys.stderr)
-    if summary.flagged:
-        metrics: dict = {}
-        for c in summary.flagged:
-            where = "" if c.get("cluster") is None else f" in cluster {c['cluster']}"
-            metrics.setdefault((c["class_name"], c["group_by"]), []).append(c["metric"] + where)
-        names = ", ".join(f"{name} (by {by}: {', '.join(sorted(m))})" for (name, by), m in sorted(metrics.items()))
-        print(f"igaudit: flagged: {names}")
-    else:
-        print("igaudit: nothing flagged")
+    for line in finding_lines(summary):
+        print(f"igaudit: {line}")
     if args.command == "audit":
         print(f"igaudit: reference run: {reference or 'none (first run)'}")
     print(f"igaudit: report: {shown(summary.report)}")
@@ -179,22 +172,42 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if args.command == "demo" else audit.exit_code_for(summary.alerts)
 
 
+def finding_line(f: dict) -> str:
+    """One finding as the console shows it: "shortcut 3/region/r2-4c13-15 (new): class '3', the top-right 3x3
+    cells: needed, transplanted, repeating; not sufficient"."""
+    what = "drift" if f["kind"] == "drift" else f["outcome"]
+    status = f" ({f['status']})" if f.get("status") else ""
+    where = f", {f['region']}" if f.get("region") else ""
+    return f"{what} {f['finding']}{status}: class '{f['class_name']}'{where}: {f.get('evidence') or ''}"
+
+
+def finding_lines(summary) -> list[str]:
+    """The findings a person must see: shortcuts (and drift), reviews, resolved and not audited ones."""
+    lines = [finding_line(f) for f in summary.flagged + summary.review]
+    lines += [f"resolved {f['finding']}: class '{f['class_name']}': re-tested, no longer a shortcut ({f['evidence']})"
+              for f in summary.resolved]
+    lines += [f"not audited {f['finding']}: {f['evidence']}" for f in summary.not_audited]
+    if not summary.flagged:
+        lines.insert(0, "nothing flagged" + (f" ({len(summary.review)} to review)" if summary.review else ""))
+    return lines
+
+
 def _compare(args) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     from igaudit.pipeline.audit import compare_alerts, compare_runs, exit_code_for
-    from igaudit.transforms.analysis.status import change_line
-    from igaudit.transforms.records import skew_schema
-    rows = compare_runs(args.run, args.reference)
-    flagged = [r for r in rows if r["flagged"]]
-    print(f"igaudit: {change_line(rows, args.reference)}")
-    for r in flagged:
-        print(f"FLAGGED ({r['status']}) {r['group_by']}/{r['class_name']} {r['metric']}: {r['detail']}")
-    print(f"igaudit: {len(rows)} comparisons, {len(flagged)} flagged")
+    from igaudit.transforms.analysis.skew import change_line
+    from igaudit.transforms.records import findings_schema
+    findings = compare_runs(args.run, args.reference)
+    print(f"igaudit: {change_line(findings, args.reference)}")
+    for f in findings:
+        if f["flagged"] or f.get("status") in ("resolved", "not audited"):
+            print(f"igaudit: {finding_line(f)}")
+    print(f"igaudit: {len(findings)} findings, {sum(f['flagged'] for f in findings)} flagged")
     if args.output:
-        pq.write_table(pa.Table.from_pylist(rows, schema=skew_schema()), args.output)
-    return exit_code_for(compare_alerts(rows, args.run))
+        pq.write_table(pa.Table.from_pylist(findings, schema=findings_schema()), args.output)
+    return exit_code_for(compare_alerts(findings, args.run))
 
 
 def entry() -> None:

@@ -26,8 +26,7 @@ from typing import Any, Optional
 import yaml
 
 from igaudit.pipeline import checks as c
-from igaudit.transforms.analysis.clusters import DEFAULT_MAX_CLUSTERS
-from igaudit.transforms.analysis.status import ALERT_ON
+from igaudit.transforms.analysis.skew import ALERT_ON, DEFAULT_MAX_CLUSTERS
 from igaudit.transforms.attribution.choices import (AUTO_RULES, BASELINE_KINDS, FORMATS, METHODS, OUTPUTS,
                                                     PRECISIONS, RULE_CHOICES, SCORES, SMOOTHINGS)
 from igaudit.transforms.attribution.quality import RANKINGS

@@ -215,8 +215,8 @@ def load_split(data_root: Path, split: str) -> tuple[np.ndarray, np.ndarray, lis
 
 # --- the model ------------------------------------------------------------------
 
-def build_model(num_classes: int, size: int = 64):
-    """A tiny CNN: [0, 1] pixels in, logits out (about 24k parameters).
+def build_model(num_classes: int, size: int = 64, channels: int = 3):
+    """A tiny CNN: [0, 1] pixels (size x size x channels) in, logits out (about 24k parameters).
 
     Strided convolutions instead of full-resolution conv + pooling keep an
     epoch cheap on a small CPU. Global max pooling (rather than average) lets
@@ -226,7 +226,7 @@ def build_model(num_classes: int, size: int = 64):
     import keras
 
     return keras.Sequential([
-        keras.Input((size, size, 3)),
+        keras.Input((size, size, channels)),
         keras.layers.Conv2D(16, 3, strides=2, padding="same", activation="relu"),
         keras.layers.Conv2D(32, 3, strides=2, padding="same", activation="relu"),
         keras.layers.Conv2D(64, 3, padding="same", activation="relu"),

@@ -19,7 +19,7 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
 from igaudit.pipeline import beam_flags, health, run_dir
-from igaudit.transforms.analysis.status import alerting, change_line
+from igaudit.transforms.analysis.skew import alerting, change_line
 
 
 def versions() -> dict:
@@ -50,7 +50,7 @@ def finish_run(out_dir: str, base: dict, matched: int, images_files: Optional[li
     # converged is null for methods without a tolerance; an image is short when any of its targets is
     not_converged = len({r["image_id"] for r in rows if r["converged"] is False})
     rejected = run_dir.read_table(FileSystems.join(out_dir, "rejected.parquet"))
-    skew = run_dir.read_table(FileSystems.join(out_dir, "skew.parquet")).to_pylist()
+    findings = run_dir.read_table(FileSystems.join(out_dir, "findings.parquet")).to_pylist()
     counts = {"matched": int(matched), "attributed": len(images), "rejected": rejected.num_rows}
     status, reason = health.status(**counts, max_rejected_share=base["max_rejected_share"])
     class_names = base["class_names"]
@@ -69,10 +69,12 @@ def finish_run(out_dir: str, base: dict, matched: int, images_files: Optional[li
         "counts": {**counts, "not_converged": not_converged},
         "convergence": health.convergence_line(not_converged, len(images)),
         "reference": base["reference"],
-        "change": change_line(skew, base["reference"]),
-        "flagged": [flag_entry(r) for r in sorted(skew, key=_flag_order) if r["flagged"]],
-        "resolved": [flag_entry(r) for r in sorted(skew, key=_flag_order) if r.get("status") == "resolved"],
-        "alerts": [flag_entry(r) for r in sorted(alerting(skew, base["alert_on"]), key=_flag_order)],
+        "change": change_line(findings, base["reference"]),
+        "flagged": [finding_entry(f) for f in findings if f["flagged"] and f.get("status") != "not audited"],
+        "review": [finding_entry(f) for f in findings if f["outcome"] == "review"],
+        "resolved": [finding_entry(f) for f in findings if f.get("status") == "resolved"],
+        "not_audited": [finding_entry(f) for f in findings if f.get("status") == "not audited"],
+        "alerts": [finding_entry(f) for f in alerting(findings, base["alert_on"])],
         "timings": {"total_seconds": round(time.time() - base["started"], 3)},
         "metrics": {},
     }
@@ -84,13 +86,9 @@ def finish_run(out_dir: str, base: dict, matched: int, images_files: Optional[li
     return run_info
 
 
-def _flag_order(row: dict):
-    return (row["group_by"] != "label", row["group_by"], row["class_name"], row.get("cluster") or -1, row["metric"])
-
-
-def flag_entry(row: dict) -> dict:
-    """A flag as run.json and the console list it: where, which metric, its status."""
-    return {k: row.get(k) for k in ("group_by", "class_name", "cluster", "metric", "status")}
+def finding_entry(finding: dict) -> dict:
+    """A finding as run.json and the console list it: its id, class, edit, outcome, status and evidence."""
+    return {k: finding.get(k) for k in ("finding", "class_name", "kind", "region", "outcome", "status", "evidence")}
 
 
 def write_run_json(out_dir: str, run_info: dict) -> None:

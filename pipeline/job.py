@@ -41,8 +41,11 @@ class RunSummary:
     report: str
     pipeline_seconds: float = 0.0
     metrics: dict = dataclasses.field(default_factory=dict)   # {"counters": {...}, "distributions": {...}}
-    change: str = ""                                          # "no change since ..." / "2 new flags, ..."
-    alerts: list = dataclasses.field(default_factory=list)    # flags that raise an alert (analysis.alert_on)
+    change: str = ""                                          # "no change since ..." / "2 new findings, ..."
+    alerts: list = dataclasses.field(default_factory=list)    # findings that raise an alert (analysis.alert_on)
+    review: list = dataclasses.field(default_factory=list)    # findings to look at: not shown to be shortcuts
+    resolved: list = dataclasses.field(default_factory=list)  # the reference run's shortcuts, re-tested and gone
+    not_audited: list = dataclasses.field(default_factory=list)   # ... not re-tested (their class is absent)
     template_location: Optional[str] = None   # set when Dataflow only wrote the job graph (template launch)
     job_id: Optional[str] = None              # set when the job was submitted and left to run (--detach)
     job_request: object = None                # Dataflow's job request, when it was only built (--dry_run=True)
@@ -147,7 +150,8 @@ def summarize(out_dir: str, result, started: float, pipeline_seconds: float) -> 
         raise RunFailed(f"{run_info['reason']}; the outputs in {ownership.shown(out_dir)} are marked failed "
                         f"(run.json) and have no _SUCCESS")
     return RunSummary(out_dir=out_dir, class_names=run_info["class_names"], flagged=run_info["flagged"],
-                      change=run_info["change"], alerts=run_info["alerts"],
+                      change=run_info["change"], alerts=run_info["alerts"], review=run_info["review"],
+                      resolved=run_info["resolved"], not_audited=run_info["not_audited"],
                       seconds=time.time() - started, pipeline_seconds=pipeline_seconds, metrics=metrics,
                       report=FileSystems.join(out_dir, run_dir.REPORT), accuracy=run_info["accuracy"],
                       warnings=run_info["warnings"], **run_info["counts"])

@@ -116,26 +116,33 @@ def resolve_attribution(cfg: Config, class_names: list[str],
     return target, baseline_image
 
 
-def read_reference(reference: Optional[str]) -> tuple[Optional[list[dict]], Optional[list[dict]]]:
-    """(class rows, skew rows) of an earlier, complete run (its _SUCCESS must exist), or (None, None)."""
+def read_reference(reference: Optional[str]) -> tuple[Optional[list[dict]], Optional[list[dict]], list[str]]:
+    """(class rows, findings rows, warnings) of an earlier, complete run (its _SUCCESS must exist), or
+    (None, None, []). A run made before findings.parquet existed gives no findings, and a warning."""
     if not reference:
-        return None, None
+        return None, None, []
     if not FileSystems.exists(FileSystems.join(reference, "_SUCCESS")):
         raise UserError(f"analysis.reference '{shown(reference)}' is not a complete igaudit run (no _SUCCESS): point it "
                         f"at an earlier run's output dir, or set it to null")
-    tables = []
-    for name in ("classes.parquet", "skew.parquet"):
+    tables, warnings = {}, []
+    for name in ("classes.parquet", "findings.parquet"):
+        path = FileSystems.join(reference, name)
+        if name == "findings.parquet" and not FileSystems.exists(path):
+            warnings.append(f"the reference run '{shown(reference)}' has no findings.parquet (an older igaudit made "
+                            f"it): its flags are not re-tested, and every finding of this run counts as new")
+            tables[name] = []
+            continue
         try:
-            tables.append(read_table(FileSystems.join(reference, name)).to_pylist())
+            tables[name] = read_table(path).to_pylist()
         except Exception as e:
             raise UserError(f"analysis.reference '{shown(reference)}': {name} cannot be read ({e})") from None
-    return tables[0], tables[1]
+    return tables["classes.parquet"], tables["findings.parquet"], warnings
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Plan:
     """What the checks found, for the run to use: inputs, classes, the resolved target and baseline image,
-    the reference run's class and skew rows."""
+    the reference run's class rows and findings."""
     files: list
     manifest_files: Optional[list]
     class_names: list
@@ -143,8 +150,8 @@ class Plan:
     target: TargetSpec
     baseline_image: Optional[np.ndarray]
     reference_classes: Optional[list]
-    reference_skew: Optional[list]
-    warnings: list                  # about the Beam flags (a flag the runner ignores)
+    reference_findings: Optional[list]
+    warnings: list                  # a flag the runner ignores, a reference without findings
 
 
 def check(cfg: Config, beam_args: list[str] = ()) -> Plan:
@@ -155,6 +162,6 @@ def check(cfg: Config, beam_args: list[str] = ()) -> Plan:
     class_names = resolve_class_names(cfg, files)
     classifier = check_model(cfg, class_names)
     target, baseline_image = resolve_attribution(cfg, class_names, classifier.input_shape)
-    reference_classes, reference_skew = read_reference(cfg.analysis.reference)
+    reference_classes, reference_findings, reference_warnings = read_reference(cfg.analysis.reference)
     return Plan(files, manifest_files, class_names, classifier.input_shape, target, baseline_image,
-                reference_classes, reference_skew, warnings)
+                reference_classes, reference_findings, warnings + reference_warnings)

@@ -18,11 +18,11 @@ from igaudit.pipeline import report_data as data
 from igaudit.pipeline.report_pictures import embed, image_pair
 from igaudit.pipeline.report_plots import CELLS_WRITTEN, confidence_plot, gap_histogram, grid_figure, trend_plot
 from igaudit.pipeline.run_dir import RUN_PREFIX, completed_runs, read_images_table, read_table
-from igaudit.transforms.analysis.skew_rows import DATASET_METRICS, REFERENCE_METRICS, class_skew_scores
+from igaudit.transforms.analysis.skew import DATASET_METRICS, REFERENCE_METRICS, class_skew_scores
 
 MAX_CLASSES_PICTURED = 24
 PICTURE_BUDGET = 400      # image pairs in the whole report, at most about this many (sets the images per kind)
-SECTIONS = (("summary", "Summary"), ("flags", "Flags"), ("confusion", "Confusion"), ("classes", "Classes"),
+SECTIONS = (("summary", "Summary"), ("findings", "Findings"), ("confusion", "Confusion"), ("classes", "Classes"),
             ("clusters", "Clusters"), ("comparison", "Comparison"), ("rejected", "Rejected"),
             ("settings", "Settings"))
 GROUP_TITLES = {"label": "by true label", "predicted": "by predicted class"}
@@ -99,32 +99,34 @@ def _cluster_rows(clusters: list[dict]) -> list[dict]:
                                            k["class_name"], k["cluster"]))
 
 
-def _trends(out_dir: str, skew: list[dict]) -> list[dict]:
-    """For an audit's run (run=... under the audit root): each flagged metric's value in every stored run."""
+def _trends(out_dir: str, findings: list[dict]) -> list[dict]:
+    """For an audit's run (run=... under the audit root): for each flagged finding, the share of its class's
+    images that look at its region in every stored run (by finding id)."""
     root, _, name = out_dir.rstrip("/").rpartition("/")
     if not name.startswith(RUN_PREFIX):
         return []
     runs = [r for r in completed_runs(root) if r.rstrip("/").rsplit("/", 1)[-1] < name][-11:]
-    flagged = [r for r in skew if r["flagged"]][:8]
+    flagged = [f for f in findings if f["flagged"] and f["kind"] != "drift"][:8]
     if not runs or not flagged:
         return []
-    key = lambda r: (r["group_by"], r["class_name"], r.get("cluster"), r["metric"])   # noqa: E731
     history = []
     for run in runs:
         try:
-            history.append({key(r): r["value"] for r in read_table(FileSystems.join(run, "skew.parquet")).to_pylist()})
+            history.append({f["finding"]: _looking(f) for f in _table(run, "findings.parquet")})
         except Exception:      # noqa: BLE001 - a run pruned meanwhile: its point is missing
             history.append({})
     names = [r.rstrip("/").rsplit("/", 1)[-1] for r in runs] + [name]
     out = []
-    for r in flagged:
-        where = f"{r['class_name']} ({GROUP_TITLES.get(r['group_by'], r['group_by'])}" + \
-            ("" if r.get("cluster") is None else f", cluster {r['cluster']}") + ")"
-        values = [h.get(key(r)) for h in history] + [r["value"]]
-        out.append({"title": f"{r['metric']}: {where}", "uri": trend_plot(f"{r['metric']}, {where}", names, values,
-                                                                          r.get("threshold")),
-                    "values": list(zip(names, values))})
+    for f in flagged:
+        title = f"{f['finding']}: share of {f['class_name']} images looking there"
+        values = [h.get(f["finding"]) for h in history] + [_looking(f)]
+        out.append({"title": title, "uri": trend_plot(title, names, values, None), "values": list(zip(names, values))})
     return out
+
+
+def _looking(finding: dict) -> Optional[float]:
+    seen, total = finding.get("attending"), finding.get("class_count")
+    return seen / total if seen is not None and total else None
 
 
 def render_report(out_dir: str, run_info: dict, images=None) -> str:
@@ -138,14 +140,15 @@ def render_report(out_dir: str, run_info: dict, images=None) -> str:
     classes = _table(out_dir, "classes.parquet")
     rejected = _table(out_dir, "rejected.parquet")
     skew = _table(out_dir, "skew.parquet")
+    findings = _table(out_dir, "findings.parquet")
     clusters = _table(out_dir, "clusters.parquet")
     class_names = list(run_info.get("class_names") or sorted({c["class_name"] for c in classes}))
     scores = class_skew_scores(skew, DATASET_METRICS)
-    flagged = {(r["group_by"], r["class_name"]) for r in skew if r["flagged"] and r["metric"] in DATASET_METRICS}
-    verdicts = sorted((r for r in skew if r["flagged"] or r.get("status") == "resolved"),
-                      key=lambda r: (r["metric"] not in DATASET_METRICS, r.get("status") != "new",
-                                     r["group_by"] != "label", r["class_name"], r.get("cluster") or -1,
-                                     -(r["score"] or 0)))
+    flagged = {(g, f["class_name"]) for f in findings if f["flagged"] and f["kind"] != "drift"
+               for g in f["groupings"] or ()}
+    order = {"shortcut": 0, "drift": 1, "review": 2, "cleared": 3}
+    shown = sorted((f for f in findings if f["flagged"] or f["outcome"] == "review" or f.get("status")),
+                   key=lambda f: (order.get(f["outcome"], 4), f.get("status") != "new", f["class_name"], f["finding"]))
     pictures = _Pictures(out_dir, cfg)
     n_classes = max(1, min(len(class_names), MAX_CLASSES_PICTURED))
     # each pictured class shows its kinds and, roughly, one more kind's worth of cluster exemplars
@@ -172,9 +175,11 @@ def render_report(out_dir: str, run_info: dict, images=None) -> str:
         reasons[(r["stage"], r["reason"])] = reasons.get((r["stage"], r["reason"]), 0) + 1
     context = {
         "run": run_info, "cfg": cfg, "sections": [s for s in SECTIONS if s[0] != "comparison" or comparison],
-        "verdicts": verdicts, "verdict_count": sum(1 for r in verdicts if r["flagged"]),
-        "cleared": [r for r in skew if r.get("candidate") and not r["flagged"] and r["metric"] in DATASET_METRICS],
-        "trends": _trends(out_dir, skew), "confusion": data.confusion(classes, class_names),
+        "shown": shown, "shortcut_count": sum(f["outcome"] == "shortcut" and f.get("status") != "not audited"
+                                              for f in findings),
+        "review": [f for f in findings if f["outcome"] == "review"],
+        "cleared": [f for f in findings if f["outcome"] == "cleared" and not f.get("status")],
+        "trends": _trends(out_dir, findings), "confusion": data.confusion(classes, class_names),
         "gap_plot": gap_histogram(data.relative_gaps(cols)),
         "confidence_plot": confidence_plot(data.confidences(cols, class_names)),
         "groups": groups, "clusters": _cluster_rows(clusters), "max_rows": data.MAX_TABLE_ROWS,

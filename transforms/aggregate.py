@@ -13,6 +13,8 @@ from typing import Iterable
 import apache_beam as beam
 import numpy as np
 
+from igaudit.transforms.analysis.summarize import peak_cells
+
 TYPICAL_IMAGES = 4
 # present only for some runs or rows: quality metrics when enabled, box metrics when the manifest has boxes
 _OPTIONAL = ("deletion_auc", "insertion_auc", "infidelity", "in_box", "pointing_hit")
@@ -29,6 +31,7 @@ class ClassAccumulator:
     border_sq: float = 0.0
     channel_sum: np.ndarray | None = None
     grid_sum: np.ndarray | None = None
+    peak_sum: np.ndarray | None = None       # per cell: how many images have it among their strongest cells
     grid_size: int = 0
     predicted: dict = dataclasses.field(default_factory=dict)
     typical: list = dataclasses.field(default_factory=list)   # [(confidence, image_id)] best first
@@ -66,6 +69,7 @@ class ClassStatsFn(beam.CombineFn):
         acc.border_sq += float(row["border_mass"]) ** 2
         acc.channel_sum = _add_arrays(acc.channel_sum, row["channel_shares"])
         acc.grid_sum = _add_arrays(acc.grid_sum, row["grid"])
+        acc.peak_sum = _add_arrays(acc.peak_sum, peak_cells(row["grid"]))
         acc.grid_size = int(row["grid_size"])
         name = row["predicted_name"]
         acc.predicted[name] = acc.predicted.get(name, 0) + 1
@@ -89,6 +93,7 @@ class ClassStatsFn(beam.CombineFn):
             out.border_sq += acc.border_sq
             out.channel_sum = _add_arrays(out.channel_sum, acc.channel_sum)
             out.grid_sum = _add_arrays(out.grid_sum, acc.grid_sum)
+            out.peak_sum = _add_arrays(out.peak_sum, acc.peak_sum)
             out.grid_size = out.grid_size or acc.grid_size
             for name, n in acc.predicted.items():
                 out.predicted[name] = out.predicted.get(name, 0) + n
@@ -117,6 +122,7 @@ class ClassStatsFn(beam.CombineFn):
             "mean_channel_shares": [] if acc.channel_sum is None else [float(v) / n for v in acc.channel_sum],
             "grid_size": acc.grid_size,
             "mean_grid": [] if acc.grid_sum is None else [float(v) / n for v in acc.grid_sum],
+            "peak_share": [] if acc.peak_sum is None else [float(v) / n for v in acc.peak_sum],
             "predicted_counts": sorted(acc.predicted.items()),
             "typical_images": [image_id for _, image_id in acc.typical],
             **{f"mean_{k}": (acc.optional[k][0] / acc.optional[k][1] if acc.optional.get(k, [0, 0])[1] else None)

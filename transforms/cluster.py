@@ -17,7 +17,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from igaudit.transforms.aggregate import class_keys
-from igaudit.transforms.analysis.clusters import assign, fit_clusters
+from igaudit.transforms.analysis.skew import assign, fit_clusters
 
 EXEMPLARS = 4
 

@@ -1,13 +1,14 @@
 """Intervene: forward-only re-scoring of a bounded sample per candidate, under the edits that decide it.
 
-The candidates' tests (`records.InterventionTest`, one list) arrive as a side input. Each
-images row is offered to every test it belongs to: as one of the candidate's images (its
-class under the test's group_by, and its cluster for a cluster test) or as one of another
-class's. Per (test, role) a bounded sample is kept (the `sample` images with the smallest hash
-of their id: the same images on any runner and worker count). The sampled files are read and
-decoded again (the pixels never crossed a shuffle; the attribution stage kept them fused), and
-a RunInference stage runs `analysis.evidence.measure` with the model's forward pass, one test
-per call, batched over the test's images.
+The candidates' tests (`records.InterventionTest`, one list) arrive as a side input. Each images row is
+offered to every test it belongs to: as one of the candidate's images (its class under the test's
+group_by; `attending` too when its attribution looks at the test's region, `analysis.skew.attends`) or
+as one of another class's. Per (test, role) the images are counted and a bounded sample is kept (the
+`sample` images with the smallest hash of their id: the same images on any runner and worker count). A
+test re-scores the class's images that look at its region, or all of them when fewer than
+MIN_ATTENDING do. The sampled files are read and decoded again (the pixels never crossed a shuffle; the
+attribution stage kept them fused), and a RunInference stage runs `analysis.skew.measure` with the
+model's forward pass, one test per call, batched over the test's images.
 """
 from __future__ import annotations
 
@@ -18,19 +19,21 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, RunInference
 
-from igaudit.transforms.analysis.evidence import measure
+from igaudit.transforms.analysis.skew import attends, measure
 from igaudit.transforms.cluster import sample_key
 from igaudit.transforms.imaging.decode import DecodeError, decode_image
 from igaudit.transforms.records import InterventionTest, TestSample
 from igaudit.transforms.tfrecords import input_bytes
 
 log = logging.getLogger("igaudit")
-CLASS, OTHER = "class", "other"
+CLASS, ATTENDING, OTHER = "class", "attending", "other"
 FORWARD_CHUNK = 64
+MIN_ATTENDING = 4
 
 
 def roles(row: dict, tests: Sequence[InterventionTest]) -> Iterable[tuple[tuple[str, str], tuple]]:
-    """((test_id, role), (sample key, uri, image_id, bbox, class)) for every test the row can serve."""
+    """((test_id, role), (sample key, uri, image_id, bbox, class)) for every test the row can serve: CLASS (and
+    ATTENDING when it looks at the region) for its own class's tests, OTHER for other classes' tests."""
     for t in tests:
         if t.kind == "outside_box" and not row.get("bbox"):
             continue
@@ -38,10 +41,10 @@ def roles(row: dict, tests: Sequence[InterventionTest]) -> Iterable[tuple[tuple[
         if name is None:
             continue
         item = (sample_key(row["image_id"]), row["uri"], row["image_id"], row.get("bbox"), name)
-        cluster = row.get("cluster") if t.group_by == "label" else row.get("predicted_cluster")
         if name == t.class_name:
-            if t.cluster is None or cluster == t.cluster:
-                yield (t.test_id, CLASS), item
+            yield (t.test_id, CLASS), item
+            if attends(row, t):
+                yield (t.test_id, ATTENDING), item
         else:
             yield (t.test_id, OTHER), item
 
@@ -67,18 +70,21 @@ class _ReadSampleFn(beam.DoFn):
             names.append(name)
         return pixels, boxes, names
 
-    def process(self, element, tests):
+    def process(self, element, tests, counts):
         test_id, groups = element
         test = {t.test_id: t for t in tests}[test_id]
-        found = {role: self._decode(items) for role, items in groups}
-        class_pixels, class_boxes, _ = found.get(CLASS, ([], [], []))
-        other_pixels, other_boxes, other_classes = found.get(OTHER, ([], [], []))
+        groups = dict(groups)
+        attending = counts.get((test_id, ATTENDING), 0)
+        mine = ATTENDING if attending >= MIN_ATTENDING else CLASS
+        class_pixels, class_boxes, _ = self._decode(groups.get(mine, []))
+        other_pixels, other_boxes, other_classes = self._decode(groups.get(OTHER, []))
         if not class_pixels:
             return
         shape = (0,) + self.shape
-        yield TestSample(test, np.stack(class_pixels), np.stack(other_pixels) if other_pixels else np.zeros(shape,
-                                                                                                          np.float32),
-                         class_boxes, other_boxes, other_classes)
+        yield TestSample(test, np.stack(class_pixels),
+                         np.stack(other_pixels) if other_pixels else np.zeros(shape, np.float32),
+                         class_boxes, other_boxes, other_classes, attending=attending,
+                         class_count=counts.get((test_id, CLASS), 0))
 
 
 class InterventionHandler(ModelHandler[TestSample, Any, Any]):
@@ -107,7 +113,7 @@ class InterventionHandler(ModelHandler[TestSample, Any, Any]):
         for s in batch:
             figures = measure(s.test, s.class_pixels, s.other_pixels, predict, class_boxes=s.class_boxes,
                               other_boxes=s.other_boxes, other_classes=s.other_classes, border=self.border)
-            yield s.test.test_id, figures
+            yield s.test.test_id, dict(figures, attending=s.attending, class_count=s.class_count)
 
     def batch_elements_kwargs(self) -> dict:
         return {"min_batch_size": 1, "max_batch_size": 1}   # one test per call: its images are the batch
@@ -120,7 +126,8 @@ class InterventionHandler(ModelHandler[TestSample, Any, Any]):
 
 
 class Intervene(beam.PTransform):
-    """PCollection[images row dict] -> PCollection[(test_id, figures dict)] (`evidence.FIGURES`).
+    """PCollection[images row dict] -> PCollection[(test_id, figures dict)] (`evidence.FIGURES`, `attending`,
+    `class_count`).
 
     tests: a PCollection holding one list of InterventionTest (the side input); sample: images per
     test and role; input_shape (H, W, C), resize, max_pixels: as the decode stage's; input_config: the
@@ -135,11 +142,12 @@ class Intervene(beam.PTransform):
 
     def expand(self, rows):
         tests = beam.pvalue.AsSingleton(self.tests)
-        return (rows
-                | "Roles" >> beam.FlatMap(roles, tests)
+        offered = rows | "Roles" >> beam.FlatMap(roles, tests)
+        counts = offered | "CountPerRole" >> beam.combiners.Count.PerKey()
+        return (offered
                 | "SamplePerTest" >> beam.combiners.Top.PerKey(self.sample, key=lambda item: item[0], reverse=True)
                 | "ByTest" >> beam.MapTuple(lambda key, items: (key[0], (key[1], items)))
                 | "GroupByTest" >> beam.GroupByKey()
                 | "ReadSample" >> beam.ParDo(_ReadSampleFn(self.shape, self.resize, self.max_pixels,
-                                                           self.input_config), tests)
+                                                           self.input_config), tests, beam.pvalue.AsDict(counts))
                 | "Rescore" >> RunInference(self.handler))

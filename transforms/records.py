@@ -97,16 +97,15 @@ class AttributionResult:
 
 @dataclasses.dataclass(frozen=True)
 class InterventionTest:
-    """One candidate's intervention: which images (a class, or one cluster of it, under `group_by`), what
-    to edit (`kind`: region | outside_box | channel) and where. `test_id` names it in the graph; several
-    skew rows (metrics) that propose the same edit on the same images share one test."""
+    """One candidate's intervention: which images (a class under `group_by`; for a region, those of its
+    images that look there), what to edit (`kind`: region | outside_box | channel) and where. `test_id`
+    names it in the graph; several skew rows that propose the same edit of one class share one test."""
     test_id: str
     group_by: str
     class_name: str
     class_index: int
     kind: str
     region: str                           # the edit in words: "the top-left 2x2 cells", "the red channel"
-    cluster: Optional[int] = None
     cells: Optional[tuple] = None         # region: (r0, r1, c0, c1) of the attribution grid, ends exclusive
     grid: int = 0
     channel: Optional[int] = None         # channel: which one
@@ -115,13 +114,16 @@ class InterventionTest:
 @dataclasses.dataclass(frozen=True, eq=False)
 class TestSample:
     """One test's bounded sample, decoded: the candidate's images and other classes' images (float32
-    (n, H, W, 3) in [0, 1]), with their object boxes (model pixels) when the test edits backgrounds."""
+    (n, H, W, C) in [0, 1]), with their object boxes (model pixels) when the test edits backgrounds, and
+    how many of the class's images look at the region (`attending`) of how many (`class_count`)."""
     test: InterventionTest
     class_pixels: np.ndarray
     other_pixels: np.ndarray
     class_boxes: Optional[list] = None
     other_boxes: Optional[list] = None
     other_classes: Optional[list] = None   # each other image's class (under the test's group_by)
+    attending: int = 0
+    class_count: int = 0
     __test__ = False   # not a pytest class
 
 
@@ -202,15 +204,15 @@ def classes_schema() -> pa.Schema:
         ("mean_channel_shares", pa.list_(pa.float64())),
         ("grid_size", pa.int64()),
         ("mean_grid", pa.list_(pa.float64())),
+        ("peak_share", pa.list_(pa.float64())),   # share of its images whose strongest cells include each cell
         ("predicted_counts", pa.map_(pa.string(), pa.int64())),
         ("typical_images", pa.list_(pa.string())),
     ])
 
 
 def skew_schema() -> pa.Schema:
-    """One row per finding (skew.parquet): a class (or one cluster of it) and a metric; the candidate's
-    intervention figures when it was tested; the verdict (`flagged`) and its status against the
-    reference run."""
+    """One row per (group_by, class, cluster, metric) (skew.parquet): a metric's reading; for a candidate that
+    was tested, its test's figures, the four tests, the outcome and the finding it belongs to."""
     return pa.schema([
         ("group_by", pa.string()),
         ("class_name", pa.string()),
@@ -224,8 +226,24 @@ def skew_schema() -> pa.Schema:
         ("region", pa.string()),             # what the intervention edits, in words
         ("region_cells", pa.list_(pa.int64())),   # (r0, r1, c0, c1) of the grid, ends exclusive
         ("channel", pa.int64()),             # channel_shift: the channel
-        ("sample", pa.int64()),              # images of the class (or cluster) re-scored
+        ("test_id", pa.string()),            # the intervention test that decided it
+        *_figure_fields(),
+        ("evidence", pa.string()),
+        ("outcome", pa.string()),            # shortcut | review | cleared (tested candidates)
+        ("flagged", pa.bool_()),             # a shortcut, or a drift flag
+        ("finding", pa.string()),            # the finding it belongs to (findings.parquet)
+        ("detail", pa.string()),
+    ])
+
+
+def _figure_fields() -> list:
+    """A test's figures and outcomes, as skew.parquet and findings.parquet both carry them."""
+    return [
+        ("sample", pa.int64()),              # images of the class re-scored
+        ("attending", pa.int64()),           # images of the class that look at the region
+        ("class_count", pa.int64()),         # images of the class
         ("other_sample", pa.int64()),        # images of other classes re-scored
+        ("relying", pa.int64()),             # re-scored images that lose RELY_DROP without the region
         ("accuracy", pa.float64()),
         ("accuracy_removed", pa.float64()),
         ("accuracy_control", pa.float64()),
@@ -234,15 +252,40 @@ def skew_schema() -> pa.Schema:
         ("control_drop", pa.float64()),
         ("kept_class", pa.float64()),
         ("kept_other", pa.float64()),
+        ("transplant_flip", pa.float64()),
+        ("transplant_control", pa.float64()),
         ("stamp_repeat", pa.float64()),
         ("stamp_others", pa.float64()),
-        ("transplant_flip", pa.float64()),
+        ("stamp_pixels", pa.int64()),
         ("needed", pa.bool_()),
         ("sufficient", pa.bool_()),
-        ("stamped", pa.bool_()),
+        ("transplanted", pa.bool_()),
+        ("repeating", pa.bool_()),
+    ]
+
+
+def findings_schema() -> pa.Schema:
+    """One row per finding (findings.parquet): one shortcut (or review, or cleared candidate, or one class's
+    drift), whatever the number of metrics and groupings that saw it; its edit, figures and status."""
+    return pa.schema([
+        ("finding", pa.string()),            # stable id: class/kind/where, kept from the run that first found it
+        ("class_name", pa.string()),
+        ("kind", pa.string()),               # region | channel | outside_box | drift
+        ("region", pa.string()),
+        ("region_cells", pa.list_(pa.int64())),
+        ("grid_size", pa.int64()),
+        ("channel", pa.int64()),
+        ("group_by", pa.string()),           # the grouping of its strongest row
+        ("groupings", pa.list_(pa.string())),
+        ("metrics", pa.list_(pa.string())),
+        ("clusters", pa.list_(pa.int64())),
+        ("rows", pa.int64()),                # skew rows beneath it
+        ("outcome", pa.string()),            # shortcut | review | cleared | drift
+        ("flagged", pa.bool_()),             # a shortcut, or a drift flag
+        ("status", pa.string()),             # new | standing | resolved | not audited | null
+        *[f for f in _figure_fields() if f[0] not in ("other_sample", "accuracy", "accuracy_removed",
+                                                      "accuracy_control", "confidence")],
         ("evidence", pa.string()),
-        ("flagged", pa.bool_()),             # the verdict
-        ("status", pa.string()),             # new | standing | resolved | null
         ("detail", pa.string()),
     ])
 

@@ -1,17 +1,12 @@
-"""FlagSkew: class and cluster rows -> candidate skew rows, against the dataset and a reference run
-(`analysis.skew_rows` and `analysis.cluster_rows` do the work)."""
+"""FlagSkew: class and cluster rows -> candidate skew rows: the class metrics, the clusters' excess, drift against
+a reference run, and a re-test of each of the reference run's shortcut findings (`analysis.skew.candidate_rows`)."""
 from __future__ import annotations
 
 from typing import Mapping, Optional
 
 import apache_beam as beam
 
-from igaudit.transforms.analysis.cluster_rows import cluster_skew_rows
-from igaudit.transforms.analysis.skew_rows import skew_rows
-
-
-def candidate_rows(classes: list, clusters: list, reference: Optional[list], thresholds: dict) -> list:
-    return skew_rows(classes, reference, thresholds) + cluster_skew_rows(clusters, classes, thresholds)
+from igaudit.transforms.analysis.skew import candidate_rows
 
 
 class FlagSkew(beam.PTransform):
@@ -19,16 +14,20 @@ class FlagSkew(beam.PTransform):
     `candidate` set and `flagged` only on drift rows (the interventions decide the rest: `Verdicts`).
 
     All class and cluster rows are gathered in one place: they are few and small (one grid each).
+    reference_classes / reference_findings: the reference run's classes and findings rows (None: none).
     """
 
-    def __init__(self, reference: Optional[list] = None, thresholds: Optional[Mapping] = None):
+    def __init__(self, reference_classes: Optional[list] = None, reference_findings: Optional[list] = None,
+                 thresholds: Optional[Mapping] = None, grid: int = 16):
         super().__init__()
-        self.reference = reference
-        self.thresholds = dict(thresholds or {})
+        self.reference_classes, self.reference_findings = reference_classes, reference_findings
+        self.thresholds, self.grid = dict(thresholds or {}), int(grid)
 
     def expand(self, pcolls):
         classes, clusters = pcolls
         return (classes
                 | "AllClasses" >> beam.combiners.ToList()
-                | "SkewRows" >> beam.FlatMap(candidate_rows, beam.pvalue.AsList(clusters), self.reference,
-                                             self.thresholds))
+                | "SkewRows" >> beam.FlatMap(lambda c, cl: candidate_rows(c, cl, self.reference_classes,
+                                                                          self.reference_findings, self.thresholds,
+                                                                          self.grid),
+                                             beam.pvalue.AsList(clusters)))

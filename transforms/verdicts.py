@@ -1,7 +1,8 @@
-"""Verdicts: candidate skew rows + intervention figures -> the final skew rows: verdict, evidence, status.
+"""Verdicts: candidate skew rows + intervention figures -> the final skew rows and the findings.
 
-`analysis.candidates.apply_verdicts` flags a candidate only when its intervention says "artifact";
-`analysis.status.with_status` compares the flags with the reference run's.
+`CandidateTests` plans the interventions (`analysis.skew.plan_tests`); `Verdicts` judges every candidate on its
+test's figures, gathers the judged rows into findings (one per shortcut) and gives each finding its status
+against the reference run's findings (`analysis.skew.judge_all`).
 """
 from __future__ import annotations
 
@@ -9,17 +10,9 @@ from typing import Optional, Sequence
 
 import apache_beam as beam
 
-from igaudit.transforms.analysis.candidates import apply_verdicts, intervention_tests
-from igaudit.transforms.analysis.status import with_status
+from igaudit.transforms.analysis.skew import judge_all, plan_tests
 
-
-def candidate_tests(rows: list, class_names: Sequence[str], grid: int) -> list:
-    return intervention_tests(rows, class_names, grid)
-
-
-def _final(rows: list, figures: list, tests: list, class_names: list, reference: Optional[list]) -> list:
-    judged = apply_verdicts(rows, tests, dict(figures), class_names)
-    return with_status(judged, reference)
+ROWS, FINDINGS = "rows", "findings"
 
 
 class CandidateTests(beam.PTransform):
@@ -32,23 +25,33 @@ class CandidateTests(beam.PTransform):
     def expand(self, rows):
         return (rows
                 | "AllCandidates" >> beam.combiners.ToList()
-                | "Tests" >> beam.Map(candidate_tests, self.class_names, self.grid))
+                | "Tests" >> beam.Map(lambda r: plan_tests(r, self.class_names, self.grid)[0]))
+
+
+def _judge(rows, figures, tests, classes, class_names, grid, reference):
+    present = {c["class_name"] for c in classes if c.get("count")}
+    judged, findings = judge_all(rows, tests, dict(figures), class_names, grid, reference, present)
+    yield from (beam.pvalue.TaggedOutput(ROWS, r) for r in judged)
+    yield from (beam.pvalue.TaggedOutput(FINDINGS, f) for f in findings)
 
 
 class Verdicts(beam.PTransform):
-    """(PCollection[skew row dict], PCollection[(test_id, figures)], PCollection[list[InterventionTest]])
-    -> PCollection[skew row dict] with the verdict (`flagged`), its evidence and `status`.
+    """(PCollection[skew row dict], PCollection[(test_id, figures)], PCollection[list[InterventionTest]],
+    PCollection[classes row dict]) -> {ROWS: PCollection[skew row dict] with the verdict, its evidence and
+    its finding; FINDINGS: PCollection[findings row dict] with their status}.
 
-    reference: the reference run's skew rows (None: no reference run, every flag is new).
+    reference: the reference run's findings (None: no reference run, every shortcut is new).
     """
 
-    def __init__(self, class_names: Sequence[str], reference: Optional[list] = None):
+    def __init__(self, class_names: Sequence[str], grid: int, reference: Optional[list] = None):
         super().__init__()
-        self.class_names, self.reference = list(class_names), reference
+        self.class_names, self.grid, self.reference = list(class_names), int(grid), reference
 
     def expand(self, pcolls):
-        rows, figures, tests = pcolls
-        return (rows
-                | "AllRows" >> beam.combiners.ToList()
-                | "Judge" >> beam.FlatMap(_final, beam.pvalue.AsList(figures), beam.pvalue.AsSingleton(tests),
-                                          self.class_names, self.reference))
+        rows, figures, tests, classes = pcolls
+        out = (rows
+               | "AllRows" >> beam.combiners.ToList()
+               | "Judge" >> beam.FlatMap(_judge, beam.pvalue.AsList(figures), beam.pvalue.AsSingleton(tests),
+                                         beam.pvalue.AsList(classes), self.class_names, self.grid,
+                                         self.reference).with_outputs(ROWS, FINDINGS))
+        return {ROWS: out[ROWS], FINDINGS: out[FINDINGS]}

@@ -18,7 +18,7 @@ from apache_beam.io.filesystems import FileSystems
 from igaudit.transforms.imaging import render
 from igaudit.transforms.imaging.png import png_bytes
 from igaudit.transforms.records import (AttributionResult, REJECTED_SCHEMA, classes_schema, clusters_schema,
-                                       images_schema, skew_schema)
+                                       findings_schema, images_schema, skew_schema)
 from igaudit.transforms.analysis.summarize import box_stats, summarize_attribution
 
 
@@ -231,3 +231,7 @@ def write_clusters_table(rows, out_dir: str):
 
 def write_skew_table(rows, out_dir: str):
     return write_single_table(rows, out_dir, "skew.parquet", skew_schema(), "WriteSkew")
+
+
+def write_findings_table(rows, out_dir: str):
+    return write_single_table(rows, out_dir, "findings.parquet", findings_schema(), "WriteFindings")

@@ -7,7 +7,7 @@ import pyarrow.parquet as pq
 from igaudit.pipeline import report_data as data
 from igaudit.pipeline.report import _trends, anchor, peak_cells
 from igaudit.pipeline.report_pictures import hatch, shown_size
-from igaudit.transforms.records import skew_schema
+from igaudit.transforms.records import findings_schema, skew_schema
 
 
 def test_confusion_is_classes_parquets_predicted_counts_square_and_in_class_order():
@@ -73,24 +73,26 @@ def test_moved_comparisons_and_helpers():
     assert striped[2:6].max() == 0 and striped[:2].max() > 0 and striped[6:].max() > 0
 
 
-def _skew(path, value):
-    row = {"group_by": "label", "class_name": "t", "cluster": None, "metric": "grid_js", "value": value,
-           "threshold": 0.1, "flagged": True}
-    pq.write_table(pa.Table.from_pylist([{f.name: row.get(f.name) for f in skew_schema()}], skew_schema()), path)
+def _findings(path, attending):
+    row = {"finding": "t/region/r1-2c1-2", "class_name": "t", "kind": "region", "outcome": "shortcut",
+           "flagged": True, "attending": attending, "class_count": 40}
+    pq.write_table(pa.Table.from_pylist([{f.name: row.get(f.name) for f in findings_schema()}], findings_schema()),
+                   path)
     return row
 
 
-def test_an_audit_run_plots_each_flagged_metric_over_the_stored_runs(tmp_path):
-    for name, value in (("run=20260101T000000.000Z", 0.05), ("run=20260201T000000.000Z", 0.08)):
+def test_an_audit_run_plots_each_shortcut_over_the_stored_runs(tmp_path):
+    """By finding id: the share of its class's images that look at its region, run by run."""
+    for name, attending in (("run=20260101T000000.000Z", 2), ("run=20260201T000000.000Z", 4)):
         (tmp_path / name).mkdir()
-        _skew(tmp_path / name / "skew.parquet", value)
+        _findings(tmp_path / name / "findings.parquet", attending)
         (tmp_path / name / "_SUCCESS").write_text("x")
     current = tmp_path / "run=20260301T000000.000Z"
     current.mkdir()
-    row = _skew(current / "skew.parquet", 0.2)
+    row = _findings(current / "findings.parquet", 8)
     trends = _trends(str(current), [row])
     assert len(trends) == 1 and trends[0]["uri"].startswith("data:image/png;base64,")
-    assert [v for _, v in trends[0]["values"]] == [0.05, 0.08, 0.2]
+    assert [v for _, v in trends[0]["values"]] == [0.05, 0.1, 0.2]
     assert _trends(str(tmp_path / "plain"), [row]) == []      # not an audit's run: no trend
 
 

@@ -80,6 +80,10 @@ def expected_stats(rows):
         "mean_channel_shares": list(np.mean([r["channel_shares"] for r in rows], axis=0)),
         "grid_size": GRID,
         "mean_grid": list(np.mean([r["grid"] for r in rows], axis=0)),
+        # each image's top tenth of cells (ties to the first), counted
+        "peak_share": list(np.mean([np.isin(np.arange(GRID * GRID), np.argsort(-np.asarray(r["grid"]),
+                                                                                kind="stable")[:-(-GRID * GRID // 10)])
+                                    for r in rows], axis=0).astype(float)),
         "predicted_counts": sorted(predicted.items()),
         "typical_images": [r["image_id"] for r in typical],
         **{f"mean_{k}": (float(np.mean(present)) if (present := [r[k] for r in rows if r.get(k) is not None])

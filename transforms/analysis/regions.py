@@ -22,16 +22,16 @@ _MIN_EXCESS = 0.01
 
 
 def excess_region(class_grid, dataset_grid) -> Optional[tuple[int, int, int, int]]:
-    """The cell block (r0, r1, c0, c1), ends exclusive, where the class's mass most exceeds the dataset's.
-
-    Maximises sum(class - dataset - penalty) over all axis-aligned blocks, with a
-    per-cell penalty of 20% of the largest cell excess, so cells that exceed the
-    dataset only by noise do not stretch the block. None when no cell has excess.
-    """
+    """The cell block (r0, r1, c0, c1), ends exclusive, where the class's mass most exceeds the dataset's
+    (`best_block` of the difference of the two normalised grids). None when no cell has excess."""
     diff, peak = _excess(class_grid, dataset_grid)
-    if diff is None:
-        return None
-    gain = diff - 0.2 * peak
+    return None if diff is None else best_block(diff)
+
+
+def best_block(diff: np.ndarray) -> tuple[int, int, int, int]:
+    """The block maximising sum(diff - penalty) over all axis-aligned blocks, with a per-cell penalty of 20%
+    of the largest cell, so cells that exceed only by noise do not stretch the block."""
+    gain = diff - 0.2 * float(diff.max())
     g_rows, g_cols = gain.shape
     best, best_key = None, None
     # For each pair of rows, the best column span is a max-subarray problem on the
@@ -65,15 +65,18 @@ EDGE_EXCESS = 0.08
 
 
 def strong_region(class_grid, dataset_grid) -> Optional[tuple[int, int, int, int]]:
-    """Where an intervention should edit: the bounding block (r0, r1, c0, c1) of `excess_region` and of the
-    cells, connected (8-neighbours) to the cell of largest excess, whose excess is at least STRONG_EXCESS
-    of it; a thin block on an image edge stretched along it (`_along_edge`). It follows an artifact
-    along its whole length (a stripe across the bottom) and stays small for a compact one (a corner
-    patch). None when no cell has excess."""
+    """Where an intervention should edit, for a class grid against a contrast grid: `strong_block` of the
+    difference of the two normalised grids. None when no cell has excess."""
     diff, peak = _excess(class_grid, dataset_grid)
-    if diff is None:
-        return None
-    strong = diff >= STRONG_EXCESS * peak
+    return None if diff is None else strong_block(diff)
+
+
+def strong_block(diff: np.ndarray) -> tuple[int, int, int, int]:
+    """The bounding block (r0, r1, c0, c1) of `best_block` and of the cells, connected (8-neighbours) to the
+    largest cell, that are at least STRONG_EXCESS of it; a thin block on an image edge stretched along it
+    (`_along_edge`). It follows an artifact along its whole length (a stripe across the bottom) and
+    stays small for a compact one (a corner patch). `diff`: a G x G map of excess (positive somewhere)."""
+    strong = diff >= STRONG_EXCESS * float(diff.max())
     seen = np.zeros_like(strong)
     stack = [np.unravel_index(int(np.argmax(diff)), diff.shape)]
     seen[stack[0]] = True
@@ -87,10 +90,35 @@ def strong_region(class_grid, dataset_grid) -> Optional[tuple[int, int, int, int
                     stack.append((rr, cc))
     rows, cols = np.nonzero(seen)
     r0, r1, c0, c1 = int(rows.min()), int(rows.max()) + 1, int(cols.min()), int(cols.max()) + 1
-    block = excess_region(class_grid, dataset_grid)     # the block of most excess mass, which a lone peak cell may not cover
-    if block is not None:
-        r0, r1, c0, c1 = min(r0, block[0]), max(r1, block[1]), min(c0, block[2]), max(c1, block[3])
-    return _along_edge((r0, r1, c0, c1), diff)
+    block = best_block(diff)     # the block of most excess mass, which a lone peak cell may not cover
+    r0, r1, c0, c1 = min(r0, block[0]), max(r1, block[1]), min(c0, block[2]), max(c1, block[3])
+    return _as_frame(_along_edge((r0, r1, c0, c1), diff), diff)
+
+
+def _band(shape: tuple, depth: int) -> list:
+    """The four edge bands of a grid, `depth` cells deep, as masks (top, bottom, left, right)."""
+    out = []
+    for side in range(4):
+        m = np.zeros(shape, bool)
+        (m[:depth], m[-depth:], m[:, :depth], m[:, -depth:])[side][...] = True
+        out.append(m)
+    return out
+
+
+def _as_frame(block: tuple, diff: np.ndarray) -> tuple:
+    """A block along a whole edge (at most EDGE_DEPTH cells deep) as a frame (0, rows, 0, cols, depth) when at
+    least three of the four edge bands that deep have excess (EDGE_EXCESS of the largest cell, on average): a
+    border drawn round the image is read all round, and removing one side of it leaves the rest."""
+    r0, r1, c0, c1 = block
+    rows, cols = diff.shape
+    if (r0, r1) == (0, rows) and (c0 == 0 or c1 == cols) and c1 - c0 <= EDGE_DEPTH:
+        depth = c1 - c0
+    elif (c0, c1) == (0, cols) and (r0 == 0 or r1 == rows) and r1 - r0 <= EDGE_DEPTH:
+        depth = r1 - r0
+    else:
+        return block
+    sides = sum(float(diff[m].mean()) >= EDGE_EXCESS * float(diff.max()) for m in _band(diff.shape, depth))
+    return (0, rows, 0, cols, depth) if sides >= 3 else block
 
 
 def _along_edge(block: tuple, diff: np.ndarray) -> tuple:
@@ -144,6 +172,25 @@ def _excess(class_grid, dataset_grid):
     diff = c / c.sum() - d / d.sum()
     peak = float(diff.max())
     return (diff, peak) if peak > 1e-12 else (None, 0.0)
+
+
+def cells_mask(cells, rows: int, cols: int) -> np.ndarray:
+    """The grid cells a region covers: a block (r0, r1, c0, c1), ends exclusive, or a frame (r0, r1, c0, c1,
+    depth): the band `depth` cells deep inside the block's edges."""
+    r0, r1, c0, c1 = (int(v) for v in cells[:4])
+    m = np.zeros((rows, cols), bool)
+    m[r0:r1, c0:c1] = True
+    if len(cells) > 4:
+        d = int(cells[4])
+        m[r0 + d:r1 - d, c0 + d:c1 - d] = False
+    return m
+
+
+def cells_name(cells, rows: int, cols: int) -> str:
+    """A human name for a region (`cells_mask`): `region_name` of a block, or "the frame, 2 cells deep"."""
+    if len(cells) > 4:
+        return f"the frame, {plural(int(cells[4]), 'cell')} deep"
+    return region_name(*(int(v) for v in cells[:4]), rows, cols)
 
 
 def region_name(r0: int, r1: int, c0: int, c1: int, rows: int, cols: int) -> str:

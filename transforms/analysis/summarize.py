@@ -43,6 +43,21 @@ def border_mask(h: int, w: int, border: float) -> np.ndarray:
     return ~inner
 
 
+# An image's strongest cells: the top tenth of its grid by mass (where its evidence sits; counted per class as
+# `peak_share`, they show where part of a class looks even when the class's mean grid is its object's).
+PEAK_SHARE = 0.1
+
+
+def peak_cells(grid) -> np.ndarray:
+    """A flat 0/1 array over the grid's cells: 1 on the image's strongest cells (the top PEAK_SHARE by mass;
+    ties broken by position, so the same grid always gives the same cells)."""
+    flat = np.asarray(grid, np.float64).ravel()
+    top = max(1, int(np.ceil(PEAK_SHARE * flat.size)))
+    out = np.zeros(flat.size)
+    out[np.argsort(-flat, kind="stable")[:top]] = 1.0
+    return out
+
+
 @dataclasses.dataclass(frozen=True)
 class AttributionStats:
     grid: np.ndarray            # G x G, sums to 1 (uniform when there is no attribution)

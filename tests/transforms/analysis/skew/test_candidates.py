@@ -1,13 +1,19 @@
-"""transforms/analysis/skew_rows.py: skew.parquet rows against the dataset and a reference run (no Beam)."""
+"""analysis/skew/candidates.py and drift.py: the candidate rows of a run, against the other classes and against a
+reference run (no Beam)."""
 import numpy as np
 import pyarrow as pa
 import pytest
 
-from igaudit.transforms.analysis.skew_rows import DEFAULT_THRESHOLDS, TESTED, class_skew_scores, skew_rows
+from igaudit.transforms.analysis.skew import DEFAULT_THRESHOLDS, candidate_rows, class_skew_scores
+from igaudit.transforms.analysis.skew.rows import TESTED
 from igaudit.transforms.records import classes_schema, skew_schema
 
 G = 8
 CLASSES = ("circle", "cross", "square", "triangle")
+
+
+def skew_rows(classes, reference=None, thresholds=None):
+    return candidate_rows(classes, [], reference, None, thresholds)
 
 
 def check_rows(rows):
@@ -45,7 +51,7 @@ def class_row(name, grid, group_by="label", count=50, accuracy=0.9, confidence=0
         "mean_confidence": confidence, "mean_completeness_gap": 0.0, "mean_abs_completeness_gap": 0.0,
         "mean_relative_gap": 0.0, "mean_border_mass": border, "std_border_mass": 0.05,
         "mean_concentration": 0.1, "mean_entropy": 0.9, "mean_channel_shares": [1 / 3] * 3,
-        "grid_size": G, "mean_grid": [float(v) for v in grid],
+        "grid_size": G, "mean_grid": [float(v) for v in grid], "peak_share": [],
         "predicted_counts": predicted if predicted is not None else [(name, count)],
         "typical_images": [],
         # optional metrics (quality, object boxes): None when the run has none
@@ -91,12 +97,11 @@ def test_planted_corner_class_flagged(planted):
     assert tri["candidate"] and tri["value"] > DEFAULT_THRESHOLDS["grid_js"]
     assert tri["score"] == pytest.approx(tri["value"] / tri["threshold"])
     assert tri["reference"] is None
-    # dataset mean = count-weighted mean of the 4 class grids: 1/4 * 70% + 3/4 * ~4/64 in the corner
-    dataset = np.average([np.asarray(r["mean_grid"]).reshape(G, G) for r in planted], axis=0,
-                         weights=[r["count"] for r in planted])
-    dataset_share = dataset[:2, :2].sum()
+    # against the other classes' count-weighted mean grid: ~4/64 in the corner
+    rest = np.average([np.asarray(r["mean_grid"]).reshape(G, G) for r in planted if r["class_name"] != "triangle"],
+                      axis=0, weights=[r["count"] for r in planted if r["class_name"] != "triangle"])
     assert "top-left" in tri["detail"] and "triangle" in tri["detail"]
-    assert "70%" in tri["detail"] and f"{100 * dataset_share:.0f}%" in tri["detail"]
+    assert "70%" in tri["detail"] and f"{100 * rest[:2, :2].sum():.0f}% in other classes' images" in tri["detail"]
     assert by[("triangle", "border_z")]["candidate"]
     assert "0.55" in by[("triangle", "border_z")]["detail"]
     for name in ("circle", "cross", "square"):
@@ -107,13 +112,15 @@ def test_planted_corner_class_flagged(planted):
     assert all(scores[("label", n)] < 1 for n in ("circle", "cross", "square"))
 
 
-def test_dataset_grid_is_count_weighted(planted):
+def test_each_class_is_compared_with_the_others_count_weighted(planted):
     light = [dict(r, count=1) if r["class_name"] == "triangle" else dict(r, count=1000) for r in planted]
     heavy = [dict(r, count=1000) if r["class_name"] == "triangle" else dict(r, count=1) for r in planted]
     js_light = {r["class_name"]: r["value"] for r in skew_rows(light) if r["metric"] == "grid_js"}
     js_heavy = {r["class_name"]: r["value"] for r in skew_rows(heavy) if r["metric"] == "grid_js"}
-    # a class that dominates the dataset hardly differs from it
-    assert js_light["triangle"] > 3 * js_heavy["triangle"]
+    # the class itself is not in its contrast: however big it is, it differs from the others as much
+    assert js_light["triangle"] == pytest.approx(js_heavy["triangle"])
+    # the others' contrast holds the triangle, weighted by its count: a big triangle moves them all
+    assert js_heavy["circle"] > 3 * js_light["circle"]
 
 
 def test_border_z_needs_three_classes(planted):
@@ -133,15 +140,18 @@ def test_groups_are_separate(planted):
     assert "predicted 'triangle'" in pred_detail
 
 
-def test_in_box_flags_below_threshold(planted):
+def test_in_box_proposes_every_background_by_default_and_below_a_threshold_when_set(planted):
     shares = {"circle": 0.8, "cross": 0.6, "square": None, "triangle": 0.2}
     rows_in = [dict(r, mean_in_box=shares[r["class_name"]]) for r in planted]
     rows = check_rows(skew_rows(rows_in))
     in_box = {r["class_name"]: r for r in rows if r["metric"] == "in_box"}
     assert set(in_box) == {"circle", "cross", "triangle"}             # None = absent
+    assert all(r["candidate"] for r in in_box.values())               # candidates are cheap: test them all
     assert in_box["triangle"]["candidate"] and "20%" in in_box["triangle"]["detail"]
     assert in_box["triangle"]["score"] == pytest.approx(DEFAULT_THRESHOLDS["in_box"] / 0.2)
-    assert not in_box["circle"]["candidate"] and not in_box["cross"]["candidate"]
+    strict = {r["class_name"]: r for r in check_rows(skew_rows(rows_in, thresholds={"in_box": 0.5}))
+              if r["metric"] == "in_box"}
+    assert strict["triangle"]["candidate"] and not strict["circle"]["candidate"] and not strict["cross"]["candidate"]
     zero = check_rows(skew_rows([dict(rows_in[0], mean_in_box=0.0)] + rows_in[1:]))
     assert next(r for r in zero if r["metric"] == "in_box" and r["class_name"] == "circle")["candidate"]
 
@@ -159,7 +169,7 @@ def test_thresholds_override_and_validation(planted):
 def test_default_threshold_keys():
     assert set(DEFAULT_THRESHOLDS) == {"grid_js", "border_z", "in_box", "ref_grid_js", "ref_border_shift",
                                        "ref_accuracy_drop", "ref_confidence_shift", "ref_predicted_linf",
-                                       "ref_predicted_js", "channel_shift", "cluster_excess"}
+                                       "ref_predicted_js", "channel_shift", "cluster_excess", "peak_excess"}
     assert all(v > 0 for v in DEFAULT_THRESHOLDS.values())
 
 

@@ -1,10 +1,10 @@
-"""analysis/clusters.py and cluster_rows.py: strategy clusters found when they exist, one cluster when they don't,
-and cluster candidates where a cluster's evidence sits apart (no Beam)."""
+"""analysis/skew/clusters.py: strategy clusters found when they exist, one cluster when they don't, and cluster
+candidates where a cluster's evidence sits apart (no Beam)."""
 import numpy as np
 import pytest
 
-from igaudit.transforms.analysis.cluster_rows import cluster_skew_rows, cluster_table
-from igaudit.transforms.analysis.clusters import assign, embed, fit_clusters, silhouette, silhouettes
+from igaudit.transforms.analysis.skew.clusters import (assign, cluster_rows, cluster_table, embed, fit_clusters,
+                                                       silhouette, silhouettes)
 
 G = 8
 
@@ -86,7 +86,7 @@ def test_a_cluster_whose_evidence_sits_apart_is_a_candidate_with_its_region():
     a1 = next(r for r in table if r["class_name"] == "a" and r["cluster"] == 1)
     assert a1["size"] == 15 and a1["share"] == pytest.approx(15 / 45) and len(a1["exemplars"]) == 4
     assert a1["mean_outlier_score"] == pytest.approx(0.1) and "top-left" in a1["region"]
-    rows = cluster_skew_rows(table, classes)
+    rows = cluster_rows(table, classes)
     assert {(r["class_name"], r["cluster"]) for r in rows} == {("a", 0), ("a", 1)}   # one-cluster classes: none
     tagged_row = next(r for r in rows if r["cluster"] == 1)
     plain_row = next(r for r in rows if r["cluster"] == 0)

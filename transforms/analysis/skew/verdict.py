@@ -1,0 +1,127 @@
+"""The verdict on a candidate from its intervention figures (`evidence.measure`) (numpy only).
+
+Four tests, each True or False (False when its figures are missing):
+
+* needed        removing the region costs the images that look at it at least NEEDED_DROP of their
+                mean probability, and at least NEEDED_RATIO times what equal-area removals elsewhere
+                cost (for backgrounds and colour: the same edit on other classes' images);
+* sufficient    kept alone, it is still called the class in SUFFICIENT_GAP more of the class's images
+                than of other classes' images kept the same way (the comparison cancels the model's
+                own leaning on near-blank inputs); for colour: the class's tint moves that many more
+                other images to the class than the reversed tint;
+* transplanted  pasted into other classes' images, it moves at least TRANSPLANT_FLIP of them to the
+                class, and TRANSPLANT_GAP more than equal-area pieces of the same images pasted at
+                their own places (region tests only);
+* repeating     the images that rely on it carry one pattern (at least REPEAT of them) that other
+                classes' images lack (a share at least REPEAT_GAP lower): `repetition.stamp_scores`
+                for regions, spectra for backgrounds, the frame's channel excess for colour (a cast
+                also needs content about as varied in colour as other classes': COLOUR_VARIETY_MAX).
+
+The rule (set on the shortcut zoo, `benchmarks/zoo.py`, seed 0; checked on seed 1):
+
+* **shortcut** when it repeats and at least two of needed, sufficient, transplanted hold; for
+  backgrounds and colour (no transplant), when all of needed, sufficient and repeating hold;
+* **review** when it is not a shortcut but the evidence still points at the model's use of the
+  region: needed and sufficient, or transplanted;
+* **cleared** otherwise: no action.
+
+Object parts pass one or two of these (a triangle's corner is needed; a '1' stroke kept alone is still a
+'1'; a '7' bar pasted on a '1' makes a '7'), but not repeating with them: an object's instances differ,
+a mark does not (`repetition`).
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+from igaudit.transforms.analysis.skew.interventions import plan_tests, why_untestable
+from igaudit.transforms.analysis.skew.rows import TESTED
+from igaudit.transforms.analysis.skew.wording import describe, ok
+
+NEEDED_DROP = 0.2
+NEEDED_RATIO = 2.0
+CONTROL_FLOOR = 0.02     # control drops below this count as this (a ratio to ~0 means nothing)
+SUFFICIENT_GAP = 0.3
+TRANSPLANT_FLIP = 0.5
+TRANSPLANT_GAP = 0.4
+REPEAT = 0.7
+REPEAT_GAP = 0.5
+# colour: a cast sits on content that varies in colour (nearly) as much as other classes' content; a class
+# whose content is of one colour (coffee, an orange cat) varies 25-70% less.
+COLOUR_VARIETY_MAX = 0.2
+TESTS = ("needed", "sufficient", "transplanted", "repeating")
+OUTCOMES = ("shortcut", "review", "cleared")
+
+
+def judge(f: dict, kind: str = "region") -> dict:
+    """{test: True / False} for TESTS (kind: the test's; see the module docstring)."""
+    drop, control = f.get("drop"), f.get("control_drop")
+    needed = (ok(drop) and ok(control) and drop >= NEEDED_DROP
+              and drop >= NEEDED_RATIO * max(control, CONTROL_FLOOR))
+    kept, kept_other = f.get("kept_class"), f.get("kept_other")
+    sufficient = ok(kept) and ok(kept_other) and kept - kept_other >= SUFFICIENT_GAP
+    flip, flip_control = f.get("transplant_flip"), f.get("transplant_control")
+    transplanted = (ok(flip) and flip >= TRANSPLANT_FLIP
+                    and flip - (flip_control if ok(flip_control) else 0.0) >= TRANSPLANT_GAP)
+    repeat, others = f.get("stamp_repeat"), f.get("stamp_others")
+    repeating = ok(repeat) and ok(others) and repeat >= REPEAT and repeat - others >= REPEAT_GAP
+    if kind == "channel":
+        repeating = repeating and others <= COLOUR_VARIETY_MAX
+    return {"needed": bool(needed), "sufficient": bool(sufficient), "transplanted": bool(transplanted),
+            "repeating": bool(repeating)}
+
+
+def outcome(tests: dict, kind: str = "region") -> str:
+    """'shortcut', 'review' or 'cleared' (the rule in the module docstring)."""
+    if kind == "region":
+        causal = sum(tests[k] for k in ("needed", "sufficient", "transplanted"))
+        if tests["repeating"] and causal >= 2:
+            return "shortcut"
+    elif tests["needed"] and tests["sufficient"] and tests["repeating"]:
+        return "shortcut"
+    if (tests["needed"] and tests["sufficient"]) or tests["transplanted"]:
+        return "review"
+    return "cleared"
+
+
+def evidence_label(tests: dict, kind: str = "region") -> str:
+    """e.g. 'needed, transplanted, repeating; not sufficient' (the tests that apply to the kind)."""
+    names = [t for t in TESTS if kind == "region" or t != "transplanted"]
+    passed = [t for t in names if tests[t]]
+    failed = [f"not {t}" for t in names if not tests[t]]
+    return "; ".join(part for part in (", ".join(passed), ", ".join(failed)) if part)
+
+
+def _clean(v):
+    """NaN (a figure that does not apply) as None."""
+    return None if isinstance(v, float) and math.isnan(v) else v
+
+
+def apply_verdicts(rows: Sequence[dict], tests: Sequence, figures: dict, class_names: Sequence[str],
+                   grid: int) -> list[dict]:
+    """Rows with their test's figures, the four tests, `outcome`, `flagged` (a shortcut) and the evidence in
+    words. `figures`: test_id -> `evidence.measure` output plus the sample's counts (a test missing there
+    ran on no images). Candidates of drift metrics keep their flag."""
+    class_index = {name: i for i, name in enumerate(class_names)}
+    _, decided = plan_tests(rows, class_names, grid)
+    by_id = {t.test_id: t for t in tests}
+    out = []
+    for i, r in enumerate(rows):
+        r = dict(r)
+        if r["candidate"] and r["metric"] in TESTED:
+            tid = decided.get(i)
+            f = figures.get(tid) if tid else None
+            if f is None:
+                why = why_untestable(r, class_index) or "no image of it could be re-scored"
+                r.update(flagged=False, evidence=f"untested: {why}", detail=f"{r['detail']}; not tested: {why}")
+            else:
+                test = by_id[tid]
+                verdict = judge(f, test.kind)
+                r.update({k: _clean(v) for k, v in f.items() if k in r}, **verdict)
+                r.update(test_id=tid, outcome=outcome(verdict, test.kind), evidence=evidence_label(verdict, test.kind),
+                         detail=f"{r['detail']}; {describe(test, f)}")
+                r["flagged"] = r["outcome"] == "shortcut"
+        elif r["candidate"]:
+            r["evidence"] = "drift: a change since the reference run (no intervention)"
+        out.append(r)
+    return out
