@@ -23,7 +23,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	$(PY) -m benchmarks.run
-	$(PY) -m benchmarks.skew
+	$(PY) -m benchmarks.zoo
 
 # Debian's Chromium + ChromeDriver for the report's browser test (needs root and apt).
 browser:

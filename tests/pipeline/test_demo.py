@@ -180,16 +180,16 @@ def test_demo_from_scratch(tmp_path):
     assert Path(report.group(1)) == tmp_path / "out" / "demo" / "report.html"
     assert Path(report.group(1)).is_file()
     assert (tmp_path / "models" / "demo.keras").stat().st_size < 2_000_000
-    flagged = {r["class_name"] for r in pq.read_table(tmp_path / "out" / "demo" / "skew.parquet").to_pylist()
-               if r["flagged"] and r["group_by"] == "label"}
-    assert flagged == {"triangle"}
+    findings = pq.read_table(tmp_path / "out" / "demo" / "findings.parquet").to_pylist()
+    shortcuts = [f for f in findings if f["outcome"] == "shortcut"]
+    assert [f["class_name"] for f in shortcuts] == ["triangle"]     # one finding, whatever metrics saw it
     # one self-contained file, a few MB: every picture embedded, none linked as a dependency
     assert Path(report.group(1)).stat().st_size <= 5_000_000
     print(f"demo report: {Path(report.group(1)).stat().st_size} bytes")
     html = Path(report.group(1)).read_text()
     assert not re.search(r'<img[^>]+src="(?!data:)', html)
     assert re.search(r"<div class=class><h3>([^<]+?) <span", html).group(1) == "triangle"
-    # the console names each flag's metric, so its list reconciles with the "N new flags" count
-    metrics = sorted(r["metric"] for r in pq.read_table(tmp_path / "out" / "demo" / "skew.parquet").to_pylist()
-                     if r["flagged"] and r["group_by"] == "label" and r["cluster"] is None)
-    assert f"flagged: triangle (by label: {', '.join(metrics)})" in done.stdout
+    # the console names each finding, so its lines reconcile with the "1 new finding" count
+    assert "igaudit: no reference run: 1 new finding" in done.stdout
+    assert re.search(rf"^igaudit: shortcut {re.escape(shortcuts[0]['finding'])} \(new\): class 'triangle', "
+                     rf".*top-left.*: {re.escape(shortcuts[0]['evidence'])}$", done.stdout, flags=re.M), done.stdout

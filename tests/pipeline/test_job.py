@@ -26,7 +26,8 @@ def tiny_run(tiny_assets, tmp_path_factory):
 @pytest.mark.slow
 def test_every_output_in_the_contract_exists(tiny_run):
     out = tiny_run["out"]
-    for name in ("classes.parquet", "skew.parquet", "rejected.parquet", "report.html", "run.json", "_SUCCESS"):
+    for name in ("classes.parquet", "skew.parquet", "findings.parquet", "rejected.parquet", "report.html", "run.json",
+                 "_SUCCESS"):
         assert (out / name).is_file(), name
     assert list((out / "images").glob("*.parquet"))
 

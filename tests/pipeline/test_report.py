@@ -15,7 +15,7 @@ from tests.conftest import tiny_config
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = shutil.which("chromedriver")
-SECTIONS = ("summary", "flags", "confusion", "classes", "clusters", "rejected", "settings")
+SECTIONS = ("summary", "findings", "confusion", "classes", "clusters", "rejected", "settings")
 
 # CI installs Debian's chromium and chromium-driver (.ci/run); elsewhere a missing browser skips.
 pytestmark = [pytest.mark.slow, pytest.mark.skipif(

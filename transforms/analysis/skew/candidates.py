@@ -111,7 +111,7 @@ def _peak_rows(group_by: str, rows: list[dict], t: dict) -> list[dict]:
                                 f"{subject_of(group_by, name)}: {percent(share.reshape(size, size)[cell])} of its "
                                 f"images have their strongest attribution in {fields['region']} (at row {cell[0] + 1}, "
                                 f"column {cell[1] + 1}) vs {percent(rest[cell])} of other classes' images", **fields))
-            excess = np.where(cells_mask(block, size, size), -np.inf, excess)
+            excess = np.where(cells_mask(block, size, size), -1.0, excess)     # below any excess: never again
     return out
 
 

@@ -28,9 +28,11 @@ passes the model's), and returns the figures `verdict.py` judges. Three kinds of
               their mean colour moved to the class's, against the same move reversed. Repeating: the
               channel's excess in the frame (the border band), where a cast shows and an object's colour
               rarely does: the probability that a relying image of the class has more of it than an image
-              of another class (AUC); `stamp_others`: how much less the class's images vary in that
-              channel than other classes' (`repetition.colour_variety`): a cast sits on varied content,
-              a class whose content is of one colour does not.
+              of another class (AUC); `stamp_others`: the larger of how much less the class's images
+              vary in that channel than other classes' (`repetition.colour_variety`: a cast sits on
+              varied content, a class whose content is of one colour does not) and how strongly
+              another class carries a colour of its own (`repetition.own_colours`: where classes are
+              told apart by colour, a cast cannot be told from a class's colour).
 """
 from __future__ import annotations
 
@@ -180,7 +182,9 @@ def measure(test, class_images: np.ndarray, other_images: np.ndarray, predict: C
                 mine = rep.frame_excess(class_images[relying], test.channel, border)
                 theirs = rep.frame_excess(other_images, test.channel, border)
                 figures["stamp_repeat"] = rep.rank_auc(mine, theirs)
-                figures["stamp_others"] = rep.colour_variety(class_images, other_images, test.channel)
+                figures["stamp_others"] = max(rep.colour_variety(class_images, other_images, test.channel),
+                                              rep.own_colours(other_images, other_classes, border, MIN_RELYING)
+                                              if other_classes else 0.0)
     else:
         raise ValueError(f"unknown test kind {test.kind!r}")
     figures["drop"] = float(np.mean(drops))

@@ -52,7 +52,7 @@ DEFAULT_THRESHOLDS: dict = {
     "ref_predicted_js": 0.05,
     # Share of a class's |IG| in one channel above the dataset's share of that channel. IG channel
     # shares of natural and synthetic classes stay within ~0.03 of each other; a colour cast
-    # planted on one class moved its shares by 0.1-0.2 (benchmarks/skew.py).
+    # planted on one class moved its shares by 0.1-0.2 (the skew benchmark before the zoo).
     "channel_shift": 0.06,
     # Share of a cluster's attribution where neither its class's other clusters nor the dataset look as
     # much (cluster_rows). Clusters of clean classes (objects in other places, other writing styles)

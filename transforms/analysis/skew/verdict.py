@@ -11,7 +11,8 @@ Four tests, each True or False (False when its figures are missing):
                 other images to the class than the reversed tint;
 * transplanted  pasted into other classes' images, it moves at least TRANSPLANT_FLIP of them to the
                 class, and TRANSPLANT_GAP more than equal-area pieces of the same images pasted at
-                their own places (region tests only);
+                their own places (region tests only; a region too large to have equal-area places
+                elsewhere has no control, and pasting most of an image proves nothing);
 * repeating     the images that rely on it carry one pattern (at least REPEAT of them) that other
                 classes' images lack (a share at least REPEAT_GAP lower): `repetition.stamp_scores`
                 for regions, spectra for backgrounds, the frame's channel excess for colour (a cast
@@ -22,7 +23,9 @@ The rule (set on the shortcut zoo, `benchmarks/zoo.py`, seed 0; checked on seed 
 * **shortcut** when it repeats and at least two of needed, sufficient, transplanted hold; for
   backgrounds and colour (no transplant), when all of needed, sufficient and repeating hold;
 * **review** when it is not a shortcut but the evidence still points at the model's use of the
-  region: needed and sufficient, or transplanted;
+  region: needed and sufficient, or transplanted; for colour, two of needed, sufficient and a frame
+  that carries the channel (a cast where other classes have colours of their own: it cannot be told
+  from a class's colour by forward passes, and is never cleared);
 * **cleared** otherwise: no action.
 
 Object parts pass one or two of these (a triangle's corner is needed; a '1' stroke kept alone is still a
@@ -32,7 +35,7 @@ a mark does not (`repetition`).
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Optional, Sequence
 
 from igaudit.transforms.analysis.skew.interventions import plan_tests, why_untestable
 from igaudit.transforms.analysis.skew.rows import TESTED
@@ -61,8 +64,7 @@ def judge(f: dict, kind: str = "region") -> dict:
     kept, kept_other = f.get("kept_class"), f.get("kept_other")
     sufficient = ok(kept) and ok(kept_other) and kept - kept_other >= SUFFICIENT_GAP
     flip, flip_control = f.get("transplant_flip"), f.get("transplant_control")
-    transplanted = (ok(flip) and flip >= TRANSPLANT_FLIP
-                    and flip - (flip_control if ok(flip_control) else 0.0) >= TRANSPLANT_GAP)
+    transplanted = ok(flip) and ok(flip_control) and flip >= TRANSPLANT_FLIP and flip - flip_control >= TRANSPLANT_GAP
     repeat, others = f.get("stamp_repeat"), f.get("stamp_others")
     repeating = ok(repeat) and ok(others) and repeat >= REPEAT and repeat - others >= REPEAT_GAP
     if kind == "channel":
@@ -71,8 +73,9 @@ def judge(f: dict, kind: str = "region") -> dict:
             "repeating": bool(repeating)}
 
 
-def outcome(tests: dict, kind: str = "region") -> str:
-    """'shortcut', 'review' or 'cleared' (the rule in the module docstring)."""
+def outcome(tests: dict, kind: str = "region", figures: Optional[dict] = None) -> str:
+    """'shortcut', 'review' or 'cleared' (the rule in the module docstring). figures: the test's (for colour,
+    whether the frame carries the channel at all)."""
     if kind == "region":
         causal = sum(tests[k] for k in ("needed", "sufficient", "transplanted"))
         if tests["repeating"] and causal >= 2:
@@ -81,6 +84,10 @@ def outcome(tests: dict, kind: str = "region") -> str:
         return "shortcut"
     if (tests["needed"] and tests["sufficient"]) or tests["transplanted"]:
         return "review"
+    if kind == "channel":
+        frame = ok((figures or {}).get("stamp_repeat")) and figures["stamp_repeat"] >= REPEAT
+        if tests["needed"] + tests["sufficient"] + frame >= 2:
+            return "review"
     return "cleared"
 
 
@@ -118,7 +125,7 @@ def apply_verdicts(rows: Sequence[dict], tests: Sequence, figures: dict, class_n
                 test = by_id[tid]
                 verdict = judge(f, test.kind)
                 r.update({k: _clean(v) for k, v in f.items() if k in r}, **verdict)
-                r.update(test_id=tid, outcome=outcome(verdict, test.kind), evidence=evidence_label(verdict, test.kind),
+                r.update(test_id=tid, outcome=outcome(verdict, test.kind, f), evidence=evidence_label(verdict, test.kind),
                          detail=f"{r['detail']}; {describe(test, f)}")
                 r["flagged"] = r["outcome"] == "shortcut"
         elif r["candidate"]:

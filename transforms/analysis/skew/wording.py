@@ -61,6 +61,7 @@ def describe(test, f: dict) -> str:
                  f"moving other classes' images to {name}'s mean colour makes {pct(f['kept_class'])} of them "
                  f"{name} (the reverse move: {pct(f['kept_other'])})",
                  f"the cast covers the frame: the images that rely on it carry more of the channel there than "
-                 f"other classes' images {pct(f['stamp_repeat'])} of the time, on content "
-                 f"{pct(f['stamp_others'])} less varied in colour than theirs"]
+                 f"other classes' images {pct(f['stamp_repeat'])} of the time (against it: "
+                 f"{pct(f['stamp_others'])}, the larger of how much less varied in colour their content is and how "
+                 f"well other classes are told apart by colours of their own)"]
     return "; ".join(parts)

@@ -293,3 +293,37 @@ def test_rows_deterministic_under_input_order():
 def test_empty_input():
     assert skew_rows([]) == []
     assert check_rows(skew_rows([], reference=[])) == []
+
+
+def test_a_mark_on_half_of_one_class_of_two_becomes_a_candidate():
+    """Two classes of 30 images; 15 of class 'a' put most of their attribution on a corner mark, the rest of 'a'
+    and all of 'b' on an object that moves around the middle. 'a''s mean grid is diluted; where its images peak
+    is not: a candidate at the corner, with the region the interventions will test."""
+    from igaudit.transforms.aggregate import ClassStatsFn
+    rng = np.random.default_rng(0)
+    size = 16
+
+    def image_grid(marked):
+        g = rng.gamma(2.0, 0.5, (size, size)) * 0.05
+        y, x = rng.integers(5, 11, 2)
+        g[y - 2:y + 2, x - 2:x + 2] += rng.uniform(0.5, 1.0)
+        if marked:
+            g[1:3, 13:15] += 3.0
+        return (g / g.sum()).ravel()
+
+    fn = ClassStatsFn()
+    rows = []
+    for name, marked in (("a", [True] * 15 + [False] * 15), ("b", [False] * 30)):
+        acc = fn.create_accumulator()
+        for i, m in enumerate(marked):
+            acc = fn.add_input(acc, {"label_index": 0, "correct": True, "confidence": 0.9, "completeness_gap": 0.0,
+                                     "relative_gap": 0.0, "border_mass": 0.1, "concentration": 0.1, "entropy": 0.9,
+                                     "channel_shares": [1.0], "grid": image_grid(m), "grid_size": size,
+                                     "predicted_name": name, "image_id": f"{name}{i}"})
+        rows.append({"group_by": "label", "class_name": name, **fn.extract_output(acc)})
+    found = [r for r in skew_rows(rows) if r["candidate"] and r["class_name"] == "a"]
+    corner = [r for r in found if r["region_cells"] and r["region_cells"][0] <= 1 and r["region_cells"][3] >= 15]
+    assert corner and corner[0]["metric"] == "peak_excess", [(r["metric"], r["region"]) for r in found]
+    assert corner[0]["value"] > 0.4 and "of its images have their strongest attribution in" in corner[0]["detail"]
+    assert not [r for r in skew_rows(rows) if r["candidate"] and r["class_name"] == "b"
+                and r["metric"] == "peak_excess" and r["region_cells"][3] >= 15]

@@ -141,6 +141,7 @@ FIGS = {"drop": 0.5, "control_drop": 0.0, "kept_class": 1.0, "kept_other": 0.0, 
     ({"kept_class": 0.9, "kept_other": 0.8}, "sufficient"),             # the near-blank bias cancelled
     ({"transplant_control": 0.6}, "transplanted"),                      # pasting anything flips them
     ({"transplant_flip": 0.3}, "transplanted"),
+    ({"transplant_control": float("nan")}, "transplanted"),             # no equal area elsewhere: no control
     ({"stamp_others": 0.8}, "repeating"),                               # others carry it too
     ({"stamp_repeat": float("nan"), "stamp_others": float("nan")}, "repeating"),
 ])
@@ -185,3 +186,21 @@ def test_a_cast_needs_content_as_varied_as_the_rest():
     assert judge(dict(f, stamp_others=0.1), "channel")["repeating"]
     assert not judge(dict(f, stamp_others=0.4), "channel")["repeating"]
     assert judge(dict(f, stamp_others=0.4), "region")["repeating"]     # other kinds: the gap alone
+
+
+def test_a_cast_where_classes_have_colours_of_their_own_is_a_review_never_cleared():
+    """Photos of one subject per class are told apart by their colours: a red cast on one class passes the frame
+    test, but another class is green all over, so it cannot be told from a class's colour: review."""
+    from igaudit.transforms.analysis.skew.repetition import own_colours
+    rng = np.random.default_rng(5)
+    green = noise(rng, 20)
+    green[..., 1] += 0.5
+    plain = noise(rng, 20)
+    assert own_colours(np.concatenate([green, plain]), ["green"] * 20 + ["plain"] * 20) > 0.9
+    assert own_colours(noise(rng, 40), ["a"] * 20 + ["b"] * 20) < 0.5
+    f = {"drop": 0.6, "control_drop": 0.5, "kept_class": 0.8, "kept_other": 0.0, "stamp_repeat": 0.95,
+         "stamp_others": 0.9}
+    verdict = judge(f, "channel")
+    assert verdict["sufficient"] and not verdict["needed"] and not verdict["repeating"]
+    assert outcome(verdict, "channel", f) == "review"
+    assert outcome(verdict, "channel", dict(f, stamp_repeat=0.5)) == "cleared"
