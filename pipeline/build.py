@@ -83,12 +83,12 @@ def build_pipeline(p: beam.Pipeline, cfg: Config, plan: Plan, out_dir: str, base
     clusters_written = write_clusters_table(clusters, out_dir)
     candidates = (classes, clusters) | "FlagSkew" >> FlagSkew(plan.reference_classes, plan.reference_findings,
                                                               an.thresholds, an.grid)
-    tests = candidates | "CandidateTests" >> CandidateTests(plan.class_names, an.grid)
+    tests = candidates | "CandidateTests" >> CandidateTests(plan.class_names, an.grid, an.max_tests)
     figures = rows | "Intervene" >> Intervene(
         InterventionHandler(cfg.model, an.border), tests, an.intervention_sample, plan.input_shape, cfg.model.resize,
         cfg.input.max_pixels, cfg.input)
     judged = (candidates, figures, tests, classes) | "Verdicts" >> Verdicts(plan.class_names, an.grid,
-                                                                            plan.reference_findings)
+                                                                            plan.reference_findings, an.max_tests)
     skew_written = write_skew_table(judged[ROWS], out_dir)
     findings_written = write_findings_table(judged[FINDINGS], out_dir)
     rejected = ((read_rejected, decoded.rejected, attributed.rejected)

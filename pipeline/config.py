@@ -168,6 +168,7 @@ class AnalysisConfig(_Section):
     max_clusters: int = c.field(DEFAULT_MAX_CLUSTERS, c.integer(1))    # strategy clusters per class (1: none)
     cluster_sample: int = c.field(500, c.integer(8))                   # images per class the clustering sees
     intervention_sample: int = c.field(64, c.integer(4))               # images per candidate (and of other classes)
+    max_tests: int = c.field(300, c.integer(1))                        # intervention tests per run (re-tests first)
 
 
 @dataclasses.dataclass(frozen=True)

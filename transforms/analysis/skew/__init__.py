@@ -52,11 +52,11 @@ def candidate_rows(classes: list, clusters: list, reference_classes: Optional[li
 
 
 def judge_all(rows: Sequence[dict], tests: Sequence, figures: dict, class_names: Sequence[str], grid: int,
-              reference_findings: Optional[list], present: set) -> tuple[list, list]:
+              reference_findings: Optional[list], present: set, max_tests: Optional[int] = None) -> tuple[list, list]:
     """(skew rows, findings): the candidates judged on their tests' figures, gathered into findings, each
     finding's status against the reference run's findings; every skew row names its finding.
-    present: the classes (under either grouping) with images in this run."""
-    judged = apply_verdicts(rows, tests, figures, class_names, grid)
+    present: the classes (under either grouping) with images in this run; max_tests: as `plan_tests`."""
+    judged = apply_verdicts(rows, tests, figures, class_names, grid, max_tests)
     findings, of = build_findings(judged, grid)
     not_tested = {r["class_name"]: r["evidence"] for r in judged
                   if r["metric"].startswith("retest_") and not r.get("outcome")}

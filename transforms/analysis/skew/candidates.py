@@ -29,7 +29,7 @@ import numpy as np
 from igaudit.transforms.analysis.distances import js_divergence, robust_z
 from igaudit.transforms.analysis.regions import cells_mask, describe_region, percent, strong_block
 from igaudit.transforms.analysis.skew.interventions import rescale_cells
-from igaudit.transforms.analysis.skew.rows import (CHANNEL_NAMES, block_fields, finite, grid_of, group_grid,
+from igaudit.transforms.analysis.skew.rows import (CHANNEL_NAMES, block_fields, finite, grid_of,
                                                    region_fields, resolve_thresholds, skew_row, skipped, subject_of)
 
 # `in_box` scores are threshold / value; a value of 0 would give an infinite score, so the value is taken as
@@ -197,8 +197,3 @@ def retest_rows(findings: Optional[list[dict]], grid: int) -> list[dict]:
                             f"{subject_of(f['group_by'], f['class_name'])}: finding {f['finding']} of the reference "
                             f"run, tested again", region=f.get("region"), region_cells=cells, channel=f.get("channel")))
     return out
-
-
-def dataset_grids(classes: list[dict]) -> dict:
-    """{group_by: (the group's count-weighted mean grid, its size)} (`rows.group_grid`)."""
-    return {g: group_grid([c for c in classes if c["group_by"] == g]) for g in {c["group_by"] for c in classes}}

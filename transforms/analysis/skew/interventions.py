@@ -84,13 +84,16 @@ def _same_edit(test: InterventionTest, row: dict) -> bool:
     return True
 
 
-def plan_tests(rows: Sequence[dict], class_names: Sequence[str], grid: int) -> tuple[list, dict]:
-    """(tests sorted by test_id, {index of a candidate row in `rows`: the test_id that decides it})."""
+def plan_tests(rows: Sequence[dict], class_names: Sequence[str], grid: int,
+               max_tests: Optional[int] = None) -> tuple[list, dict]:
+    """(tests sorted by test_id, {index of a candidate row in `rows`: the test_id that decides it, or None for a
+    row left untested because `max_tests` tests were planned before it}). Tests are planned re-tests of the
+    reference run's findings first, then by their rows' scores."""
     class_index = {name: i for i, name in enumerate(class_names)}
     order = sorted((i for i, r in enumerate(rows) if r["candidate"] and r["metric"] in TESTED
                     and not why_untestable(r, class_index)),
-                   key=lambda i: (-float(rows[i]["score"] or 0.0), rows[i]["metric"], str(rows[i].get("cluster")),
-                                  _where(rows[i])))
+                   key=lambda i: (not rows[i]["metric"].startswith("retest_"), -float(rows[i]["score"] or 0.0),
+                                  rows[i]["metric"], str(rows[i].get("cluster")), _where(rows[i])))
     tests: dict = {}
     by_class: dict = {}
     decided = {}
@@ -99,6 +102,9 @@ def plan_tests(rows: Sequence[dict], class_names: Sequence[str], grid: int) -> t
         kind = TESTED[r["metric"]]
         mine = by_class.setdefault((r["group_by"], r["class_name"], kind), [])
         test = next((t for t in mine if _same_edit(t, r)), None)
+        if test is None and max_tests is not None and len(tests) >= max_tests:
+            decided[i] = None
+            continue
         if test is None:
             cells = r.get("region_cells")
             test = InterventionTest(

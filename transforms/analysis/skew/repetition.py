@@ -35,6 +35,7 @@ SCALES = (0.8, 0.9, 1.0, 1.12, 1.25)
 MAX_SIDE = 32           # a larger region is compared on images shrunk to fit (its identity needs no more pixels)
 REFERENCES = 6          # templates tried: the region as this many relying images show it
 MAX_PIECES = 3          # ... and of each, its largest pieces that differ from other images
+OBJECT_CONTRAST = 0.3   # another class's repeat counts against a stamp only with this much structure (`own_stamps`)
 
 
 def _shrink(images: np.ndarray, box: tuple) -> tuple[np.ndarray, tuple, int]:
@@ -185,11 +186,12 @@ def _distinct(template: np.ndarray, theirs: np.ndarray, box: tuple, j: int) -> n
     return np.median(np.nan_to_num(np.abs(here - template), nan=1.0).max(-1), axis=0) >= DISTINCT
 
 
-def stamp_scores(relying: np.ndarray, others: np.ndarray, box: tuple, within: Optional[tuple] = None) -> tuple:
+def stamp_scores(relying: np.ndarray, others: np.ndarray, box: tuple, within: Optional[tuple] = None,
+                 contrast: float = 0.0) -> tuple:
     """(repeat, others, pixels, where): the shares of the relying images and of other classes' images that carry
     the stamp found in `box` (y0, y1, x0, x1), the stamp's size in pixels and its box (y0, y1, x0, x1, as the
     first template shows it); (0, 0, 0, None): no stamp. within: only stamps with at least half their pixels in
-    this box (y0, y1, x0, x1) count.
+    this box (y0, y1, x0, x1) count; contrast: only stamps whose pattern's values span at least this much.
 
     For each of a few templates (the region as one relying image shows it): align every relying image
     to it; the consensus pixels are those matching in AGREEMENT of them; the template becomes their
@@ -229,6 +231,8 @@ def stamp_scores(relying: np.ndarray, others: np.ndarray, box: tuple, within: Op
         for piece in blobs(stamp, MIN_PIXELS)[:MAX_PIECES]:
             if within is not None and _inside(piece, small_box, within, f) < 0.5:
                 continue
+            if contrast and np.ptp(template[piece | consensus & _near(piece)]) < contrast:
+                continue
             found.append(_local(piece, consensus, template, mine, theirs) + (f,))
     # searching other images everywhere can only lower a piece's separation: do it best first, and stop when
     # no piece left can beat the best found
@@ -251,14 +255,19 @@ def _inside(piece: np.ndarray, box: tuple, within: tuple, f: int) -> float:
     return float(((y >= within[0]) & (y < within[1]) & (x >= within[2]) & (x < within[3])).mean())
 
 
+def _near(piece: np.ndarray) -> np.ndarray:
+    """The piece's bounding box grown by 2 pixels (within the box)."""
+    rows, cols = np.nonzero(piece)
+    near = np.zeros_like(piece)
+    near[max(rows.min() - 2, 0):rows.max() + 3, max(cols.min() - 2, 0):cols.max() + 3] = True
+    return near
+
+
 def _local(stamp, consensus, template, mine, theirs) -> tuple:
     """(repeat, others carrying it at its place, the piece, its pattern, the template) of one piece of a stamp:
     the pattern is the distinct piece and what agrees around it (a checker's dark cells on a dark page, the
     page around a sticker), which other images must match too."""
-    rows, cols = np.nonzero(stamp)
-    near = np.zeros_like(stamp)
-    near[max(rows.min() - 2, 0):rows.max() + 3, max(cols.min() - 2, 0):cols.max() + 3] = True
-    pattern = consensus & near
+    pattern = consensus & _near(stamp)
     repeat = float(_carries(_agreeing(align(mine, template, pattern), template), pattern, stamp).mean())
     other = float(_carries(_agreeing(align(theirs, template, pattern), template), pattern, stamp).mean()) \
         if len(theirs) else 0.0
@@ -266,29 +275,32 @@ def _local(stamp, consensus, template, mine, theirs) -> tuple:
 
 
 def own_stamps(others: np.ndarray, classes: list, where: tuple, least: int = 4) -> float:
-    """How much another class stamps the place of a stamp (`where`, y0, y1, x0, x1) with its own object: the
-    largest separation (repeat - others of `stamp_scores`) of one other class's images from the remaining
-    classes' images (at least two classes), over the classes with at least `least` images, counting
-    their stamps that lie mostly on that place (searched around it, 2 pixels more each way). In data whose
-    objects are aligned pixel for pixel (normalised digits) every class's object repeats at its place, so a
-    repeat there is the data's, not a mark's; where other classes show nothing of their own (the corner a tag
-    sits in), this is 0."""
+    """How much the other classes stamp the place of a stamp (`where`, y0, y1, x0, x1) with objects of their own:
+    the second largest, over the other classes with at least `least` images, of each one's separation (repeat -
+    others of `stamp_scores`) from the remaining classes' images, counting stamps that lie mostly on that place
+    (searched around it, 2 pixels more each way). In data whose objects are aligned pixel for pixel (normalised
+    digits) several classes' objects repeat at each place, so a repeat there is the data's, not a mark's; where
+    at most one other class shows something of its own there (the corner a tag sits in), this is near 0: one
+    class's own background does not make a place the data's. Only patterns with structure count (values
+    spanning OBJECT_CONTRAST): an object has edges, while a photo's flat stretch of sky or fur repeats in
+    crops of that photo without being an object that stamps the place."""
     h, w = others.shape[1:3]
     y0, y1, x0, x1 = where
     around = (max(0, y0 - 2), min(h, y1 + 2), max(0, x0 - 2), min(w, x1 + 2))
     names = np.asarray(classes, dtype=object)
-    best = 0.0
+    found = []
     for name in sorted(set(classes)):
         theirs = names == name
         if theirs.sum() >= least and len(set(names[~theirs])) >= 2:
-            repeat, carried, _, _ = stamp_scores(others[theirs], others[~theirs], around, within=where)
-            best = max(best, repeat - carried)
-    return best
+            repeat, carried, _, _ = stamp_scores(others[theirs], others[~theirs], around, within=where,
+                                                 contrast=OBJECT_CONTRAST)
+            found.append(repeat - carried)
+    return float(sorted(found)[-2]) if len(found) >= 2 else 0.0
 
 
 def repetition(relying: np.ndarray, others: np.ndarray, classes, box: tuple, least: int = 4) -> tuple:
     """(repeat, others, pixels): `stamp_scores` in `box`, with `others` the larger of the share of other images
-    carrying the stamp and how much another class stamps the stamp's own box (`own_stamps`). classes: each
+    carrying the stamp and how much the other classes stamp the stamp's own box (`own_stamps`). classes: each
     other image's class (None: no calibration)."""
     repeat, carried, pixels, where = stamp_scores(relying, others, box)
     if not pixels or not classes:

@@ -20,8 +20,9 @@ Four tests, each True or False (False when its figures are missing):
 
 The rule (set on the shortcut zoo, `benchmarks/zoo.py`, seed 0; checked on seed 1):
 
-* **shortcut** when it repeats and at least two of needed, sufficient, transplanted hold; for
-  backgrounds and colour (no transplant), when all of needed, sufficient and repeating hold;
+* **shortcut** when it repeats, is needed, and is sufficient or transplanted (the model needs it, and
+  it alone, kept or pasted elsewhere, says the class); for backgrounds and colour (no transplant), when
+  all of needed, sufficient and repeating hold;
 * **review** when it is not a shortcut but the evidence still points at the model's use of the
   region: needed and sufficient, or transplanted; for colour, two of needed, sufficient and a frame
   that carries the channel (a cast where other classes have colours of their own: it cannot be told
@@ -48,7 +49,7 @@ SUFFICIENT_GAP = 0.3
 TRANSPLANT_FLIP = 0.5
 TRANSPLANT_GAP = 0.4
 REPEAT = 0.7
-REPEAT_GAP = 0.5
+REPEAT_GAP = 0.6
 # colour: a cast sits on content that varies in colour (nearly) as much as other classes' content; a class
 # whose content is of one colour (coffee, an orange cat) varies 25-70% less.
 COLOUR_VARIETY_MAX = 0.2
@@ -77,8 +78,7 @@ def outcome(tests: dict, kind: str = "region", figures: Optional[dict] = None) -
     """'shortcut', 'review' or 'cleared' (the rule in the module docstring). figures: the test's (for colour,
     whether the frame carries the channel at all)."""
     if kind == "region":
-        causal = sum(tests[k] for k in ("needed", "sufficient", "transplanted"))
-        if tests["repeating"] and causal >= 2:
+        if tests["repeating"] and tests["needed"] and (tests["sufficient"] or tests["transplanted"]):
             return "shortcut"
     elif tests["needed"] and tests["sufficient"] and tests["repeating"]:
         return "shortcut"
@@ -105,12 +105,12 @@ def _clean(v):
 
 
 def apply_verdicts(rows: Sequence[dict], tests: Sequence, figures: dict, class_names: Sequence[str],
-                   grid: int) -> list[dict]:
+                   grid: int, max_tests: Optional[int] = None) -> list[dict]:
     """Rows with their test's figures, the four tests, `outcome`, `flagged` (a shortcut) and the evidence in
     words. `figures`: test_id -> `evidence.measure` output plus the sample's counts (a test missing there
-    ran on no images). Candidates of drift metrics keep their flag."""
+    ran on no images). Candidates of drift metrics keep their flag. max_tests: as `plan_tests`."""
     class_index = {name: i for i, name in enumerate(class_names)}
-    _, decided = plan_tests(rows, class_names, grid)
+    _, decided = plan_tests(rows, class_names, grid, max_tests)
     by_id = {t.test_id: t for t in tests}
     out = []
     for i, r in enumerate(rows):
@@ -119,7 +119,9 @@ def apply_verdicts(rows: Sequence[dict], tests: Sequence, figures: dict, class_n
             tid = decided.get(i)
             f = figures.get(tid) if tid else None
             if f is None:
-                why = why_untestable(r, class_index) or "no image of it could be re-scored"
+                why = why_untestable(r, class_index) or (
+                    f"beyond the first {max_tests} tests (analysis.max_tests): raise it to test this one"
+                    if i in decided and tid is None else "no image of it could be re-scored")
                 r.update(flagged=False, evidence=f"untested: {why}", detail=f"{r['detail']}; not tested: {why}")
             else:
                 test = by_id[tid]

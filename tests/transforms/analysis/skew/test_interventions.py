@@ -89,3 +89,16 @@ def test_frames_and_cells_on_other_grids():
     assert overlap(frame, frame, 16) == 1.0 and overlap(frame, (0, 1, 0, 16), 16) == 16 / 60   # a side of 60 cells
     assert rescale_cells((2, 4, 2, 4), 8, 16) == (4, 8, 4, 8)
     assert rescale_cells(frame, 16, 8) == (0, 8, 0, 8, 1)
+
+
+def test_a_test_budget_keeps_re_tests_first_then_the_strongest_and_says_what_it_left():
+    rows = [row("circle", "grid_js", score=5.0, region_cells=[0, 2, 0, 2]),
+            row("square", "grid_js", score=9.0, region_cells=[0, 2, 0, 2]),
+            row("triangle", "grid_js", score=2.0, region_cells=[0, 2, 0, 2]),
+            row("triangle", "retest_region", score=1.0, region_cells=[8, 10, 8, 10])]
+    tests, decided = plan_tests(rows, CLASSES, grid=16, max_tests=2)
+    assert [(t.class_name, t.cells) for t in tests] == [("square", (0, 2, 0, 2)), ("triangle", (8, 10, 8, 10))]
+    assert decided[0] is None and decided[2] is None
+    judged = apply_verdicts(rows, tests, {t.test_id: figures() for t in tests}, CLASSES, 16, max_tests=2)
+    assert judged[0]["evidence"].startswith("untested: beyond the first 2 tests (analysis.max_tests)")
+    assert judged[1]["outcome"] == "shortcut" and judged[3]["outcome"] == "shortcut"
