@@ -3,7 +3,8 @@
 Several metrics (grid_js, border_z, peak_excess, a cluster's excess) and both groupings (by label, by
 prediction) often propose the same region of the same class: a planted patch used to be "4 new flags".
 Here every tested row is placed in a finding of its class and kind: rows whose regions overlap by
-`interventions.REGION_OVERLAP` (or that test the same channel, or the background) are one finding. The
+`interventions.REGION_OVERLAP` of the smaller one (a block inside a larger block around the same mark), or
+that test the same channel, or the background, are one finding. The
 finding takes its edit and its figures from its strongest row (a shortcut before a review before a
 cleared candidate; the label grouping first; then the highest score), and its outcome from that row.
 Drift rows (changes since the reference run) of one class are one `drift` finding.
@@ -49,7 +50,7 @@ def same_edit(a: dict, b: dict) -> bool:
             return False
         grid = int(a.get("grid_size") or b.get("grid_size") or 64)      # rows: their run's grid, as findings'
         theirs = rescale_cells(b["region_cells"], int(b.get("grid_size") or grid), grid)
-        return overlap(a["region_cells"], theirs, grid) >= REGION_OVERLAP
+        return overlap(a["region_cells"], theirs, grid, smaller=True) >= REGION_OVERLAP
     if ka == "channel":
         return a.get("channel") == b.get("channel")
     return True

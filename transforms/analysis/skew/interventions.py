@@ -52,11 +52,12 @@ def rescale_cells(cells, grid: int, to: int) -> tuple:
     return out + tuple(-(-d * to // grid) for d in cells[4:])
 
 
-def overlap(a, b, grid: int = 64) -> float:
-    """Intersection over union of two regions of cells on a grid of `grid` cells a side."""
+def overlap(a, b, grid: int = 64, smaller: bool = False) -> float:
+    """Intersection over union of two regions of cells on a grid of `grid` cells a side (smaller: over the smaller
+    region's area instead, so a region inside another counts as fully overlapping)."""
     ma, mb = cells_mask(a, grid, grid), cells_mask(b, grid, grid)
-    union = (ma | mb).sum()
-    return float((ma & mb).sum() / union) if union else 0.0
+    whole = min(ma.sum(), mb.sum()) if smaller else (ma | mb).sum()
+    return float((ma & mb).sum() / whole) if whole else 0.0
 
 
 def why_untestable(row: dict, class_index: dict) -> Optional[str]:

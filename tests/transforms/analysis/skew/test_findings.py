@@ -49,3 +49,12 @@ def test_ids_name_the_class_the_kind_and_where():
     assert finding_id("3", "region", (0, 16, 0, 16, 1)) == "3/region/r1-16c1-16f1"
     assert finding_id("coffee", "channel", channel=0) == "coffee/channel/red"
     assert finding_id("3", "outside_box") == "3/outside_box"
+
+
+def test_a_block_inside_a_larger_block_around_the_same_mark_is_one_finding():
+    """The demo's patch, seen as the top-left 3x2 cells by one metric and 4x4 by another: one finding."""
+    rows = [judged("triangle", "grid_js", "shortcut", cells=(0, 3, 0, 2)),
+            judged("triangle", "peak_excess", "shortcut", score=3.0, cells=(0, 4, 0, 4))]
+    findings, of = build_findings(rows, 16)
+    assert len(findings) == 1 and of == [findings[0]["finding"]] * 2
+    assert findings[0]["finding"] == "triangle/region/r1-4c1-4"        # the strongest row's region
