@@ -82,7 +82,7 @@ def build_pipeline(p: beam.Pipeline, cfg: Config, plan: Plan, out_dir: str, base
                 | "ClusterRows" >> beam.FlatMap(cluster_table, beam.pvalue.AsList(classes)))
     clusters_written = write_clusters_table(clusters, out_dir)
     candidates = (classes, clusters) | "FlagSkew" >> FlagSkew(plan.reference_classes, plan.reference_findings,
-                                                              an.thresholds, an.grid)
+                                                              an.thresholds, an.grid, an.border)
     tests = candidates | "CandidateTests" >> CandidateTests(plan.class_names, an.grid, an.max_tests)
     figures = rows | "Intervene" >> Intervene(
         InterventionHandler(cfg.model, an.border), tests, an.intervention_sample, plan.input_shape, cfg.model.resize,

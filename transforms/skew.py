@@ -14,14 +14,15 @@ class FlagSkew(beam.PTransform):
     `candidate` set and `flagged` only on drift rows (the interventions decide the rest: `Verdicts`).
 
     All class and cluster rows are gathered in one place: they are few and small (one grid each).
-    reference_classes / reference_findings: the reference run's classes and findings rows (None: none).
+    reference_classes / reference_findings: the reference run's classes and findings rows (None: none); grid,
+    border: `analysis.grid` and `analysis.border`.
     """
 
     def __init__(self, reference_classes: Optional[list] = None, reference_findings: Optional[list] = None,
-                 thresholds: Optional[Mapping] = None, grid: int = 16):
+                 thresholds: Optional[Mapping] = None, grid: int = 16, border: float = 0.1):
         super().__init__()
         self.reference_classes, self.reference_findings = reference_classes, reference_findings
-        self.thresholds, self.grid = dict(thresholds or {}), int(grid)
+        self.thresholds, self.grid, self.border = dict(thresholds or {}), int(grid), float(border)
 
     def expand(self, pcolls):
         classes, clusters = pcolls
@@ -29,5 +30,5 @@ class FlagSkew(beam.PTransform):
                 | "AllClasses" >> beam.combiners.ToList()
                 | "SkewRows" >> beam.FlatMap(lambda c, cl: candidate_rows(c, cl, self.reference_classes,
                                                                           self.reference_findings, self.thresholds,
-                                                                          self.grid),
+                                                                          self.grid, self.border),
                                              beam.pvalue.AsList(clusters)))

@@ -30,10 +30,13 @@ def demo_assets(tmp_path_factory):
     return {"root": root, "shortcut": root / "shortcut" / "model.keras", "clean": root / "clean" / "model.keras"}
 
 
-def write_config(path, data_pattern, model, out_dir, **analysis):
+def write_config(path, data_pattern, model, out_dir, class_names=None, **analysis):
+    model_section = {"path": str(model), "input_size": [64, 64]}
+    if class_names:
+        model_section["class_names"] = str(class_names)
     path.write_text(yaml.safe_dump({
         "input": {"pattern": str(data_pattern)},
-        "model": {"path": str(model), "input_size": [64, 64]},
+        "model": model_section,
         "attribution": {"steps": 16, "rule": "gauss_legendre", "batch_size": 16},
         "output": {"dir": str(out_dir), "masks": False},
         "analysis": analysis,
@@ -66,8 +69,10 @@ def audits(demo_assets, tmp_path_factory):
         codes.append(main(["audit", "--config", str(cfg)]))
     runs = completed_runs(str(work / "audit-root"))
     no_triangles = demo_assets["root"] / "with" / "audit" / "[cs]*" / "*.png"      # circle, cross, square
+    names = work / "classes.txt"                    # the model's four outputs; the data has three of them
+    names.write_text("\n".join(sorted(p.name for p in (demo_assets["root"] / "with" / "audit").iterdir())) + "\n")
     cfg = write_config(work / "absent.yaml", no_triangles, demo_assets["shortcut"], work / "absent",
-                       reference=runs[1])
+                       class_names=names, reference=runs[1])
     absent = main(["run", "--config", str(cfg)])
     return {"codes": codes, "runs": runs, "work": work, "pattern": pattern, "absent": (absent, work / "absent")}
 

@@ -122,5 +122,5 @@ def test_setup_py_builds_an_sdist_with_the_code(tmp_path):
     (sdist,) = (tmp_path / "dist").glob("igaudit-*.tar.gz")
     names = tarfile.open(sdist).getnames()
     for module in ("pipeline/job.py", "pipeline/cli.py", "transforms/attribution/integrated_gradients.py",
-                   "transforms/attribute.py", "transforms/analysis/skew_rows.py", "transforms/imaging/render.py"):
+                   "transforms/attribute.py", "transforms/analysis/skew/rows.py", "transforms/imaging/render.py"):
         assert any(n.endswith(module) for n in names), module

@@ -148,7 +148,8 @@ def test_a_wrong_input_range_is_a_warning_in_run_json_the_console_and_the_report
     model = oracle_model(tmp_path / "oracle.keras")
     right = tmp_path / "right"
     raw = tiny_config(tiny_assets, right, model={"path": str(model), "input_range": [0, 255]})
-    assert run_cli(write_config(tmp_path, raw)) == 0
+    # the oracle decides by one channel's mean alone: the audit may flag that (exit 3); it must not fail
+    assert run_cli(write_config(tmp_path, raw)) in (0, 3)
     out = capsys.readouterr()
     assert "accuracy 1.00" in out.out and "warning" not in out.err
     assert json.loads((right / "run.json").read_text())["warnings"] == []

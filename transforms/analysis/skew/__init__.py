@@ -29,7 +29,8 @@ from igaudit.transforms.analysis.skew.verdict import apply_verdicts
 
 __all__ = ["ALERT_ON", "DATASET_METRICS", "DEFAULT_MAX_CLUSTERS", "DEFAULT_THRESHOLDS", "REFERENCE_METRICS",
            "STATUSES", "alerting", "assign", "attends", "candidate_rows", "change_line", "class_skew_scores",
-           "cluster_table", "compare_findings", "counts", "fit_clusters", "judge_all", "measure", "plan_tests", "resolve_thresholds"]
+           "cluster_table", "compare_findings", "counts", "fit_clusters", "judge_all", "measure", "plan_tests",
+           "resolve_thresholds"]
 
 
 def _sort_key(row: dict):
@@ -40,11 +41,11 @@ def _sort_key(row: dict):
 
 def candidate_rows(classes: list, clusters: list, reference_classes: Optional[list] = None,
                    reference_findings: Optional[list] = None, thresholds: Optional[dict] = None,
-                   grid: int = 16) -> list:
+                   grid: int = 16, border: float = 0.1) -> list:
     """Every skew row of a run before its interventions: the class metrics, the clusters' excess, drift
     against the reference run's classes, and a re-test of each of the reference run's shortcut findings;
     sorted by (group_by, class_name, cluster, metric)."""
-    rows = class_rows(classes, thresholds) + cluster_rows(clusters, classes, thresholds)
+    rows = class_rows(classes, thresholds, border) + cluster_rows(clusters, classes, thresholds)
     if reference_classes is not None:
         rows += drift_rows(classes, reference_classes, thresholds)
     rows += retest_rows(reference_findings, grid)

@@ -9,7 +9,7 @@ rows (`clusters.cluster_table`):
                    mean grid. Against the others, not the whole dataset: with two classes the dataset is
                    half the class itself. Needs 2 classes with a grid.
 * `border_z`       robust z of the class mean border mass against the other classes'. Needs 3 classes;
-                   one-sided (attribution drifting to the frame is the smell).
+                   one-sided (attribution drifting to the frame is the smell); its region is the frame.
 * `peak_excess`    the share of the class's images whose strongest cells (`summarize.peak_cells`) lie in a
                    cell, above the share of other classes' images whose do, at its largest: a mark on part
                    of a class shows here even when the class's mean grid is the object's.
@@ -115,19 +115,22 @@ def _peak_rows(group_by: str, rows: list[dict], t: dict) -> list[dict]:
     return out
 
 
-def _border_rows(group_by: str, rows: list[dict], t: dict, regions: dict) -> list[dict]:
-    borders = [(r["class_name"], finite(r.get("mean_border_mass"))) for r in rows]
-    borders = [(n, b) for n, b in borders if b is not None]
+def _border_rows(group_by: str, rows: list[dict], t: dict, border: float) -> list[dict]:
+    """`border_z` rows: a class with more attribution in the border band than the others has the band tested
+    (the frame, as deep as `border` of the grid: a drawn border, a frame, a stripe along an edge)."""
+    borders = [(r["class_name"], finite(r.get("mean_border_mass")), int(r.get("grid_size") or 0)) for r in rows]
+    borders = [(n, b, g) for n, b, g in borders if b is not None]
     out = []
     if len(borders) < 3:
         return out
-    for i, (name, b) in enumerate(borders):
-        others = [o for j, (_, o) in enumerate(borders) if j != i]
+    for i, (name, b, size) in enumerate(borders):
+        others = [o for j, (_, o, _) in enumerate(borders) if j != i]
         z = robust_z(b, others)
         median = float(np.median(others))
+        frame = block_fields((0, size, 0, size, max(1, round(border * size))), size) if size else {}
         out.append(skew_row(group_by, name, "border_z", z, None, z / t["border_z"], t["border_z"],
                             f"{subject_of(group_by, name)}: mean border mass {b:.2f} vs median {median:.2f} "
-                            f"across {len(others)} other classes (robust z {z:.1f})", **regions.get(name, {})))
+                            f"across {len(others)} other classes (robust z {z:.1f})", **frame))
     return out
 
 
@@ -167,8 +170,9 @@ def _channel_rows(group_by: str, rows: list[dict], t: dict) -> list[dict]:
     return out
 
 
-def class_rows(classes: list[dict], thresholds: Optional[Mapping] = None) -> list[dict]:
-    """classes.parquet rows -> the candidate rows of the class metrics above, for each grouping."""
+def class_rows(classes: list[dict], thresholds: Optional[Mapping] = None, border: float = 0.1) -> list[dict]:
+    """classes.parquet rows -> the candidate rows of the class metrics above, for each grouping. border:
+    `analysis.border` (the band border_z measures, and its candidates test)."""
     t = resolve_thresholds(thresholds)
     groups: dict = {}
     for r in classes:
@@ -177,7 +181,7 @@ def class_rows(classes: list[dict], thresholds: Optional[Mapping] = None) -> lis
     for group_by in sorted(groups, key=str):
         rows = sorted(groups[group_by], key=lambda r: str(r["class_name"]))
         grid_rows, regions = _grid_rows(group_by, rows, t)
-        out += grid_rows + _border_rows(group_by, rows, t, regions) + _peak_rows(group_by, rows, t)
+        out += grid_rows + _border_rows(group_by, rows, t, border) + _peak_rows(group_by, rows, t)
         out += _box_rows(group_by, rows, t) + _channel_rows(group_by, rows, t)
     return out
 

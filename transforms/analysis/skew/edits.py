@@ -147,28 +147,6 @@ def outside_mask(h: int, w: int, box) -> np.ndarray:
     return ~inside
 
 
-def blur(images: np.ndarray, radius: int) -> np.ndarray:
-    """A box blur of side 2 * radius + 1 (edges repeated), separable, on (n, H, W, C) images."""
-    out = np.asarray(images, np.float32)
-    for axis in (1, 2):
-        pad = [(0, 0)] * 4
-        pad[axis] = (radius + 1, radius)
-        c = np.cumsum(np.pad(out, pad, mode="edge"), axis=axis, dtype=np.float64)
-        size = out.shape[axis]
-        hi = np.take(c, np.arange(size) + 2 * radius + 1, axis=axis)
-        lo = np.take(c, np.arange(size), axis=axis)
-        out = ((hi - lo) / (2 * radius + 1)).astype(np.float32)
-    return out
-
-
-def blur_mask(images: np.ndarray, masks: np.ndarray, radius: int) -> np.ndarray:
-    """A copy with each image's masked pixels replaced by the image blurred (`blur`): texture gone, the
-    colours and the layout kept."""
-    out = np.array(images, np.float32, copy=True)
-    out[masks] = blur(images, radius)[masks]
-    return out
-
-
 def fill_mask(images: np.ndarray, masks: np.ndarray, fill: np.ndarray) -> np.ndarray:
     """A copy with each image's masked pixels (masks (n, H, W)) set to the constant colour `fill`."""
     out = np.array(images, np.float32, copy=True)

@@ -18,8 +18,9 @@ passes the model's), and returns the figures `verdict.py` judges. Three kinds of
               the larger of the share of other classes' images carrying the stamp and how much one other
               class stamps the region with its own object (`repetition.own_stamps`).
 * outside_box the background around each image's object box (a manifest's `bbox`). Removed: the
-              background blurred (box blur of side H/4: a texture goes, the colours stay). Control: the
-              same removal on other classes' images, measured on their own predicted class. Kept alone:
+              background set to other classes' mean background colour (a texture, a colour, a brightness
+              gone). Control: the same removal on other classes' images, measured on their own predicted
+              class. Kept alone:
               the box set to the mean colour. Repeating: log magnitude spectra of the background (a
               texture's signature, whatever its phase or position).
 * channel     a colour cast in one channel. Removed: each image's mean colour moved to other classes'
@@ -114,11 +115,11 @@ def _region(figures: dict, test, class_images, other_images, predict, removal, f
 
 
 def _around(box: tuple, h: int, w: int) -> tuple:
-    """The box grown by half its longer side (at least SEARCH_MARGIN pixels) each way, inside the image: where
+    """The box grown by half its shorter side (at least SEARCH_MARGIN pixels) each way, inside the image: where
     the repetition test looks for the stamp (a region drawn on the attribution grid can be a corner of a
-    watermark, or a mark's strongest side)."""
+    watermark, or a mark's strongest side; a frame's side stays a strip)."""
     y0, y1, x0, x1 = box
-    m = max(SEARCH_MARGIN, max(y1 - y0, x1 - x0) // 2)
+    m = max(SEARCH_MARGIN, min(y1 - y0, x1 - x0) // 2)
     return max(0, y0 - m), min(h, y1 + m), max(0, x0 - m), min(w, x1 + m)
 
 
@@ -146,16 +147,18 @@ def measure(test, class_images: np.ndarray, other_images: np.ndarray, predict: C
         drops = _region(figures, test, class_images, other_images, predict, removal, fill, controls, seed,
                         other_classes)
     elif test.kind == "outside_box":
+        # removed: the background set to other classes' mean background colour (texture, colour and brightness
+        # gone; the object kept); the control: the same on other classes' images, on their own prediction
         masks = np.array([edits.outside_mask(h, w, b) for b in class_boxes])
-        radius = max(2, h // 8)
-        drops, figures["accuracy_removed"] = removal(edits.blur_mask(class_images, masks, radius))
+        other_masks = np.array([edits.outside_mask(h, w, b) for b in other_boxes]) if len(other_images) else None
+        plain = other_images[other_masks].mean(0) if len(other_images) and other_masks.any() else fill
+        drops, figures["accuracy_removed"] = removal(edits.fill_mask(class_images, masks, plain))
         figures["kept_class"] = float(_called(_probs(predict, edits.fill_mask(class_images, ~masks, fill)), c).mean())
         relying = drops >= RELY_DROP
         figures["relying"] = int(relying.sum())
         if len(other_images):
-            other_masks = np.array([edits.outside_mask(h, w, b) for b in other_boxes])
             figures["control_drop"] = _own_class_drop(predict, other_images,
-                                                      edits.blur_mask(other_images, other_masks, radius))
+                                                      edits.fill_mask(other_images, other_masks, plain))
             kept = _probs(predict, edits.fill_mask(other_images, ~other_masks, fill))
             figures["kept_other"] = float(_called(kept, c).mean())
             if relying.sum() >= MIN_RELYING:
@@ -175,9 +178,9 @@ def measure(test, class_images: np.ndarray, other_images: np.ndarray, predict: C
             offset = class_images.mean(axis=(0, 1, 2)) - other_images.mean(axis=(1, 2))
             before = _probs(predict, other_images).argmax(1) != c
             if before.any():
-                shift = offset[before][:, None, None, :]
-                figures["kept_class"] = float(_called(_probs(predict, edits.tint(other_images[before], shift)), c).mean())
-                figures["kept_other"] = float(_called(_probs(predict, edits.tint(other_images[before], -shift)), c).mean())
+                shift, moved = offset[before][:, None, None, :], other_images[before]
+                figures["kept_class"] = float(_called(_probs(predict, edits.tint(moved, shift)), c).mean())
+                figures["kept_other"] = float(_called(_probs(predict, edits.tint(moved, -shift)), c).mean())
             if relying.sum() >= MIN_RELYING:
                 mine = rep.frame_excess(class_images[relying], test.channel, border)
                 theirs = rep.frame_excess(other_images, test.channel, border)

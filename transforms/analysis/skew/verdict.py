@@ -127,8 +127,8 @@ def apply_verdicts(rows: Sequence[dict], tests: Sequence, figures: dict, class_n
                 test = by_id[tid]
                 verdict = judge(f, test.kind)
                 r.update({k: _clean(v) for k, v in f.items() if k in r}, **verdict)
-                r.update(test_id=tid, outcome=outcome(verdict, test.kind, f), evidence=evidence_label(verdict, test.kind),
-                         detail=f"{r['detail']}; {describe(test, f)}")
+                r.update(test_id=tid, outcome=outcome(verdict, test.kind, f),
+                         evidence=evidence_label(verdict, test.kind), detail=f"{r['detail']}; {describe(test, f)}")
                 r["flagged"] = r["outcome"] == "shortcut"
         elif r["candidate"]:
             r["evidence"] = "drift: a change since the reference run (no intervention)"

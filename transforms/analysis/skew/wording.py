@@ -48,8 +48,9 @@ def describe(test, f: dict) -> str:
         else:
             parts.append("no pattern repeats across the images that rely on it")
     elif test.kind == "outside_box":
-        parts = [f"{who}: blurring the background around the object boxes drops accuracy {num(f['accuracy'])} → "
-                 f"{num(f['accuracy_removed'])} (probability {change(f['drop'])}); other classes' own: "
+        parts = [f"{who}: replacing the background around the object boxes by other classes' drops accuracy "
+                 f"{num(f['accuracy'])} → {num(f['accuracy_removed'])} (probability {change(f['drop'])}); other "
+                 f"classes' own: "
                  f"{change(f['control_drop'])}",
                  f"the background alone is called {name} in {pct(f['kept_class'])} of them vs "
                  f"{pct(f['kept_other'])} of other classes' backgrounds",
