@@ -17,8 +17,10 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/igaudit demo
 
+# the fast loop first (its time printed on its own), then the slow tests (whole runs, subprocesses, browser)
 test: $(STAMP)
-	$(PY) -m pytest -q tests
+	$(PY) -m pytest -q -m "not slow" tests
+	$(PY) -m pytest -q -m slow --durations=10 tests
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,bench]'
