@@ -124,7 +124,7 @@ def main(argv: list[str] | None = None) -> int:
             summary, reference = audit.audit(cfg, beam_args, reference=args.reference, detach=args.detach)
         else:
             summary = run_job(cfg, beam_args, overwrite=getattr(args, "overwrite", False),
-                              detach=getattr(args, "detach", False))
+                              detach=getattr(args, "detach", False), config_file=args.config)
     except (ConfigError, UserError, ModelError) as e:
         print(f"igaudit: error: {e}", file=sys.stderr)
         return 2

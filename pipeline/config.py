@@ -382,6 +382,20 @@ def parse_yaml(text: str, label: str) -> tuple[Any, dict]:
         loader.dispose()
 
 
+def local_paths(cfg: Config) -> dict:
+    """{'model.path': value, ...}: every file or folder the config names (fields declared `local_path`, set,
+    not a baseline kind), output.dir aside."""
+    out = {}
+    for name in _SECTION_TYPES:
+        section = getattr(cfg, name)
+        for f in dataclasses.fields(section):
+            value = getattr(section, f.name)
+            if (f.metadata.get("local_path") and isinstance(value, str) and value not in BASELINE_KINDS
+                    and f"{name}.{f.name}" != "output.dir"):
+                out[f"{name}.{f.name}"] = value
+    return out
+
+
 def absolute_paths(cfg: Config) -> Config:
     """The config with every relative local path (fields declared `local_path`) made absolute from the
     current directory; bucket paths, URLs and baseline kinds stay as they are."""

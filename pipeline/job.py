@@ -17,7 +17,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from igaudit.pipeline import finalize, health, live, ownership, preflight, run_dir
 from igaudit.pipeline.build import build_pipeline
-from igaudit.pipeline.config import Config, absolute_paths
+from igaudit.pipeline.config import Config, absolute_paths, local_paths
 from igaudit.pipeline.errors import UserError
 from igaudit.pipeline.metrics import attribution_phase, query_metrics
 from igaudit.pipeline.runner import make_pipeline, runs_locally, use_options
@@ -64,11 +64,13 @@ class RunSummary:
         return self.attributed / self.pipeline_seconds if self.pipeline_seconds > 0 else 0.0
 
 
-def run_job(cfg: Config, beam_args: list[str] = (), *, overwrite: bool = False, detach: bool = False) -> RunSummary:
+def run_job(cfg: Config, beam_args: list[str] = (), *, overwrite: bool = False, detach: bool = False,
+            config_file: Optional[str] = None) -> RunSummary:
     """Run one audit into cfg.output.dir and return what it did. Raises UserError before any work, RunFailed
     when the finished run cannot be trusted (`health.status`). overwrite: clear a non-empty folder that is
     not an igaudit run folder (destructive). detach: submit the job and return its id without waiting (the
-    job finishes itself)."""
+    job finishes itself); it is refused when output.dir holds the model, the config file (config_file) or
+    anything else the run reads."""
     started = time.time()
     cfg = absolute_paths(cfg)
     options = use_options(cfg, beam_args)
@@ -81,6 +83,8 @@ def run_job(cfg: Config, beam_args: list[str] = (), *, overwrite: bool = False, 
     for warning in plan.warnings:
         print(f"igaudit: warning: {warning}", file=sys.stderr, flush=True)
     out_dir = cfg.output.dir
+    if overwrite:
+        ownership.check_overwrite_spares(out_dir, {**local_paths(cfg), "the config file": config_file})
     dry_run = str(options.get_all_options().get("dry_run")).lower() == "true"
     if dry_run:      # Dataflow's dry run builds the job request only: output.dir is checked, not touched
         ownership.check_claimable(out_dir, overwrite=overwrite)

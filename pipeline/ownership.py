@@ -61,6 +61,20 @@ def check_not_over_inputs(out_dir: str, pattern: Optional[str], manifest: Option
                                 f"beside it; choose an output.dir outside the input folders")
 
 
+def check_overwrite_spares(out_dir: str, named: dict) -> None:
+    """--overwrite deletes everything in out_dir: refuse, before anything is touched, an out_dir that holds
+    (or lies inside) a file or folder the run reads. named: {'model.path': path, 'the config file': path}
+    (globs count by their folder before the first wildcard)."""
+    out = normal(out_dir)
+    for what, path in named.items():
+        if not path:
+            continue
+        p = normal(glob_base(path) if any(c in path for c in _WILDCARDS) else path)
+        if within(p, out) or within(out, p):
+            raise UserError(f"output.dir '{shown(out_dir)}' holds {what} '{shown(path)}': --overwrite would delete "
+                            f"it; choose an output.dir that holds none of the run's inputs (--set output.dir=...)")
+
+
 def _join(out_dir: str, rel: str) -> str:
     return FileSystems.join(out_dir, *rel.split("/"))
 

@@ -112,7 +112,7 @@ def test_setup_py_builds_an_sdist_with_the_code(tmp_path):
         (project / name).write_bytes((ROOT / name).read_bytes())
     for package in ("pipeline", "transforms"):   # with their subpackages (transforms/attribution, ...)
         for f in (ROOT / package).rglob("*"):
-            if f.is_file() and f.suffix in (".py", ".html") and "__pycache__" not in f.parts:
+            if f.is_file() and f.suffix in (".py", ".html", ".j2") and "__pycache__" not in f.parts:
                 target = project / f.relative_to(ROOT)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 target.write_bytes(f.read_bytes())
@@ -122,5 +122,6 @@ def test_setup_py_builds_an_sdist_with_the_code(tmp_path):
     (sdist,) = (tmp_path / "dist").glob("igaudit-*.tar.gz")
     names = tarfile.open(sdist).getnames()
     for module in ("pipeline/job.py", "pipeline/cli.py", "transforms/attribution/integrated_gradients.py",
-                   "transforms/attribute.py", "transforms/analysis/skew/rows.py", "transforms/imaging/render.py"):
+                   "transforms/attribute.py", "transforms/analysis/skew/rows.py", "transforms/imaging/render.py",
+                   "pipeline/templates/report.html.j2"):
         assert any(n.endswith(module) for n in names), module

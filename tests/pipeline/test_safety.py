@@ -115,6 +115,31 @@ def test_a_rerun_keeps_foreign_files_and_equals_a_clean_run(tiny_assets, tmp_pat
     assert not (mine / "x.txt").exists() and (mine / "_SUCCESS").exists()
 
 
+def test_overwrite_refuses_a_folder_holding_the_model_or_the_config_and_touches_nothing(tiny_assets, tmp_path,
+                                                                                         capsys):
+    """--overwrite deletes everything in output.dir: never when that folder holds what the run reads."""
+    proj = tmp_path / "proj"
+    (proj / "models").mkdir(parents=True)
+    model = proj / "models" / "m.keras"
+    model.write_bytes(Path(tiny_assets["model"]).read_bytes())
+    (proj / "notes.txt").write_text("the team's notes")
+    raw = tiny_config(tiny_assets, proj, model={"path": str(model)})
+    config = write_config(proj, raw, "audit.yaml")
+    before = snapshot(proj)
+    assert run_cli(config, "--overwrite") == 2                      # holds the model (and the config)
+    err = capsys.readouterr().err
+    assert "holds model.path" in err and str(model) in err and "--overwrite would delete" in err
+    assert "Traceback" not in err and snapshot(proj) == before
+    raw = tiny_config(tiny_assets, proj / "models")                  # the model is elsewhere; the config is here
+    config = write_config(proj / "models", raw, "audit.yaml")
+    before = snapshot(proj)
+    assert run_cli(config, "--overwrite") == 2
+    assert "holds the config file" in capsys.readouterr().err and snapshot(proj) == before
+    raw = tiny_config(tiny_assets, model / "sub")                    # inside a model file's path: refused too
+    assert run_cli(write_config(tmp_path, raw, "inside.yaml"), "--overwrite") == 2
+    assert snapshot(proj) == before
+
+
 # -- honest status -----------------------------------------------------------------------------------------
 def test_all_junk_inputs_fail_the_run_without_success(tmp_path, tiny_assets, capsys):
     junk = tmp_path / "junk"
