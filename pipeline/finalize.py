@@ -37,7 +37,9 @@ def versions() -> dict:
 def finish_run(out_dir: str, base: dict, matched: int, images_files: Optional[list] = None) -> dict:
     """Read the run's tables, decide its status and warnings, write report.html, run.json and (when ok)
     _SUCCESS; return run.json's content. base: what the launcher knew at submit time (config, class
-    names, Beam args, reference, `started` as epoch seconds, max_rejected_share, alert_on)."""
+    names, Beam args, reference, `started` as epoch seconds, max_rejected_share, alert_on, and
+    `launcher_succeeds`: the launcher waits, adds its metrics to run.json and writes _SUCCESS itself, so
+    that _SUCCESS is always the last file written)."""
     from igaudit.pipeline.report import write_report
     from igaudit.pipeline.report_data import COLUMNS as REPORT_COLUMNS
     ours = ["image_id", "label", "label_index", "predicted", "predicted_name", "converged"]
@@ -80,10 +82,14 @@ def finish_run(out_dir: str, base: dict, matched: int, images_files: Optional[li
     }
     write_report(out_dir, run_info, table)
     write_run_json(out_dir, run_info)
-    if status == "ok":
-        # not empty: some object stores refuse zero-byte uploads
-        run_dir.write_text(FileSystems.join(out_dir, run_dir.SUCCESS), f"{run_info['created']}\n")
+    if status == "ok" and not base.get("launcher_succeeds"):
+        write_success(out_dir, run_info)
     return run_info
+
+
+def write_success(out_dir: str, run_info: dict) -> None:
+    """_SUCCESS, after everything else (not empty: some object stores refuse zero-byte uploads)."""
+    run_dir.write_text(FileSystems.join(out_dir, run_dir.SUCCESS), f"{run_info['created']}\n")
 
 
 def finding_entry(finding: dict) -> dict:

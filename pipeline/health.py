@@ -3,7 +3,7 @@
 A run fails when its counts do not reconcile, when it attributed nothing, or when more than
 `analysis.max_rejected_share` of its inputs were rejected: a scheduler must not read any of
 those as a healthy audit. It warns, without failing, when the model's answers look like a
-misconfigured input rather than a model: accuracy at chance, or one class predicted for most
+misconfigured input rather than a model: accuracy near chance (at most 1.5x), or one class predicted for most
 images. The usual causes are named, so the warning says what to check.
 """
 from __future__ import annotations
@@ -57,8 +57,9 @@ def warnings(labels: Sequence[Optional[str]], label_index: Sequence[int], predic
     acc = accuracy(label_index, predicted)
     chance = 1.5 / max(num_classes, 1)
     if acc is not None and len(labelled) >= max(MIN_IMAGES, 2 * num_classes) and acc <= chance:
-        out.append(f"accuracy {acc:.2f} on {len(labelled)} labelled images is no better than chance "
-                   f"({chance:.2f} for {num_classes} classes){causes}")
+        out.append(f"accuracy {acc:.2f} on {len(labelled)} labelled images is near chance (chance is "
+                   f"{1 / max(num_classes, 1):.2f} for {num_classes} classes; warned at or below 1.5x that, "
+                   f"{chance:.2f}){causes}")
     if len(predicted_names) >= MIN_IMAGES:
         name, count = Counter(predicted_names).most_common(1)[0]
         share = count / len(predicted_names)

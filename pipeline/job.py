@@ -96,7 +96,9 @@ def run_job(cfg: Config, beam_args: list[str] = (), *, overwrite: bool = False, 
 
     base = {"config": cfg.to_dict(), "class_names": class_names, "beam_args": list(beam_args),
             "reference": cfg.analysis.reference, "started": started,
-            "max_rejected_share": cfg.analysis.max_rejected_share, "alert_on": cfg.analysis.alert_on}
+            "max_rejected_share": cfg.analysis.max_rejected_share, "alert_on": cfg.analysis.alert_on,
+            # a job this process waits on: it adds the runner's metrics to run.json, then writes _SUCCESS
+            "launcher_succeeds": not (detach or dry_run or options.get_all_options().get("template_location"))}
     total = None if cfg.input.format == "tfrecord" else len(files)      # records are counted as they are read
     bar = live.ProgressBar(total) if live.wants_bar(runs_locally(options.get_all_options())) else None
     with bar or contextlib.nullcontext():     # the bar's settings reach the stages built in it
@@ -150,7 +152,9 @@ def summarize(out_dir: str, result, started: float, pipeline_seconds: float) -> 
                                 "images_per_second": round(attributed / max(pipeline_seconds, 1e-9), 3),
                                 **attribution_phase(metrics, attributed)})
     finalize.write_run_json(out_dir, run_info)
-    if run_info["status"] != "ok":
+    if run_info["status"] == "ok":
+        finalize.write_success(out_dir, run_info)         # last: after the final run.json
+    else:
         raise RunFailed(f"{run_info['reason']}; the outputs in {ownership.shown(out_dir)} are marked failed "
                         f"(run.json) and have no _SUCCESS")
     return RunSummary(out_dir=out_dir, class_names=run_info["class_names"], flagged=run_info["flagged"],

@@ -31,7 +31,7 @@ def test_warnings_name_the_likely_causes():
     assert right == []
     collapsed = health.warnings(labels, index, ["a"] * n, [0] * n, 3)
     assert len(collapsed) == 2
-    assert "accuracy 0.33 on 30 labelled images is no better than chance (0.50 for 3 classes)" in collapsed[0]
+    assert "accuracy 0.33 on 30 labelled images is near chance (chance is 0.33 for 3 classes; warned at or below 1.5x that, 0.50)" in collapsed[0]
     assert "100% of images are predicted 'a'" in collapsed[1]
     assert all("model.input_range" in w and "model.resize" in w and "model.class_names" in w for w in collapsed)
     assert health.warnings(labels[:6], index[:6], ["a"] * 6, [0] * 6, 3) == []    # too few images to judge

@@ -140,6 +140,16 @@ def test_overwrite_refuses_a_folder_holding_the_model_or_the_config_and_touches_
     assert snapshot(proj) == before
 
 
+def test_success_is_the_last_file_written(tiny_assets, tmp_path):
+    """A consumer that waits on _SUCCESS reads the final run.json: the launcher's metrics are in it."""
+    out = tmp_path / "out"
+    assert run_cli(write_config(tmp_path, tiny_config(tiny_assets, out))) == 0
+    info = json.loads((out / "run.json").read_text())
+    assert info["status"] == "ok" and "pipeline_seconds" in info["timings"]
+    last = max((p for p in out.rglob("*") if p.is_file()), key=lambda p: p.stat().st_mtime_ns)
+    assert last.name == "_SUCCESS"
+
+
 # -- honest status -----------------------------------------------------------------------------------------
 def test_all_junk_inputs_fail_the_run_without_success(tmp_path, tiny_assets, capsys):
     junk = tmp_path / "junk"
@@ -185,10 +195,10 @@ def test_a_wrong_input_range_is_a_warning_in_run_json_the_console_and_the_report
     assert "accuracy 0.33" in out.out
     info = json.loads((wrong / "run.json").read_text())
     assert info["accuracy"] == pytest.approx(1 / 3)
-    assert any("no better than chance" in w and "model.input_range" in w for w in info["warnings"])
+    assert any("near chance (chance is 0.33" in w and "model.input_range" in w for w in info["warnings"])
     assert any("predicted 'ant'" in w for w in info["warnings"])
     assert "model.input_range" in out.err
-    assert "no better than chance" in (wrong / "report.html").read_text()
+    assert "near chance" in (wrong / "report.html").read_text()
 
 
 # -- interrupts ----------------------------------------------------------------------------------------------
