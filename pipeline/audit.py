@@ -18,7 +18,8 @@ from igaudit.pipeline.config import Config, absolute_paths
 from igaudit.pipeline.errors import UserError
 from igaudit.pipeline.job import RunSummary, run_job
 from igaudit.pipeline import ownership
-from igaudit.pipeline.run_dir import RUN_PREFIX, SUCCESS, completed_runs, read_table
+from igaudit.pipeline.paths import shown
+from igaudit.pipeline.run_dir import MARKER, RUN_PREFIX, SUCCESS, completed_runs, read_table
 from igaudit.pipeline.runner import use_options
 from igaudit.transforms.analysis.skew import alerting, compare_findings
 
@@ -53,7 +54,8 @@ def audit(cfg: Config, beam_args: list[str] = (), reference: Optional[str] = Non
         analysis=dataclasses.replace(cfg.analysis, reference=ref))
     summary = run_job(run_cfg, beam_args, detach=detach)
     if cfg.audit.keep:
-        prune_runs(root, cfg.audit.keep)
+        for run in prune_runs(root, cfg.audit.keep):
+            print(f"igaudit: audit.keep={cfg.audit.keep}: removed {shown(run)} (igaudit's files in it)", flush=True)
     return summary, ref
 
 
@@ -76,16 +78,34 @@ def is_igaudit_run(run: str) -> bool:
 
 
 def prune_runs(root: str, keep: int) -> list[str]:
-    """Delete all but the newest `keep` complete igaudit runs under root; returns the runs deleted.
+    """Delete all but the newest `keep` complete igaudit runs under root, and igaudit's incomplete runs
+    (interrupted or failed: a marker, no _SUCCESS) older than the newest complete one; returns the runs
+    deleted, oldest first. The newest complete run is never deleted (keep >= 1).
 
     Only what the run recorded writing is deleted (pipeline/ownership.py), _SUCCESS first so a run
     half deleted never looks complete; a file someone else put in the folder stays, and so does the
-    folder then. Incomplete runs and other folders are never touched."""
+    folder then. Folders without igaudit's marker, and incomplete runs newer than the newest complete
+    one (perhaps still running), are never touched."""
     runs = [r for r in completed_runs(root) if is_igaudit_run(r)]
-    doomed = runs[:-keep] if keep < len(runs) else []
+    if not runs:
+        return []
+    doomed = runs[:-max(keep, 1)]
+    newest = runs[-1].rstrip("/").rsplit("/", 1)[-1]
+    doomed += [r for r in _marked_runs(root) if r not in runs and r.rstrip("/").rsplit("/", 1)[-1] < newest]
+    doomed.sort()
     for run in doomed:
         ownership.remove_run(run)
     return doomed
+
+
+def _marked_runs(root: str) -> list[str]:
+    """run=... folders under root that hold igaudit's marker (complete or not)."""
+    pattern = FileSystems.join(root, RUN_PREFIX + "*", *MARKER.split("/"))
+    try:
+        matches = FileSystems.match([pattern])[0].metadata_list
+    except Exception:
+        return []
+    return sorted(m.path[: -len(MARKER) - 1] for m in matches)
 
 
 def compare_runs(current: str, reference: str, thresholds: Optional[dict] = None) -> list[dict]:
