@@ -107,6 +107,11 @@ def test_report_alone_loads_every_image_and_section(tiny_assets, tmp_path, brows
     for section in SECTIONS + ("classes-label", "classes-predicted"):
         assert browser.execute_script("return !!document.getElementById(arguments[0]);", section), section
     assert not browser.execute_script("return !!document.getElementById('comparison');")
+    # a class by its prediction shows precision (the images predicted so that are labelled so), not accuracy
+    heads = "return [...document.querySelectorAll('#' + arguments[0] + ' th')].map(th => th.textContent);"
+    assert "precision (labelled so)" in browser.execute_script(heads, "classes-predicted")
+    assert "accuracy" not in browser.execute_script(heads, "classes-predicted")
+    assert "accuracy" in browser.execute_script(heads, "classes-label")
     toc = browser.execute_script("return [...document.querySelectorAll('nav.toc a')].map(a => a.hash);")
     assert toc == [f"#{s}" for s in SECTIONS]
 
