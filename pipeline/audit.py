@@ -19,7 +19,7 @@ from igaudit.pipeline.errors import UserError
 from igaudit.pipeline.job import RunSummary, run_job
 from igaudit.pipeline import ownership
 from igaudit.pipeline.paths import shown
-from igaudit.pipeline.run_dir import MARKER, RUN_PREFIX, SUCCESS, completed_runs, read_table
+from igaudit.pipeline.run_dir import MARKER, RUN_PREFIX, SUCCESS, completed_runs, read_table, runs_holding
 from igaudit.pipeline.runner import use_options
 from igaudit.transforms.analysis.skew import alerting, compare_findings
 
@@ -91,21 +91,11 @@ def prune_runs(root: str, keep: int) -> list[str]:
         return []
     doomed = runs[:-max(keep, 1)]
     newest = runs[-1].rstrip("/").rsplit("/", 1)[-1]
-    doomed += [r for r in _marked_runs(root) if r not in runs and r.rstrip("/").rsplit("/", 1)[-1] < newest]
+    doomed += [r for r in runs_holding(root, MARKER) if r not in runs and r.rstrip("/").rsplit("/", 1)[-1] < newest]
     doomed.sort()
     for run in doomed:
         ownership.remove_run(run)
     return doomed
-
-
-def _marked_runs(root: str) -> list[str]:
-    """run=... folders under root that hold igaudit's marker (complete or not)."""
-    pattern = FileSystems.join(root, RUN_PREFIX + "*", *MARKER.split("/"))
-    try:
-        matches = FileSystems.match([pattern])[0].metadata_list
-    except Exception:
-        return []
-    return sorted(m.path[: -len(MARKER) - 1] for m in matches)
 
 
 def compare_runs(current: str, reference: str, thresholds: Optional[dict] = None) -> list[dict]:

@@ -382,34 +382,31 @@ def parse_yaml(text: str, label: str) -> tuple[Any, dict]:
         loader.dispose()
 
 
-def local_paths(cfg: Config) -> dict:
-    """{'model.path': value, ...}: every file or folder the config names (fields declared `local_path`, set,
-    not a baseline kind), output.dir aside."""
-    out = {}
+def _path_fields(cfg: Config):
+    """(section, field, value) for every set field declared `local_path` whose value is not a baseline kind."""
     for name in _SECTION_TYPES:
         section = getattr(cfg, name)
         for f in dataclasses.fields(section):
             value = getattr(section, f.name)
-            if (f.metadata.get("local_path") and isinstance(value, str) and value not in BASELINE_KINDS
-                    and f"{name}.{f.name}" != "output.dir"):
-                out[f"{name}.{f.name}"] = value
-    return out
+            if f.metadata.get("local_path") and isinstance(value, str) and value not in BASELINE_KINDS:
+                yield name, f.name, value
+
+
+def local_paths(cfg: Config) -> dict:
+    """{'model.path': value, ...}: every file or folder the config names, output.dir aside."""
+    return {f"{section}.{field}": value for section, field, value in _path_fields(cfg)
+            if (section, field) != ("output", "dir")}
 
 
 def absolute_paths(cfg: Config) -> Config:
     """The config with every relative local path (fields declared `local_path`) made absolute from the
     current directory; bucket paths, URLs and baseline kinds stay as they are."""
-    sections = {}
-    for name in _SECTION_TYPES:
-        section = getattr(cfg, name)
-        changes = {}
-        for f in dataclasses.fields(section):
-            value = getattr(section, f.name)
-            if (f.metadata.get("local_path") and isinstance(value, str) and "://" not in value
-                    and not os.path.isabs(value) and value not in BASELINE_KINDS):
-                changes[f.name] = os.path.abspath(value)
-        sections[name] = dataclasses.replace(section, **changes) if changes else section
-    return dataclasses.replace(cfg, **sections)
+    changes: dict = {}
+    for section, field, value in _path_fields(cfg):
+        if "://" not in value and not os.path.isabs(value):
+            changes.setdefault(section, {})[field] = os.path.abspath(value)
+    return dataclasses.replace(cfg, **{section: dataclasses.replace(getattr(cfg, section), **fields)
+                                       for section, fields in changes.items()})
 
 
 def load_config(path: Optional[str | Path], overrides: tuple[str, ...] | list[str] = ()) -> Config:

@@ -52,11 +52,16 @@ def write_text(path: str, text: str) -> None:
         f.write(text.encode("utf-8"))
 
 
-def completed_runs(root: str) -> list[str]:
-    """An audit root's run dirs (run=...) that have _SUCCESS, oldest first."""
-    pattern = FileSystems.join(root, RUN_PREFIX + "*", SUCCESS)
+def runs_holding(root: str, name: str) -> list[str]:
+    """An audit root's run dirs (run=...) that hold the file `name` (a path inside the run), oldest first."""
+    pattern = FileSystems.join(root, RUN_PREFIX + "*", *name.split("/"))
     try:
         matches = FileSystems.match([pattern])[0].metadata_list
     except Exception:
         return []
-    return sorted(m.path.rsplit("/", 1)[0] for m in matches)
+    return sorted(m.path[: -len(name) - 1] for m in matches)
+
+
+def completed_runs(root: str) -> list[str]:
+    """An audit root's run dirs (run=...) that have _SUCCESS, oldest first."""
+    return runs_holding(root, SUCCESS)
