@@ -3,7 +3,8 @@
 attribution = mean over `samples` draws of (x - r) * dF/dx at r + a (x - r), r drawn from a
 fixed reference sample of the dataset (a side input, the same on every worker) and a from
 U[0, 1), both seeded by the image id. Completeness holds in expectation: F(x') is the mean F
-over the drawn references.
+over the drawn references. An image that is itself one of the references never draws itself (that
+path has zero length and would only dilute the mean).
 """
 from __future__ import annotations
 
@@ -26,15 +27,25 @@ def explain(explainer, batch: Batch) -> MethodResult:
                               stdev=a.stdev)
 
 
-def draws(image_id: str, samples: int, num_references: int) -> tuple[np.ndarray, np.ndarray]:
-    """Reference indices (samples,) and alphas (samples,) in [0, 1) for one image's expected gradients."""
+def draws(image_id: str, samples: int, num_references: int,
+          allowed: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+    """Reference indices (samples,) and alphas (samples,) in [0, 1) for one image's expected gradients,
+    drawn among `allowed` reference indices (all of them by default)."""
+    allowed = np.arange(num_references) if allowed is None else np.asarray(allowed)
     index = np.empty(samples, np.int64)
     alpha = np.empty(samples, np.float64)
     for s in range(samples):
         rng = image_rng(image_id, "expected_gradients", s)
-        index[s] = rng.integers(num_references)
+        index[s] = allowed[rng.integers(len(allowed))]
         alpha[s] = rng.uniform()
     return index, alpha
+
+
+def not_itself(image: np.ndarray, references: np.ndarray) -> np.ndarray:
+    """The references an image may draw: every one but copies of the image itself (a draw of itself
+    is a zero path and adds nothing), unless the image is all the references there are."""
+    same = np.array([np.array_equal(image, r) for r in references])
+    return np.flatnonzero(~same) if not same.all() else np.arange(len(references))
 
 
 def expected_gradients(engine, images: np.ndarray, references: np.ndarray, image_ids: Sequence[str],
@@ -51,7 +62,7 @@ def expected_gradients(engine, images: np.ndarray, references: np.ndarray, image
         raise ValueError("expected_gradients needs one image id per image (draws are seeded by image id)")
     if int(samples) < 1:
         raise ValueError(f"expected_gradients samples must be >= 1, got {samples}")
-    drawn = [draws(image_id, samples, m) for image_id in image_ids]
+    drawn = [draws(image_id, samples, m, not_itself(images[i], references)) for i, image_id in enumerate(image_ids)]
     head = engine.head(images, targets)
     ref_outputs = engine.forward(references)
     score_baseline = np.array([engine.score_of(ref_outputs[index], np.full(samples, head.targets[i])).mean()

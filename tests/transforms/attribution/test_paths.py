@@ -126,3 +126,22 @@ def test_smoothing_needs_samples_and_stdev(engine, batch, missing):
         path_attributions(engine, x, np.zeros(len(x), np.int64), ids, inner=1, start_of=lambda i, b, end: end,
                           alphas_of=lambda i, b: (np.ones(1, np.float32), np.ones(1, np.float32)),
                           multiply="one", smoothing="smoothgrad", **{"samples": None, "stdev": None, **given})
+
+
+def test_an_image_among_the_references_never_draws_itself():
+    """Its own draw is a zero-length path: with 3 references and 8 draws, 1 in 6561 images would get an
+    all-zero attribution by chance (a flaky end-to-end test once did)."""
+    from igaudit.transforms.attribution.expected_gradients import draws, not_itself
+    rng = np.random.default_rng(3)
+    refs = rng.uniform(size=(3,) + SHAPE).astype(np.float32)
+    assert list(not_itself(refs[1], refs)) == [0, 2]
+    assert list(not_itself(refs[1], refs[1:2])) == [0]          # itself is all there is: kept
+    for i in range(200):
+        index, _ = draws(f"img{i}", 8, 3, not_itself(refs[1], refs))
+        assert 1 not in index
+    model = flat_model(lambda f: tf.stack([tf.reduce_sum(f * f, 1), tf.zeros(tf.shape(f)[0])], 1))
+    eng = GradientEngine(model, SHAPE, output="logits", score="logit", chunk_size=8)
+    ids = [f"id{i}" for i in range(40)]
+    x = np.repeat(refs[1:2], 40, axis=0)
+    r = expected_gradients(eng, x, refs, ids, np.zeros(40, np.int64), samples=2)
+    assert (np.abs(r.attributions).reshape(40, -1).sum(1) > 0).all()
