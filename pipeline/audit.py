@@ -1,9 +1,7 @@
-"""Scheduled audits: dated runs, picking the reference run, exit codes, retention; `compare` of two runs.
+"""Scheduled audits: dated runs, picking the reference run, retention; `compare` of two runs.
 
-Exit codes (for cron, Airflow, Cloud Scheduler): 0 nothing to alert, 3 an alert (a flag
-that `analysis.alert_on` counts: a new one by default, any with `any`), 1 the run failed,
-2 a user error (bad config, missing model...). `audit.keep: N` keeps the newest N complete
-runs and deletes older ones, only folders igaudit wrote and only the files it wrote there.
+`audit.keep: N` keeps the newest N complete runs and deletes older ones, only folders igaudit wrote and
+only the files it wrote there. Exit codes: pipeline/exit_codes.py.
 """
 from __future__ import annotations
 
@@ -22,8 +20,6 @@ from igaudit.pipeline.paths import shown
 from igaudit.pipeline.run_dir import MARKER, RUN_PREFIX, SUCCESS, completed_runs, read_table, runs_holding
 from igaudit.pipeline.runner import use_options
 from igaudit.transforms.analysis.skew import alerting, compare_findings
-
-EXIT_OK, EXIT_FAILED, EXIT_USER_ERROR, EXIT_FLAGGED = 0, 1, 2, 3
 
 
 def run_name(now: Optional[datetime] = None) -> str:
@@ -57,11 +53,6 @@ def audit(cfg: Config, beam_args: list[str] = (), reference: Optional[str] = Non
         for run in prune_runs(root, cfg.audit.keep):
             print(f"igaudit: audit.keep={cfg.audit.keep}: removed {shown(run)} (igaudit's files in it)", flush=True)
     return summary, ref
-
-
-def exit_code_for(alerts: list) -> int:
-    """3 when there is a flag to alert on (RunSummary.alerts / status.alerting), else 0."""
-    return EXIT_FLAGGED if alerts else EXIT_OK
 
 
 def is_igaudit_run(run: str) -> bool:

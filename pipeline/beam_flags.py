@@ -144,6 +144,13 @@ def redacted(beam_args) -> list[str]:
 
 
 def redacted_config(config: dict) -> dict:
-    """The config as a dict with the values of secret-named options in its `beam` section replaced by ***."""
+    """The config as a dict with the values of secret-named options in its `beam` section replaced by ***,
+    and the notification URL's path and query (a webhook URL is its own secret) too."""
     beam = {k: ("***" if _SECRET.search(str(k)) else v) for k, v in (config.get("beam") or {}).items()}
-    return {**config, "beam": beam} if config.get("beam") else config
+    out = {**config, "beam": beam} if config.get("beam") else config
+    notify = (config.get("analysis") or {}).get("notify") or {}
+    if notify.get("url"):
+        scheme, _, rest = notify["url"].partition("://")
+        out = {**out, "analysis": {**out["analysis"], "notify": {**notify,
+                                                                 "url": f"{scheme}://{rest.split('/', 1)[0]}/***"}}}
+    return out

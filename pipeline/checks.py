@@ -141,3 +141,19 @@ def section(cls) -> Callable[[Any], Any]:
         except ValueError as e:
             raise ValueError(str(e)) from None
     return check
+
+
+def url(v):
+    """An http(s) URL."""
+    v = text(v)
+    if not v.startswith(("http://", "https://")) or len(v) <= len("https://"):
+        raise ValueError("expected an http:// or https:// URL")
+    return v
+
+
+def exit_codes(v):
+    """A list of igaudit exit codes (0-5), as a sorted tuple."""
+    codes = v if isinstance(v, (list, tuple)) else [v]
+    if not codes or not all(isinstance(x, int) and not isinstance(x, bool) and 0 <= x <= 5 for x in codes):
+        raise ValueError("expected a list of exit codes from 0 to 5, like [1, 3, 4]")
+    return tuple(sorted(set(codes)))

@@ -1,14 +1,5 @@
-"""`igaudit run / audit / compare / demo`. Flags igaudit does not know go to Beam's PipelineOptions (checked).
-
-Exit codes (for cron, Airflow, Cloud Scheduler; the README's table):
-  0    the run is complete and nothing needs attention
-  1    the run failed: it crashed, or finished without being trustworthy (nothing attributed, too many
-       inputs rejected, counts that do not reconcile); run.json says why and there is no _SUCCESS
-  2    a user error, before any work: bad config, flag, model, inputs or output.dir (one line on stderr)
-  3    the run is complete and raised an alert: a flag of the kind analysis.alert_on names (default: new
-       since the reference run) (igaudit run / audit / compare; the demo exits 0)
-  130  interrupted by Ctrl-C (SIGINT); 143: stopped by SIGTERM
-`--debug` shows tracebacks and library logs.
+"""`igaudit run / audit / wait / compare / demo`. Flags igaudit does not know go to Beam's PipelineOptions
+(checked). Exit codes: pipeline/exit_codes.py (the README's table). `--debug` shows tracebacks and library logs.
 """
 from __future__ import annotations
 
@@ -17,25 +8,15 @@ import importlib
 import os
 import sys
 import traceback
+from typing import Optional
 
 DEMO_CONFIG = "configs/local.yaml"
 
 
 def _import_tensorflow_quietly() -> None:
-    """Import TensorFlow with stderr closed: its C++ start-up chatter (CUDA probing) ignores
-    TF_CPP_MIN_LOG_LEVEL and would bury the one line a user needs. --debug keeps it."""
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     importlib.import_module("igaudit.transforms")  # sets TF_ENABLE_ONEDNN_OPTS before TensorFlow reads it
-    sys.stderr.flush()
-    saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        import tensorflow as tf
-        tf.config.list_physical_devices()  # device probing (cuInit) prints too
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
+    from igaudit.transforms.quiet_import import import_tensorflow_quietly
+    import_tensorflow_quietly()
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -68,6 +49,13 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("reference", help="the reference run's output dir")
     compare.add_argument("--output", help="also write the rows to this Parquet file")
     compare.add_argument("--debug", action="store_true", help="show tracebacks")
+    wait = sub.add_parser("wait", parents=[common],
+                          help="wait for a run (e.g. one started with --detach) to finish and exit with its code "
+                               "(0, 1, 3, 4 as if attached; 5 still running after --timeout)")
+    wait.add_argument("path", nargs="?", help="the run's output dir, or an audit's output.dir (its newest run)")
+    wait.add_argument("--config", help="take output.dir, Beam's storage options and analysis.notify from this config")
+    wait.add_argument("--timeout", type=float, default=24 * 3600, help="seconds to wait (default: 86400)")
+    wait.add_argument("--poll", type=float, default=30.0, help="seconds between looks (default: 30)")
     demo = sub.add_parser("demo", parents=[common],
                           help="build the demo dataset and model if missing, then audit them")
     demo.add_argument("--config", default=DEMO_CONFIG, help=f"default: {DEMO_CONFIG}")
@@ -103,19 +91,23 @@ def main(argv: list[str] | None = None) -> int:
         ours.propagate = False
     from igaudit.pipeline import interrupts
     interrupts.install(debug=args.debug)
-    if not args.debug:
+    if args.debug:
+        os.environ["IGAUDIT_DEBUG"] = "1"          # local worker processes keep TensorFlow's chatter too
+    elif args.command != "wait":                   # wait reads run.json only
         _import_tensorflow_quietly()
 
-    from igaudit.pipeline import audit
+    from igaudit.pipeline import audit, exit_codes
     from igaudit.pipeline.config import ConfigError, load_config
-    from igaudit.pipeline.errors import UserError
+    from igaudit.pipeline.errors import NothingToAudit, UserError
     from igaudit.pipeline.job import RunFailed, run_job
     from igaudit.pipeline.paths import shown
     from igaudit.transforms.attribution.model_files import ModelError
-    reference = None
+    reference = cfg = None
     try:
         if args.command == "compare":
             return _compare(args)
+        if args.command == "wait":
+            return _wait(args, beam_args)
         if args.command == "demo":
             from igaudit.pipeline.demo import ensure_demo
             ensure_demo()
@@ -125,35 +117,54 @@ def main(argv: list[str] | None = None) -> int:
         else:
             summary = run_job(cfg, beam_args, overwrite=getattr(args, "overwrite", False),
                               detach=getattr(args, "detach", False), config_file=args.config)
+    except NothingToAudit as e:
+        if cfg.analysis.fail_on_suspect:
+            print(f"igaudit: suspect: {e} (exit 4: analysis.fail_on_suspect)", file=sys.stderr)
+            return _notified(args, cfg, exit_codes.SUSPECT, message=str(e))
+        print(f"igaudit: warning: {e}", file=sys.stderr)
+        return _notified(args, cfg, exit_codes.OK, message=str(e))
     except (ConfigError, UserError, ModelError) as e:
         print(f"igaudit: error: {e}", file=sys.stderr)
-        return 2
+        return _notified(args, cfg, exit_codes.USER_ERROR, message=str(e))
     except RunFailed as e:
         print(f"igaudit: run failed: {e}", file=sys.stderr)
-        return 1
+        return _notified(args, cfg, exit_codes.FAILED, run=e.out_dir, message=str(e))
     except Exception as e:  # a failed run, not a user mistake
         if args.debug:
             traceback.print_exc()
         first = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        print(f"igaudit: run failed: {type(e).__name__}: {first[:500]} (rerun with --debug for the traceback)",
-              file=sys.stderr)
-        return 1
+        message = f"{type(e).__name__}: {first[:500]}"
+        print(f"igaudit: run failed: {message} (rerun with --debug for the traceback)", file=sys.stderr)
+        return _notified(args, cfg, exit_codes.FAILED, message=message)
     if summary.template_location:
         print(f"igaudit: job graph written to {summary.template_location}; the Dataflow job will write its "
               f"outputs to {summary.out_dir} and finish them itself (report.html, run.json, then _SUCCESS)")
-        return 0
+        return exit_codes.OK
     if summary.job_request is not None:
         transforms = getattr(summary.job_request, "proto_pipeline", None)
         count = len(transforms.components.transforms) if transforms is not None else 0
         print(f"igaudit: dry run: the Dataflow job request is built ({count} transforms) and not submitted; "
               f"{shown(summary.out_dir)} was checked and left as it is")
-        return 0
+        return exit_codes.OK
     if summary.job_id:
         print(f"igaudit: submitted job {summary.job_id}; it writes {shown(summary.out_dir)} and finishes it "
-              f"itself: _SUCCESS when complete, or run.json with status: failed")
+              f"itself: _SUCCESS when complete, or run.json with status: failed; `igaudit wait "
+              f"{shown(summary.out_dir)}` waits for it and exits with its code")
         if args.command == "audit":
             print(f"igaudit: reference run: {reference or 'none (first run)'}")
-        return 0
+        return exit_codes.OK
+    print_outcome(summary)
+    if args.command == "audit":
+        print(f"igaudit: reference run: {reference or 'none (first run)'}")
+    print(f"igaudit: report: {shown(summary.report)}")
+    # the demo shows a planted shortcut: its flag is the point, not an alert
+    if args.command == "demo":
+        return exit_codes.OK
+    return _notified(args, cfg, summary.exit_code, run=summary.out_dir)
+
+
+def print_outcome(summary) -> None:
+    """What a finished run says on the console (igaudit run / audit, and wait for a detached one)."""
     accuracy = "" if summary.accuracy is None else f"; accuracy {summary.accuracy:.2f}"
     print(f"igaudit: {summary.change}")
     print(f"igaudit: attributed {summary.attributed} of {summary.matched} images "
@@ -161,15 +172,70 @@ def main(argv: list[str] | None = None) -> int:
           f"{accuracy}")
     if summary.convergence:
         print(f"igaudit: {summary.convergence}")
+    for reason in summary.suspect:
+        print(f"igaudit: suspect: {reason}", file=sys.stderr)
     for warning in summary.warnings:
         print(f"igaudit: warning: {warning}", file=sys.stderr)
     for line in finding_lines(summary):
         print(f"igaudit: {line}")
-    if args.command == "audit":
-        print(f"igaudit: reference run: {reference or 'none (first run)'}")
-    print(f"igaudit: report: {shown(summary.report)}")
-    # the demo shows a planted shortcut: its flag is the point, not an alert
-    return 0 if args.command == "demo" else audit.exit_code_for(summary.alerts)
+    if summary.exit_code == 4:
+        print("igaudit: the run is complete but suspect (exit 4, analysis.fail_on_suspect): its findings may say "
+              "more about the set-up than the model", file=sys.stderr)
+
+
+def _notified(args, cfg, code: int, run: Optional[str] = None, message: Optional[str] = None) -> int:
+    """Send analysis.notify's notifications for this exit code (never changing it), then return it."""
+    if cfg is None or args.command == "demo":
+        return code
+    notify_cfg = cfg.analysis.notify
+    if not (notify_cfg.command or notify_cfg.url) or code not in notify_cfg.on:
+        return code
+    from igaudit.pipeline import finalize, notify
+    try:
+        run_info = finalize.read_run_json(run) if run else None
+    except Exception:  # noqa: BLE001 - a run.json that cannot be read: notify without it
+        run_info = None
+    payload = notify.alert(code, command=args.command, run=run, run_info=run_info, message=message)
+    for line in notify.send(notify_cfg, payload):
+        print(f"igaudit: warning: notification failed: {line}", file=sys.stderr)
+    return code
+
+
+def _wait(args, beam_args: list[str]) -> int:
+    from igaudit.pipeline import exit_codes, wait
+    from igaudit.pipeline.config import load_config
+    from igaudit.pipeline.errors import UserError
+    from igaudit.pipeline.job import summary_of
+    from igaudit.pipeline.paths import shown
+    from igaudit.pipeline.runner import use_options
+    cfg = None
+    if args.config:
+        cfg = load_config(args.config, args.overrides)
+        use_options(cfg, beam_args)
+    else:
+        from apache_beam.io.filesystems import FileSystems
+        from apache_beam.options.pipeline_options import PipelineOptions
+        FileSystems.set_options(PipelineOptions(beam_args))
+    path = args.path or (cfg.output.dir if cfg else None)
+    if not path:
+        raise UserError("igaudit wait needs the run to wait on: a run or audit folder, or --config with its output.dir")
+    run = wait.run_to_wait_on(path)
+    print(f"igaudit: waiting for {shown(run)} (up to {args.timeout:g} s)", flush=True)
+    info = wait.wait_for(run, args.timeout, args.poll)
+    if info is None:
+        print(f"igaudit: {shown(run)} has not finished after {args.timeout:g} s (no _SUCCESS, no failed run.json); "
+              f"it may still be running: wait again, or look at the job", file=sys.stderr)
+        return _notified(args, cfg, exit_codes.WAIT_TIMED_OUT, run=run, message="wait timed out")
+    code = exit_codes.for_run(info)
+    if code == exit_codes.FAILED:
+        print(f"igaudit: run failed: {info.get('reason')}; the outputs in {shown(run)} are marked failed (run.json) "
+              f"and have no _SUCCESS", file=sys.stderr)
+        return _notified(args, cfg, code, run=run)
+    timings = info.get("timings") or {}
+    total = timings.get("total_seconds", 0.0)
+    print_outcome(summary_of(run, info, seconds=total, pipeline_seconds=timings.get("pipeline_seconds") or total))
+    print(f"igaudit: report: {shown(summary_of(run, info, seconds=0, pipeline_seconds=0).report)}")
+    return _notified(args, cfg, code, run=run)
 
 
 def finding_line(f: dict) -> str:
@@ -196,7 +262,8 @@ def _compare(args) -> int:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from igaudit.pipeline.audit import compare_alerts, compare_runs, exit_code_for
+    from igaudit.pipeline import exit_codes
+    from igaudit.pipeline.audit import compare_alerts, compare_runs
     from igaudit.transforms.analysis.skew import change_line
     from igaudit.transforms.records import findings_schema
     findings = compare_runs(args.run, args.reference)
@@ -207,7 +274,7 @@ def _compare(args) -> int:
     print(f"igaudit: {len(findings)} findings, {sum(f['flagged'] for f in findings)} flagged")
     if args.output:
         pq.write_table(pa.Table.from_pylist(findings, schema=findings_schema()), args.output)
-    return exit_code_for(compare_alerts(findings, args.run))
+    return exit_codes.for_alerts(compare_alerts(findings, args.run))
 
 
 def entry() -> None:

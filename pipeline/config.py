@@ -157,6 +157,17 @@ class OutputConfig(_Section):
 
 
 @dataclasses.dataclass(frozen=True)
+class NotifyConfig(_Section):
+    """Who hears about a finished run (pipeline/notify.py): a shell command (the alert as JSON on its stdin)
+    and/or a URL (the alert as a JSON POST), when the run exits with one of `on`. A notification that fails
+    is logged and never changes the run's outcome."""
+    command: Optional[str] = c.field(None, c.optional(c.text))
+    url: Optional[str] = c.field(None, c.optional(c.url))
+    on: tuple = c.field((1, 3, 4), c.exit_codes)        # failed, alert, suspect
+    timeout: float = c.field(30.0, c.number(1.0, 3600.0))   # seconds the command or the POST may take
+
+
+@dataclasses.dataclass(frozen=True)
 class AnalysisConfig(_Section):
     grid: int = c.field(16, c.integer(2))
     border: float = c.field(0.1, c.number(0.0, 0.5))
@@ -165,6 +176,8 @@ class AnalysisConfig(_Section):
     max_rejected_share: float = c.field(0.5, c.number(0.0, 1.0))
     thresholds: dict = dataclasses.field(default_factory=dict, metadata={"check": c.thresholds})
     alert_on: str = c.field("new", c.choice(*ALERT_ON))                # which flags make run / audit exit 3
+    fail_on_suspect: bool = c.field(True, c.boolean)                   # a suspect run exits 4 (else it warns)
+    notify: NotifyConfig = dataclasses.field(default_factory=NotifyConfig, metadata={"check": c.section(NotifyConfig)})
     max_clusters: int = c.field(DEFAULT_MAX_CLUSTERS, c.integer(1))    # strategy clusters per class (1: none)
     cluster_sample: int = c.field(500, c.integer(8))                   # images per class the clustering sees
     intervention_sample: int = c.field(64, c.integer(4))               # images per candidate (and of other classes)

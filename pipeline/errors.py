@@ -3,3 +3,8 @@
 
 class UserError(Exception):
     """A problem the user can fix; the message names the thing and the fix."""
+
+
+class NothingToAudit(UserError):
+    """The inputs matched nothing: a scheduled audit of an empty folder or manifest is suspect (exit 4 under
+    analysis.fail_on_suspect), not a success; nothing was touched."""

@@ -18,7 +18,7 @@ from typing import Optional
 import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 
-from igaudit.pipeline import beam_flags, health, run_dir
+from igaudit.pipeline import beam_flags, exit_codes, health, run_dir
 from igaudit.transforms.analysis.skew import alerting, change_line
 
 
@@ -59,9 +59,11 @@ def finish_run(out_dir: str, base: dict, matched: int, images_files: Optional[li
     run_info = {
         "status": status,
         "reason": reason,
+        "suspect": health.suspect([r["label_index"] for r in images], [r["predicted_name"] for r in images],
+                                  [r["predicted"] for r in images], len(class_names)),
+        "fail_on_suspect": base["config"]["analysis"].get("fail_on_suspect", True),
         "warnings": health.warnings([r["label"] for r in images], [r["label_index"] for r in images],
-                                    [r["predicted_name"] for r in images], [r["predicted"] for r in images],
-                                    len(class_names)),
+                                    [r["predicted_name"] for r in images], len(class_names)),
         "accuracy": health.accuracy([r["label_index"] for r in images], [r["predicted"] for r in images]),
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": beam_flags.redacted_config(base["config"]),
@@ -80,6 +82,7 @@ def finish_run(out_dir: str, base: dict, matched: int, images_files: Optional[li
         "timings": {"total_seconds": round(time.time() - base["started"], 3)},
         "metrics": {},
     }
+    run_info["exit_code"] = exit_codes.for_run(run_info)      # what `igaudit run / audit / wait` exit with
     write_report(out_dir, run_info, table)
     write_run_json(out_dir, run_info)
     if status == "ok" and not base.get("launcher_succeeds"):
@@ -130,4 +133,7 @@ class Finalize(beam.PTransform):
 
 def _finish(_, out_dir: str, base: dict, matched: int, images_files, *other_sinks):
     """The other sinks' file names only make Beam wait for them."""
+    from igaudit.transforms import progress
+    progress.count("finishing")
+    progress.flush()
     yield finish_run(out_dir, base, matched, list(images_files))

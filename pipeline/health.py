@@ -1,10 +1,13 @@
-"""Whether a finished run can be trusted: its status (ok / failed, with the reason) and its warnings.
+"""Whether a finished run can be trusted: its status (ok / failed, with the reason), why it is suspect, and
+its warnings.
 
 A run fails when its counts do not reconcile, when it attributed nothing, or when more than
 `analysis.max_rejected_share` of its inputs were rejected: a scheduler must not read any of
-those as a healthy audit. It warns, without failing, when the model's answers look like a
-misconfigured input rather than a model: accuracy near chance (at most 1.5x), or one class predicted for most
-images. The usual causes are named, so the warning says what to check.
+those as a healthy audit. A complete run is suspect when the model's answers look like a misconfigured
+input rather than a model: accuracy at most 1.5x chance, or one class taking at least 90% of the
+predictions (exit 4 under analysis.fail_on_suspect; an empty input is suspect too, `NothingToAudit`).
+It warns, without being suspect, when one class takes most predictions (less than 90%) or no label is a
+model class. The usual causes are named, so each line says what to check.
 """
 from __future__ import annotations
 
@@ -16,6 +19,8 @@ CAUSES = ("model.input_range (the scale the model expects: [0, 1], [-1, 1] or [0
           "model.resize (pad, crop or stretch, as in training)",
           "the class order (model.class_names: one name per model output, in output order)")
 MIN_IMAGES = 10          # below this, accuracy and prediction shares are too noisy to warn on
+SUSPECT_CHANCE = 1.5     # accuracy at most this multiple of chance (1 / classes) is suspect
+SUSPECT_SHARE = 0.9      # one class taking at least this share of the predictions is suspect
 
 
 def status(matched: int, attributed: int, rejected: int, max_rejected_share: float) -> tuple[str, Optional[str]]:
@@ -45,26 +50,46 @@ def collapse_share(num_classes: int) -> float:
     return max(0.5, min(0.9, 3.0 / max(num_classes, 1)))
 
 
+def _top_prediction(predicted_names: Sequence[str]) -> tuple[Optional[str], float]:
+    """(the most predicted class, its share of the predictions), or (None, 0) below MIN_IMAGES images."""
+    if len(predicted_names) < MIN_IMAGES:
+        return None, 0.0
+    name, count = Counter(predicted_names).most_common(1)[0]
+    return name, count / len(predicted_names)
+
+
+def suspect(label_index: Sequence[int], predicted_names: Sequence[str], predicted: Sequence[int],
+            num_classes: int) -> list[str]:
+    """Why a complete run's answers look like a broken set-up, one sentence each (empty: not suspect)."""
+    out = []
+    causes = "; check " + ", ".join(CAUSES)
+    labelled = [i for i in label_index if i is not None and i >= 0]
+    acc = accuracy(label_index, predicted)
+    chance = 1 / max(num_classes, 1)
+    if acc is not None and len(labelled) >= max(MIN_IMAGES, 2 * num_classes) and acc <= SUSPECT_CHANCE * chance:
+        out.append(f"accuracy {acc:.2f} on {len(labelled)} labelled images is near chance (chance is "
+                   f"{chance:.2f} for {num_classes} classes; suspect at or below {SUSPECT_CHANCE:g}x that, "
+                   f"{SUSPECT_CHANCE * chance:.2f}){causes}")
+    name, share = _top_prediction(predicted_names)
+    if num_classes >= 2 and share >= SUSPECT_SHARE:
+        out.append(f"{share:.0%} of images are predicted '{name}' (of {num_classes} classes; suspect at or above "
+                   f"{SUSPECT_SHARE:.0%}){causes}")
+    return out
+
+
 def warnings(labels: Sequence[Optional[str]], label_index: Sequence[int], predicted_names: Sequence[str],
-             predicted: Sequence[int], num_classes: int) -> list[str]:
-    """Warnings about the model's answers, one sentence each (one row per attributed image)."""
+             num_classes: int) -> list[str]:
+    """Warnings about the model's answers that do not make the run suspect, one sentence each (one row per
+    attributed image)."""
     out = []
     causes = "; check " + ", ".join(CAUSES)
     labelled = [i for i in label_index if i is not None and i >= 0]
     if any(lab is not None for lab in labels) and not labelled:
         out.append("none of the image labels is one of the model's class names, so accuracy cannot be measured; "
                    "set model.class_names to the model's classes in output order")
-    acc = accuracy(label_index, predicted)
-    chance = 1.5 / max(num_classes, 1)
-    if acc is not None and len(labelled) >= max(MIN_IMAGES, 2 * num_classes) and acc <= chance:
-        out.append(f"accuracy {acc:.2f} on {len(labelled)} labelled images is near chance (chance is "
-                   f"{1 / max(num_classes, 1):.2f} for {num_classes} classes; warned at or below 1.5x that, "
-                   f"{chance:.2f}){causes}")
-    if len(predicted_names) >= MIN_IMAGES:
-        name, count = Counter(predicted_names).most_common(1)[0]
-        share = count / len(predicted_names)
-        if share > collapse_share(num_classes):
-            out.append(f"{share:.0%} of images are predicted '{name}' (of {num_classes} classes){causes}")
+    name, share = _top_prediction(predicted_names)
+    if num_classes >= 2 and collapse_share(num_classes) < share < SUSPECT_SHARE:
+        out.append(f"{share:.0%} of images are predicted '{name}' (of {num_classes} classes){causes}")
     return out
 
 

@@ -27,12 +27,34 @@ def _stop_children() -> None:
         pass
 
 
+def _silence() -> None:
+    """Point stdout and stderr at /dev/null: what Beam's threads and the bar's redraw thread print while the
+    workers die ("Worker subprocess exited", closed gRPC channels) is the interrupt itself, not news."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 1)
+        os.dup2(devnull, 2)
+    except OSError:
+        pass
+
+
 def install(debug: bool = False) -> None:
     """Make SIGINT and SIGTERM end the process with one line (a stack trace too with --debug)."""
     def handler(signum, frame):
         name = signal.Signals(signum).name
-        print(f"igaudit: interrupted ({name}): stopped; outputs written so far are incomplete (no _SUCCESS) "
-              f"and the next run into the same output.dir replaces them", file=sys.stderr, flush=True)
+        # a progress bar may be on the line: clear it and show the cursor (the bar hid it) first
+        clear = "\r\x1b[2K\x1b[?25h" if sys.stderr.isatty() else ""
+        line = (f"{clear}igaudit: interrupted ({name}): stopped; outputs written so far are incomplete (no "
+                f"_SUCCESS) and the next run into the same output.dir replaces them\n")
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except Exception:  # noqa: BLE001 - a closed pipe must not stop the exit
+            pass
+        terminal = os.dup(2)
+        if not debug:
+            _silence()         # first, so nothing lands between the line and the exit
+        os.write(terminal, line.encode())
         if debug:
             traceback.print_stack(frame, file=sys.stderr)
         _stop_children()

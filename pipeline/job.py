@@ -15,7 +15,7 @@ from typing import Optional
 
 from apache_beam.io.filesystems import FileSystems
 
-from igaudit.pipeline import finalize, health, live, ownership, preflight, run_dir
+from igaudit.pipeline import exit_codes, finalize, health, live, ownership, preflight, run_dir
 from igaudit.pipeline.build import build_pipeline
 from igaudit.pipeline.config import Config, absolute_paths, local_paths
 from igaudit.pipeline.errors import UserError
@@ -27,6 +27,10 @@ log = logging.getLogger("igaudit")
 
 class RunFailed(Exception):
     """The run finished but cannot be trusted (status failed): run.json says why, and there is no _SUCCESS."""
+
+    def __init__(self, message: str, out_dir: Optional[str] = None):
+        super().__init__(message)
+        self.out_dir = out_dir
 
 
 @dataclasses.dataclass
@@ -51,6 +55,8 @@ class RunSummary:
     job_request: object = None                # Dataflow's job request, when it was only built (--dry_run=True)
     accuracy: Optional[float] = None          # over images whose label is a model class
     warnings: list = dataclasses.field(default_factory=list)
+    suspect: list = dataclasses.field(default_factory=list)   # why the run looks like a broken set-up
+    exit_code: int = 0                        # what `igaudit run / audit` exits with (exit_codes.for_run)
     not_converged: int = 0                    # images whose steps: auto ended above its tolerances
 
     @property
@@ -144,7 +150,7 @@ def summarize(out_dir: str, result, started: float, pipeline_seconds: float) -> 
     run_info = finalize.read_run_json(out_dir)
     if run_info is None:
         raise RunFailed(f"the job ended without writing run.json into {ownership.shown(out_dir)}: the run is "
-                        f"incomplete (no _SUCCESS)")
+                        f"incomplete (no _SUCCESS)", out_dir)
     metrics = query_metrics(result)
     attributed = run_info["counts"]["attributed"]
     run_info["metrics"] = metrics
@@ -156,10 +162,20 @@ def summarize(out_dir: str, result, started: float, pipeline_seconds: float) -> 
         finalize.write_success(out_dir, run_info)         # last: after the final run.json
     else:
         raise RunFailed(f"{run_info['reason']}; the outputs in {ownership.shown(out_dir)} are marked failed "
-                        f"(run.json) and have no _SUCCESS")
+                        f"(run.json) and have no _SUCCESS", out_dir)
+    return summary_of(out_dir, run_info, seconds=time.time() - started, pipeline_seconds=pipeline_seconds,
+                      metrics=metrics)
+
+
+def summary_of(out_dir: str, run_info: dict, *, seconds: float, pipeline_seconds: float,
+               metrics: Optional[dict] = None) -> RunSummary:
+    """A complete run's summary from its run.json (`igaudit wait` reads a detached run's the same way)."""
     return RunSummary(out_dir=out_dir, class_names=run_info["class_names"], flagged=run_info["flagged"],
                       change=run_info["change"], alerts=run_info["alerts"], review=run_info["review"],
                       resolved=run_info["resolved"], not_audited=run_info["not_audited"],
-                      seconds=time.time() - started, pipeline_seconds=pipeline_seconds, metrics=metrics,
+                      seconds=seconds, pipeline_seconds=pipeline_seconds, metrics=metrics or {},
                       report=FileSystems.join(out_dir, run_dir.REPORT), accuracy=run_info["accuracy"],
-                      warnings=run_info["warnings"], **run_info["counts"])
+                      warnings=run_info["warnings"], suspect=run_info.get("suspect") or [],
+                      exit_code=exit_codes.for_run(run_info),
+                      not_converged=run_info["counts"].get("not_converged", 0),
+                      **{k: run_info["counts"][k] for k in ("matched", "attributed", "rejected")})

@@ -37,14 +37,28 @@ class ProgressBar:
         self.folder = tempfile.mkdtemp(prefix="igaudit-progress-")
         self._env = {key: os.environ.get(key) for key in (BOARD_ENV, PROGRESS_ENV)}
         self._started = time.monotonic()
-        self._bar = Progress(TextColumn("attributing"), BarColumn(), TextColumn("{task.fields[text]}"),
+        self._rate: Optional[float] = None
+        self._bar = Progress(TextColumn("{task.fields[stage]}"), BarColumn(), TextColumn("{task.fields[text]}"),
                              TimeRemainingColumn(), console=Console(stderr=True), transient=True)
-        self._task = self._bar.add_task("attributing", total=total, text=self._text(0, 0))
+        self._task = self._bar.add_task("attributing", total=total, text=self._text(0, 0), stage="attributing")
 
-    def _text(self, attributed: int, rejected: int) -> str:
-        rate = attributed / max(time.monotonic() - self._started, 1e-6)
+    def _text(self, attributed: int, rejected: int, stage: str = "attributing") -> str:
+        if stage == "attributing" or self._rate is None:      # the rate stays the attribution's afterwards
+            self._rate = attributed / max(time.monotonic() - self._started, 1e-6)
+        rate = self._rate
         of = f" of {self.total}" if self.total is not None else ""
         return f"{attributed}{of} images · {rate:.1f}/s · {rejected} rejected · ETA"
+
+    def stage(self, counts: dict) -> str:
+        """attributing, then analysing (the per-class analysis and intervention tests), then writing the
+        report (the last stage has started)."""
+        if counts.get("finishing"):
+            return "writing the report"
+        done = counts["attributed"] + counts["rejected"]
+        if (self.total is not None and done >= self.total) or counts.get("tests"):
+            tests = counts.get("tests", 0)
+            return "analysing" + (f" ({tests} intervention tests)" if tests else "")
+        return "attributing"
 
     def __enter__(self) -> "ProgressBar":
         os.environ[BOARD_ENV] = self.folder
@@ -55,8 +69,9 @@ class ProgressBar:
     def refresh(self) -> None:
         counts = read_board(self.folder)
         done = counts["attributed"] + counts["rejected"]
+        stage = self.stage(counts)
         self._bar.update(self._task, completed=done if self.total is None else min(done, self.total),
-                         text=self._text(counts["attributed"], counts["rejected"]))
+                         text=self._text(counts["attributed"], counts["rejected"], stage), stage=stage)
 
     def __exit__(self, *exc) -> None:
         self._bar.stop()

@@ -12,7 +12,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from igaudit.pipeline import beam_flags
 from igaudit.pipeline.config import Config
-from igaudit.pipeline.errors import UserError
+from igaudit.pipeline.errors import NothingToAudit, UserError
 from igaudit.pipeline.ownership import check_not_over_inputs
 from igaudit.pipeline.paths import shown
 from igaudit.pipeline.runner import config_flags
@@ -35,21 +35,21 @@ def find_inputs(cfg: Config) -> tuple[list[ImageFile], Optional[list[ImageFile]]
         except (OSError, ValueError) as e:
             raise UserError(f"input.manifest '{cfg.input.manifest}' cannot be read: {e}") from None
         if not files:
-            raise UserError(f"input.manifest '{cfg.input.manifest}' has no rows")
+            raise NothingToAudit(f"nothing to audit: input.manifest '{cfg.input.manifest}' has no rows")
         return files, files
     try:
         uris = match_files(cfg.input.pattern)
     except Exception as e:  # a filesystem that cannot be listed (bad bucket, missing plugin)
         raise UserError(f"input.pattern '{cfg.input.pattern}' cannot be listed ({type(e).__name__}: {e})") from None
     if not uris and cfg.input.format == "tfrecord":
-        raise UserError(f"input.pattern '{shown(cfg.input.pattern)}' matches no TFRecord files (relative paths are "
-                        f"relative to the current directory)")
+        raise NothingToAudit(f"nothing to audit: input.pattern '{shown(cfg.input.pattern)}' matches no TFRecord "
+                             f"files (relative paths are relative to the current directory)")
     if cfg.input.format == "tfrecord":         # the shards; their records are counted by the job
         return [ImageFile(u, None, "") for u in uris], None
     if not uris:
-        raise UserError(f"input.pattern '{shown(cfg.input.pattern)}' matches no files: check the glob (label = "
-                        f"parent folder, e.g. data/train/*/*.png; relative paths are relative to the current "
-                        f"directory); for the demo run `igaudit demo`")
+        raise NothingToAudit(f"nothing to audit: input.pattern '{shown(cfg.input.pattern)}' matches no files: check "
+                             f"the glob (label = parent folder, e.g. data/train/*/*.png; relative paths are "
+                             f"relative to the current directory); for the demo run `igaudit demo`")
     return [ImageFile(u, label_from_uri(u), "") for u in uris], None
 
 

@@ -19,6 +19,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.ml.inference.base import ModelHandler, RunInference
 
+from igaudit.transforms import progress
 from igaudit.transforms.analysis.skew import attends, measure
 from igaudit.transforms.cluster import sample_key
 from igaudit.transforms.imaging.decode import DecodeError, decode_image
@@ -113,7 +114,9 @@ class InterventionHandler(ModelHandler[TestSample, Any, Any]):
         for s in batch:
             figures = measure(s.test, s.class_pixels, s.other_pixels, predict, class_boxes=s.class_boxes,
                               other_boxes=s.other_boxes, other_classes=s.other_classes, border=self.border)
+            progress.count("tests")
             yield s.test.test_id, dict(figures, attending=s.attending, class_count=s.class_count)
+        progress.flush()
 
     def batch_elements_kwargs(self) -> dict:
         return {"min_batch_size": 1, "max_batch_size": 1}   # one test per call: its images are the batch

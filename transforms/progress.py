@@ -70,7 +70,7 @@ class ProgressBoard:
 
     def add(self, key: str, n: int = 1, force: bool = False) -> None:
         with self._lock:
-            self.counts[key] += n
+            self.counts[key] = self.counts.get(key, 0) + n
             now = time.monotonic()
             if now - self._written < BOARD_SECONDS and not force:
                 return
@@ -90,7 +90,8 @@ _BOARDS: dict[str, ProgressBoard] = {}
 
 
 def count(key: str, n: int = 1) -> None:
-    """Add n to this process's `key` count ("attributed" or "rejected") when a progress bar is drawn."""
+    """Add n to this process's `key` count when a progress bar is drawn: "attributed", "rejected", "tests"
+    (intervention tests run) or "finishing" (the last stage, writing the report, has started)."""
     folder = os.environ.get(BOARD_ENV)
     if folder:
         with _REPORTERS_LOCK:

@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 import yaml
 
-from igaudit.pipeline.audit import EXIT_FLAGGED, EXIT_OK, compare_runs, completed_runs
+from igaudit.pipeline.audit import compare_runs, completed_runs
+from igaudit.pipeline.exit_codes import ALERT as EXIT_FLAGGED, OK as EXIT_OK
 from igaudit.pipeline.cli import main
 from igaudit.pipeline.config import load_config
 from igaudit.pipeline.demo import make_dataset, train_model

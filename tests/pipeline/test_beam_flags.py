@@ -55,3 +55,7 @@ def test_secrets_are_hidden_before_run_json_and_the_report():
                                        "beam": {"s3_secret_access_key": "***", "direct_num_workers": 2}}
     assert config["beam"]["s3_secret_access_key"] == "abc"          # the job's own config is left alone
     assert redacted_config({"model": {}}) == {"model": {}}
+    hook = {"analysis": {"alert_on": "new", "notify": {"url": "https://hooks.example.com/T0/B1/secret", "on": [3]}}}
+    assert redacted_config(hook)["analysis"] == {"alert_on": "new",
+                                                 "notify": {"url": "https://hooks.example.com/***", "on": [3]}}
+    assert hook["analysis"]["notify"]["url"].endswith("/secret")

@@ -49,6 +49,7 @@ def test_a_detached_job_finishes_itself_and_equals_a_local_run(tiny_assets, tmp_
     beam_args, services = job_service
     out, local = tmp_path / "detached", tmp_path / "local"
     raw = tiny_config(tiny_assets, out, attribution={"steps": 32})
+    raw["analysis"]["fail_on_suspect"] = True    # the untrained tiny model is suspect: wait must say 4, as attached
     config = tmp_path / "c.yaml"
     config.write_text(yaml.safe_dump(raw))
     cwd = tmp_path / "elsewhere"        # the worker pool's directory differs: relative paths must not matter
@@ -60,11 +61,14 @@ def test_a_detached_job_finishes_itself_and_equals_a_local_run(tiny_assets, tmp_
     assert done.returncode == 0, done.stderr
     assert "submitted job job-" in done.stdout
     assert not (out / "_SUCCESS").exists()          # the launcher returned before the job ended
-    deadline = time.time() + 600
-    while time.time() < deadline and not (out / "_SUCCESS").exists():
-        time.sleep(0.5)
+    assert f"igaudit wait {out}" in done.stdout
+    waited = subprocess.run([sys.executable, "-m", "igaudit.pipeline.cli", "wait", "--config", str(config),
+                             "--timeout", "600", "--poll", "0.5"], cwd=cwd, capture_output=True, text=True, timeout=700)
     logs = "\n".join(p.read_text(errors="replace")[-3000:] for p in services.glob("*.log"))
     assert (out / "_SUCCESS").exists(), logs
+    assert waited.returncode == 4, waited.stderr + waited.stdout
+    assert "igaudit: suspect: 100% of images are predicted" in waited.stderr
+    assert "igaudit: attributed 12 of 15 images" in waited.stdout and "igaudit: report:" in waited.stdout
     finished = (out / "_SUCCESS").stat().st_mtime
     assert finished > returned > launched
     info = json.loads((out / "run.json").read_text())
@@ -75,7 +79,7 @@ def test_a_detached_job_finishes_itself_and_equals_a_local_run(tiny_assets, tmp_
     raw["output"]["dir"] = str(local)
     config.write_text(yaml.safe_dump(raw))
     assert subprocess.run([sys.executable, "-m", "igaudit.pipeline.cli", "run", "--config", str(config)], cwd=ROOT,
-                          capture_output=True, timeout=600).returncode == 0
+                          capture_output=True, timeout=600).returncode == waited.returncode
     assert_rows_equal(read_images_table(str(out)).to_pylist(), read_images_table(str(local)).to_pylist(),
                       key=lambda r: r["image_id"])
     assert {p.name: p.read_bytes() for p in (out / "masks").iterdir()} == \

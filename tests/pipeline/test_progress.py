@@ -95,4 +95,23 @@ def test_on_a_terminal_a_local_run_draws_one_live_progress_bar(tiny_assets, tmp_
     assert proc.returncode == 0, terminal
     assert re.search(r"attributing .*\d+ of 15 images · \d+\.\d/s · \d+ rejected · ETA", terminal), terminal
     assert "igaudit progress:" not in terminal           # no periodic lines under the bar
+    assert re.search(r"(analysing|writing the report) .*12 of 15 images", terminal), terminal   # not a bare 100%
     assert "igaudit: attributed 12 of 15 images" in stdout
+
+
+def test_the_bar_names_the_stage_after_attribution():
+    from igaudit.pipeline.live import ProgressBar
+    bar = ProgressBar(10)
+    try:
+        assert bar.stage({"attributed": 4, "rejected": 1}) == "attributing"
+        assert bar.stage({"attributed": 9, "rejected": 1}) == "analysing"
+        assert bar.stage({"attributed": 9, "rejected": 1, "tests": 12}) == "analysing (12 intervention tests)"
+        assert bar.stage({"attributed": 9, "rejected": 1, "tests": 12, "finishing": 1}) == "writing the report"
+    finally:
+        bar.__exit__(None, None, None)
+    records = ProgressBar(None)          # TFRecord records: no total, the tests tell attribution is over
+    try:
+        assert records.stage({"attributed": 40, "rejected": 0}) == "attributing"
+        assert records.stage({"attributed": 40, "rejected": 0, "tests": 1}).startswith("analysing")
+    finally:
+        records.__exit__(None, None, None)

@@ -5,7 +5,7 @@ import json
 import pytest
 
 from igaudit.pipeline import ownership
-from igaudit.pipeline.audit import EXIT_FLAGGED, EXIT_OK, exit_code_for, is_igaudit_run, prune_runs
+from igaudit.pipeline.audit import is_igaudit_run, prune_runs
 from igaudit.pipeline.config import ConfigError, from_dict
 
 
@@ -49,11 +49,6 @@ def test_keep_larger_than_the_runs_deletes_nothing(tmp_path):
     runs = [make_run(tmp_path, f"run=2026010{i}T000000.000Z") for i in range(1, 4)]
     assert prune_runs(str(tmp_path), keep=5) == []
     assert all(r.exists() for r in runs)
-
-
-def test_exit_codes_follow_the_alerts():
-    assert exit_code_for([]) == EXIT_OK
-    assert exit_code_for([{"class_name": "a"}]) == EXIT_FLAGGED
 
 
 def test_config_declares_alert_on_and_keep():
