@@ -14,7 +14,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from igaudit.pipeline.config import Config, absolute_paths
 from igaudit.pipeline.errors import UserError
-from igaudit.pipeline.job import RunSummary, run_job
+from igaudit.pipeline.job import RunSummary, is_dry_run, run_job
 from igaudit.pipeline import ownership
 from igaudit.pipeline.paths import shown
 from igaudit.pipeline.run_dir import MARKER, RUN_PREFIX, SUCCESS, completed_runs, read_table, runs_holding
@@ -41,15 +41,16 @@ def audit(cfg: Config, beam_args: list[str] = (), reference: Optional[str] = Non
     """One dated run under cfg.output.dir, compared against the reference run. Returns (summary, reference).
     The run folder and the reference are chosen here, when the job is submitted (also with detach)."""
     cfg = absolute_paths(cfg)
-    use_options(cfg, beam_args)           # the reference is looked for with the job's storage options
+    options = use_options(cfg, beam_args)     # the reference is looked for with the job's storage options
     root = cfg.output.dir
     name = run_name(now)
-    ref = pick_reference(root, name, reference or cfg.analysis.reference)
+    named = reference or cfg.analysis.reference
+    ref = named if is_dry_run(options) else pick_reference(root, name, named)   # a dry run lists nothing
     run_cfg = dataclasses.replace(
         cfg, output=dataclasses.replace(cfg.output, dir=FileSystems.join(root, name)),
         analysis=dataclasses.replace(cfg.analysis, reference=ref))
     summary = run_job(run_cfg, beam_args, detach=detach)
-    if cfg.audit.keep:
+    if cfg.audit.keep and not is_dry_run(options):
         for run in prune_runs(root, cfg.audit.keep):
             print(f"igaudit: audit.keep={cfg.audit.keep}: removed {shown(run)} (igaudit's files in it)", flush=True)
     return summary, ref

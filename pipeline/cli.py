@@ -143,8 +143,8 @@ def main(argv: list[str] | None = None) -> int:
     if summary.job_request is not None:
         transforms = getattr(summary.job_request, "proto_pipeline", None)
         count = len(transforms.components.transforms) if transforms is not None else 0
-        print(f"igaudit: dry run: the Dataflow job request is built ({count} transforms) and not submitted; "
-              f"{shown(summary.out_dir)} was checked and left as it is")
+        print(f"igaudit: dry run: the Dataflow job request is built ({count} transforms) from the config alone and "
+              f"not submitted; nothing on a bucket was listed, read or written (output.dir: {shown(summary.out_dir)})")
         return exit_codes.OK
     if summary.job_id:
         print(f"igaudit: submitted job {summary.job_id}; it writes {shown(summary.out_dir)} and finishes it "

@@ -80,7 +80,8 @@ def run_job(cfg: Config, beam_args: list[str] = (), *, overwrite: bool = False, 
     started = time.time()
     cfg = absolute_paths(cfg)
     options = use_options(cfg, beam_args)
-    plan = preflight.check(cfg, beam_args)
+    dry_run = is_dry_run(options)
+    plan = preflight.check_offline(cfg, beam_args) if dry_run else preflight.check(cfg, beam_args)
     if detach and runs_locally(options.get_all_options()):
         raise UserError("--detach needs a runner whose workers outlive this process (DataflowRunner, FlinkRunner, "
                         "SparkRunner, or PortableRunner with an EXTERNAL, DOCKER or PROCESS environment); the "
@@ -91,14 +92,15 @@ def run_job(cfg: Config, beam_args: list[str] = (), *, overwrite: bool = False, 
     out_dir = cfg.output.dir
     if overwrite:
         ownership.check_overwrite_spares(out_dir, {**local_paths(cfg), "the config file": config_file})
-    dry_run = str(options.get_all_options().get("dry_run")).lower() == "true"
-    if dry_run:      # Dataflow's dry run builds the job request only: output.dir is checked, not touched
-        ownership.check_claimable(out_dir, overwrite=overwrite)
+    if dry_run:      # Dataflow's dry run builds the job request only, offline: output.dir is not even looked at
+        if "://" not in out_dir:
+            ownership.check_claimable(out_dir, overwrite=overwrite)
     else:
         ownership.claim(out_dir, overwrite=overwrite)
     log.debug("matched %d input files; classes: %s", len(files), ", ".join(class_names))
     what = "TFRecord files" if cfg.input.format == "tfrecord" else "images"
-    print(f"igaudit: {len(files)} {what} matched, {len(class_names)} classes; writing to {out_dir}", flush=True)
+    if not dry_run:
+        print(f"igaudit: {len(files)} {what} matched, {len(class_names)} classes; writing to {out_dir}", flush=True)
 
     base = {"config": cfg.to_dict(), "class_names": class_names, "beam_args": list(beam_args),
             "reference": cfg.analysis.reference, "started": started,
@@ -134,6 +136,11 @@ def run_job(cfg: Config, beam_args: list[str] = (), *, overwrite: bool = False, 
     return summarize(out_dir, result, started, pipeline_seconds)
 
 
+def is_dry_run(options) -> bool:
+    """Dataflow's --dry_run=True: the job request is built from the config alone and not submitted."""
+    return str(options.get_all_options().get("dry_run")).lower() == "true"
+
+
 def job_id(result) -> str:
     """The submitted job's id (Dataflow's job id, a portable job service's id), or the runner's name."""
     for attribute in ("job_id", "_job_id"):
@@ -163,8 +170,9 @@ def summarize(out_dir: str, result, started: float, pipeline_seconds: float) -> 
     else:
         raise RunFailed(f"{run_info['reason']}; the outputs in {ownership.shown(out_dir)} are marked failed "
                         f"(run.json) and have no _SUCCESS", out_dir)
-    return summary_of(out_dir, run_info, seconds=time.time() - started, pipeline_seconds=pipeline_seconds,
-                      metrics=metrics)
+    # the wall time the report shows (start to report): the console says the same number
+    return summary_of(out_dir, run_info, seconds=run_info["timings"]["total_seconds"],
+                      pipeline_seconds=pipeline_seconds, metrics=metrics)
 
 
 def summary_of(out_dir: str, run_info: dict, *, seconds: float, pipeline_seconds: float,

@@ -165,3 +165,58 @@ def check(cfg: Config, beam_args: list[str] = ()) -> Plan:
     reference_classes, reference_findings, reference_warnings = read_reference(cfg.analysis.reference)
     return Plan(files, manifest_files, class_names, classifier.input_shape, target, baseline_image,
                 reference_classes, reference_findings, warnings + reference_warnings)
+
+
+def _on_a_bucket(path: Optional[str]) -> bool:
+    return bool(path) and "://" in path
+
+
+def check_offline(cfg: Config, beam_args: list[str] = ()) -> Plan:
+    """A dry run's checks, from the config alone: nothing on a bucket is listed or read (the inputs are matched
+    by the job itself; a local model, class-name file or manifest is still read). What the job request is
+    built without is said in the plan's warnings."""
+    warnings = beam_flags.check(config_flags(cfg) + list(beam_args))
+    m = cfg.model
+    manifest_files = None
+    if cfg.input.manifest:
+        if _on_a_bucket(cfg.input.manifest):
+            manifest_files = []
+            warnings.append(f"dry run: input.manifest '{cfg.input.manifest}' is not read; the job request lists "
+                            f"none of its rows")
+        else:
+            manifest_files = find_inputs(cfg)[1]
+    if m.class_names and not _on_a_bucket(m.class_names):
+        class_names = resolve_class_names(cfg, [])
+    elif manifest_files and not m.class_names:
+        class_names = resolve_class_names(cfg, manifest_files)
+    else:
+        class_names = []
+        warnings.append("dry run: the class names come from the bucket (labels or model.class_names) and are not "
+                        "read; the job request is built with none")
+    if _on_a_bucket(m.path):
+        if not m.input_size:
+            raise UserError(f"a dry run reads nothing from the bucket, so the model '{m.path}' is not loaded: set "
+                            f"model.input_size (height, width) for the job request to be built")
+        input_shape = (m.input_size[0], m.input_size[1], 3)
+    else:
+        input_shape = check_model(cfg, class_names).input_shape if class_names else load_local_shape(cfg)
+    a = cfg.attribution
+    if a.baseline not in BASELINE_KINDS and _on_a_bucket(a.baseline):
+        raise UserError(f"a dry run reads nothing from the bucket: attribution.baseline '{a.baseline}' is an image "
+                        f"there; check the job with a baseline kind ({', '.join(BASELINE_KINDS)})")
+    try:
+        target, baseline_image = resolve_attribution(cfg, class_names or ["?"], input_shape)
+    except UserError as e:
+        raise UserError(f"{e} (a dry run checks attribution.target against the class names it could read)") from None
+    if cfg.analysis.reference:
+        warnings.append(f"dry run: the reference run '{cfg.analysis.reference}' is not read")
+    return Plan([], manifest_files, class_names, input_shape, target, baseline_image, None, None, warnings)
+
+
+def load_local_shape(cfg: Config) -> tuple:
+    """A local model's input shape (H, W, C), loaded without checking its outputs against class names."""
+    from igaudit.transforms.attribution.models import ModelError, load_classifier
+    try:
+        return load_classifier(cfg.model).input_shape
+    except ModelError as e:
+        raise UserError(str(e)) from None

@@ -120,7 +120,7 @@ def _trends(out_dir: str, findings: list[dict]) -> list[dict]:
     for f in flagged:
         title = f"{f['finding']}: share of {f['class_name']} images looking there"
         values = [h.get(f["finding"]) for h in history] + [_looking(f)]
-        out.append({"title": title, "uri": trend_plot(title, names, values, None), "values": list(zip(names, values))})
+        out.append({"title": title, "uri": trend_plot(title, names, values), "values": list(zip(names, values))})
     return out
 
 
@@ -133,6 +133,7 @@ def render_report(out_dir: str, run_info: dict, images=None) -> str:
     """The report's HTML text. images: the run's images table (its `report_data.COLUMNS` are used), when
     the caller has read it already (Finalize: the parts this job wrote); else it is read here."""
     import jinja2
+    import markupsafe
     cfg = run_info["config"]
     if images is None:
         images = read_images_table(out_dir, columns=data.COLUMNS)
@@ -170,6 +171,15 @@ def render_report(out_dir: str, run_info: dict, images=None) -> str:
         comparison = {"reference": run_info["reference"], "total": len(ref_rows),
                       "rows": sorted((r for r in ref_rows if data.moved(r)), key=lambda r: -(r["score"] or 0)),
                       "flagged": sum(1 for r in ref_rows if r["flagged"])}
+    present = {c["id"] for g in groups for c in g["classes"]}
+
+    def class_link(group_by: str, name):
+        """A link to the class's section, or its name alone when the run has no such section (an absent class)."""
+        target = anchor(group_by or "label", name)
+        if target in present:
+            return markupsafe.Markup('<a href="#{}">{}</a>').format(target, name)
+        return markupsafe.Markup("{}").format(name)
+
     reasons = {}
     for r in rejected:
         reasons[(r["stage"], r["reason"])] = reasons.get((r["stage"], r["reason"]), 0) + 1
@@ -183,7 +193,7 @@ def render_report(out_dir: str, run_info: dict, images=None) -> str:
         "gap_plot": gap_histogram(data.relative_gaps(cols)),
         "confidence_plot": confidence_plot(data.confidences(cols, class_names)),
         "groups": groups, "clusters": _cluster_rows(clusters), "max_rows": data.MAX_TABLE_ROWS,
-        "anchor": anchor, "comparison": comparison, "rejected": rejected[:200], "rejected_total": len(rejected),
+        "anchor": anchor, "class_link": class_link, "comparison": comparison, "rejected": rejected[:200], "rejected_total": len(rejected),
         "reasons": sorted(reasons.items(), key=lambda kv: -kv[1]), "per_kind": per_kind,
         "max_pictured": MAX_CLASSES_PICTURED, "resize": (cfg.get("model") or {}).get("resize"),
         "settings": json.dumps({"config": cfg, "beam_args": run_info.get("beam_args"),

@@ -94,8 +94,9 @@ def confidence_plot(by_class: dict) -> Optional[str]:
     return _png(fig)
 
 
-def trend_plot(title: str, runs: list[str], values: list[Optional[float]], threshold: Optional[float]) -> str:
-    """One flagged metric over the stored runs (oldest left), with its threshold."""
+def trend_plot(title: str, runs: list[str], values: list[Optional[float]]) -> str:
+    """One flagged finding's share of its class's images that look at its region, over the stored runs (oldest
+    left). No threshold line: a finding is flagged by its intervention tests, not by a level of this share."""
     fig, ax = plt.subplots(figsize=(3.4, 2.1))
     x = np.arange(len(runs))
     y = np.array([np.nan if v is None else v for v in values], np.float64)
@@ -103,12 +104,10 @@ def trend_plot(title: str, runs: list[str], values: list[Optional[float]], thres
     for xi, yi in zip(x, y):
         if np.isfinite(yi):
             ax.annotate(f"{yi:.2f}", (xi, yi), textcoords="offset points", xytext=(0, 5), ha="center", fontsize=7)
-    if threshold is not None:
-        ax.axhline(threshold, color="#555", linestyle="--", linewidth=1, label=f"threshold {threshold:g}")
-        ax.legend(fontsize=7, loc="best")
+    ax.set_ylim(0, 1.08)
     ax.set_xticks(x, [_run_time(r) for r in runs], rotation=30, ha="right", fontsize=7)
     ax.set_xlabel("run (UTC)")
-    ax.set_ylabel("metric value")
+    ax.set_ylabel("share looking there")
     ax.set_title(title, fontsize=9)
     return _png(fig)
 

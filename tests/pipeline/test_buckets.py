@@ -272,3 +272,25 @@ def test_the_dataflow_job_request_is_built_offline(bucket, uploaded, tiny_assets
     assert job.options.get_all_options()["setup_file"] == str(SETUP_FILE)
     staged = [a for e in job.proto_pipeline.components.environments.values() for a in e.dependencies]
     assert any(b"workflow.tar.gz" in a.role_payload for a in staged), staged
+
+
+@pytest.mark.slow
+def test_the_dataflow_dry_run_is_offline(tiny_assets, tmp_path):
+    """The shipped configs/dataflow.yaml as it is (gs://my-bucket does not exist) through the CLI, with the
+    storage endpoint pointed at a closed port: any list or read of the bucket would fail or hang, so a built
+    job request means none happened."""
+    import subprocess
+    import sys
+    import time
+    root = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, STORAGE_EMULATOR_HOST="http://127.0.0.1:9", GOOGLE_CLOUD_PROJECT="test",
+               NO_GCE_CHECK="true")
+    started = time.time()
+    for command in ("run", "audit"):
+        done = subprocess.run([sys.executable, "-m", "igaudit.pipeline.cli", command, "--config",
+                               "configs/dataflow.yaml", "--", "--dry_run=True"], cwd=root, env=env,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+        assert "dry run: the Dataflow job request is built" in done.stdout
+        assert "the class names come from the bucket" in done.stderr
+    assert time.time() - started < 120

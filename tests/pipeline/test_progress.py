@@ -44,6 +44,8 @@ def test_local_run_ends_with_a_summary(cli_run):
     match = re.search(r"^igaudit: attributed 12 of 15 images \(3 rejected\) in (\d+\.\d) s; (\d+\.\d) images/s; "
                       r"accuracy (\d\.\d\d)$", out, flags=re.M)
     assert match and float(match.group(2)) > 0, out
+    wall = re.search(r"wall time \(s\)</th><td>([0-9.]+)<", (cli_run["out"] / "report.html").read_text()).group(1)
+    assert match.group(1) == wall                  # the console and the report give the same wall time
     assert float(match.group(3)) == pytest.approx(json.loads((cli_run["out"] / "run.json").read_text())["accuracy"],
                                                   abs=0.005)
     assert re.search(r"^igaudit: (nothing flagged.*|shortcut .+)$", out, flags=re.M), out

@@ -98,3 +98,23 @@ def test_many_classes_of_big_noisy_images_stay_a_few_mb(tmp_path):
     assert size < 5_000_000
     assert "too many for a matrix" in html and 'class=confusion-pairs' in html
     assert html.count('<section class=class-section') == 2 * 24     # pictures for the 24 most skewed per grouping
+
+
+def test_every_link_in_the_report_leads_somewhere(tmp_path):
+    """In-page links (#...) all have their target; a finding of a class absent from this run (not audited)
+    names its class without a link to a section that does not exist."""
+    import re
+
+    from igaudit.transforms.records import findings_schema
+    info = synthetic_run(tmp_path, 40)
+    rows = [{"finding": "hexagon/region/r1-2c1-2", "class_name": "hexagon", "group_by": "label", "kind": "region",
+             "outcome": "shortcut", "flagged": True, "status": "not audited", "evidence": "no 'hexagon' image"},
+            {"finding": "circle/region/r1-2c1-2", "class_name": "circle", "group_by": "label", "kind": "region",
+             "outcome": "shortcut", "flagged": True, "status": "new", "evidence": "needed"}]
+    pq.write_table(pa.Table.from_pylist([{f.name: r.get(f.name) for f in findings_schema()} for r in rows],
+                                        findings_schema()), tmp_path / "findings.parquet")
+    html = render_report(str(tmp_path), info)
+    targets = set(re.findall(r'href="#([^"]+)"', html))
+    ids = set(re.findall(r'id="?([^" >]+)', html))
+    assert "label-circle" in targets and not targets - ids, targets - ids
+    assert "hexagon" in html and "label-hexagon" not in targets
