@@ -5,6 +5,7 @@ Each problem ends in a `UserError` naming the thing and the fix.
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Optional
 
 import numpy as np
@@ -13,7 +14,7 @@ from apache_beam.io.filesystems import FileSystems
 from igaudit.pipeline import beam_flags
 from igaudit.pipeline.config import Config
 from igaudit.pipeline.errors import NothingToAudit, UserError
-from igaudit.pipeline.ownership import check_not_over_inputs
+from igaudit.pipeline.ownership import check_not_over_inputs, glob_base
 from igaudit.pipeline.paths import shown
 from igaudit.pipeline.runner import config_flags
 from igaudit.pipeline.run_dir import read_table
@@ -46,6 +47,11 @@ def find_inputs(cfg: Config) -> tuple[list[ImageFile], Optional[list[ImageFile]]
                              f"files (relative paths are relative to the current directory)")
     if cfg.input.format == "tfrecord":         # the shards; their records are counted by the job
         return [ImageFile(u, None, "") for u in uris], None
+    base = glob_base(cfg.input.pattern)
+    if not uris and "://" not in cfg.input.pattern and base and not os.path.isdir(base):
+        raise UserError(f"input.pattern '{shown(cfg.input.pattern)}': the folder '{base}' does not exist: check the "
+                        f"path (relative paths are relative to the current directory); for the demo run "
+                        f"`igaudit demo`")
     if not uris:
         raise NothingToAudit(f"nothing to audit: input.pattern '{shown(cfg.input.pattern)}' matches no files: check "
                              f"the glob (label = parent folder, e.g. data/train/*/*.png; relative paths are "

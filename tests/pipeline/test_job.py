@@ -108,7 +108,7 @@ def test_rerun_into_same_dir_replaces_outputs(tiny_assets, tmp_path):
 
 
 def test_user_errors_stop_before_any_work(tiny_assets, tmp_path):   # not slow: run_job stops in its checks
-    with pytest.raises(UserError, match="matches no files"):
+    with pytest.raises(UserError, match="folder .* does not exist"):
         run_job(from_dict(tiny_config(tiny_assets, tmp_path / "o", input={"pattern": str(tmp_path / "none/*.png")})))
     with pytest.raises(UserError, match="does not exist|not found"):
         run_job(from_dict(tiny_config(tiny_assets, tmp_path / "o", model={"path": str(tmp_path / "nope.keras")})))

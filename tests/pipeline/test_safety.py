@@ -179,25 +179,28 @@ def oracle_model(path: Path) -> Path:
     return path
 
 
-def test_a_wrong_input_range_is_a_warning_in_run_json_the_console_and_the_report(tiny_assets, tmp_path, capsys):
+def test_a_wrong_input_range_is_a_suspect_run_in_run_json_the_console_and_the_report(tiny_assets, tmp_path, capsys):
     model = oracle_model(tmp_path / "oracle.keras")
     right = tmp_path / "right"
-    raw = tiny_config(tiny_assets, right, model={"path": str(model), "input_range": [0, 255]})
+    raw = tiny_config(tiny_assets, right, model={"path": str(model), "input_range": [0, 255]},
+                      analysis={"fail_on_suspect": True})
     # the oracle decides by one channel's mean alone: the audit may flag that (exit 3); it must not fail
     assert run_cli(write_config(tmp_path, raw)) in (0, 3)
     out = capsys.readouterr()
-    assert "accuracy 1.00" in out.out and "warning" not in out.err
-    assert json.loads((right / "run.json").read_text())["warnings"] == []
+    assert "accuracy 1.00" in out.out and "warning" not in out.err and "suspect" not in out.err
+    info = json.loads((right / "run.json").read_text())
+    assert info["warnings"] == [] and info["suspect"] == []
     wrong = tmp_path / "wrong"
-    raw = tiny_config(tiny_assets, wrong, model={"path": str(model), "input_range": [0, 1]})
-    assert run_cli(write_config(tmp_path, raw, "wrong.yaml")) == 0          # a warning, not a failure
+    raw = tiny_config(tiny_assets, wrong, model={"path": str(model), "input_range": [0, 1]},
+                      analysis={"fail_on_suspect": True})
+    assert run_cli(write_config(tmp_path, raw, "wrong.yaml")) == 4          # complete, but suspect
     out = capsys.readouterr()
     assert "accuracy 0.33" in out.out
     info = json.loads((wrong / "run.json").read_text())
-    assert info["accuracy"] == pytest.approx(1 / 3)
-    assert any("near chance (chance is 0.33" in w and "model.input_range" in w for w in info["warnings"])
-    assert any("predicted 'ant'" in w for w in info["warnings"])
-    assert "model.input_range" in out.err
+    assert info["accuracy"] == pytest.approx(1 / 3) and info["exit_code"] == 4 and (wrong / "_SUCCESS").exists()
+    assert any("near chance (chance is 0.33" in w and "model.input_range" in w for w in info["suspect"])
+    assert any("predicted 'ant'" in w for w in info["suspect"])
+    assert "igaudit: suspect:" in out.err and "model.input_range" in out.err
     assert "near chance" in (wrong / "report.html").read_text()
 
 
