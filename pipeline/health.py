@@ -67,7 +67,7 @@ def suspect(label_index: Sequence[int], predicted_names: Sequence[str], predicte
     acc = accuracy(label_index, predicted)
     chance = 1 / max(num_classes, 1)
     if acc is not None and len(labelled) >= max(MIN_IMAGES, 2 * num_classes) and acc <= SUSPECT_CHANCE * chance:
-        out.append(f"accuracy {acc:.2f} on {len(labelled)} labelled images is near chance (chance is "
+        out.append(f"accuracy {acc:.2f} on {len(labelled)} labelled images is near or below chance (chance is "
                    f"{chance:.2f} for {num_classes} classes; suspect at or below {SUSPECT_CHANCE:g}x that, "
                    f"{SUSPECT_CHANCE * chance:.2f}){causes}")
     name, share = _top_prediction(predicted_names)
@@ -94,12 +94,12 @@ def warnings(labels: Sequence[Optional[str]], label_index: Sequence[int], predic
 
 
 def convergence_line(not_converged: int, attributed: int) -> Optional[str]:
-    """The summary sentence for images whose `steps: auto` attribution ended above a tolerance (None when
-    none): reported, not a warning, since the step rule refines for the per-pixel error and only checks
-    the completeness gap (README, "steps: auto")."""
+    """The summary sentence for images the step policy left short (None when none): `converged` is false
+    when the policy did not reach what it controls (rule adaptive: the per-pixel error estimate within
+    pixel_tolerance; trapezoid / gauss_legendre: the completeness gap within tolerance) before max_steps.
+    Reported, not a warning (README, "steps: auto")."""
     if not not_converged:
         return None
-    return (f"{not_converged} of {attributed} images ended above a tolerance (converged = false in their "
-            f"images rows: a completeness gap above attribution.tolerance, or a per-pixel error estimate above "
-            f"pixel_tolerance; relative_gap says by how much); more steps (attribution.steps, or a larger "
-            f"max_steps) bring them closer")
+    return (f"{not_converged} of {attributed} images stopped at attribution.max_steps before their error "
+            f"estimate met its tolerance (converged = false in their images rows); a larger max_steps brings "
+            f"them closer")

@@ -61,7 +61,7 @@ class RunSummary:
 
     @property
     def convergence(self) -> Optional[str]:
-        """The sentence about images that ended above a tolerance (None when none)."""
+        """The sentence about images the step policy left short (None when none)."""
         return health.convergence_line(self.not_converged, self.attributed)
 
     @property

@@ -152,6 +152,7 @@ def images_schema() -> pa.Schema:
         ("score_baseline", pa.float64()),
         ("completeness_gap", pa.float64()),
         ("relative_gap", pa.float64()),
+        ("gap_of_abs", pa.float64()),
         ("attribution_sum", pa.float64()),
         ("abs_attribution_sum", pa.float64()),
         ("steps", pa.int64()),

@@ -66,6 +66,7 @@ def summary_row(r: AttributionResult, class_names: Sequence[str], grid: int, bor
         "score_input": r.score_input, "score_baseline": r.score_baseline,
         "completeness_gap": r.completeness_gap,
         "relative_gap": abs(r.completeness_gap) / max(abs(delta), 1e-12) if np.isfinite(delta) else float("nan"),
+        "gap_of_abs": abs(r.completeness_gap) / max(stats.abs_sum, 1e-12),
         "attribution_sum": float(r.attribution.sum(dtype=np.float64)), "abs_attribution_sum": stats.abs_sum,
         "steps": r.steps, "rule": r.rule, "method": r.method, "gradient_samples": r.gradient_samples,
         "converged": r.converged,

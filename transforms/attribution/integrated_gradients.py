@@ -75,16 +75,17 @@ def integrated_gradients(engine, images: np.ndarray, baselines: np.ndarray, targ
 def adaptive_ig(engine, images: np.ndarray, baselines: np.ndarray, targets: Optional[np.ndarray] = None, *,
                 rule: str, tolerance: float, pixel_tolerance: float, max_steps: int,
                 steps: Optional[int] = None, start_steps: Optional[int] = None, atol: float = 1e-6) -> MethodResult:
-    """IG with `steps: auto`: refine per image until |gap| <= max(tolerance * |F(x) - F(x')|, atol).
+    """IG with `steps: auto`.
 
     rule "adaptive" (`refine`): start from 8 uniform intervals and bisect, per image, the
-    intervals with the largest estimated errors (their share of the completeness gap, and of
-    the per-pixel error), until the gap test and a per-pixel error test (`pixel_tolerance`)
-    both pass or the grid has max_steps intervals. Every gradient is reused. With `steps`
+    intervals with the largest estimated per-pixel errors, until the per-pixel error test
+    (`pixel_tolerance`) passes or the grid has max_steps intervals (then `converged` is false);
+    `tolerance` plays no part (the gap is reported in images.parquet). Every gradient is reused. With `steps`
     (an int; "adaptive" only), a fixed budget instead: every image ends with exactly that many
     intervals, placed the same way.
 
-    The other rules double the steps each round, until the next doubling would pass max_steps:
+    The other rules double the steps each round until |gap| <= max(tolerance * |F(x) - F(x')|, atol)
+    (`converged`), or until the next doubling would pass max_steps:
 
     rule "trapezoid": doubling m -> 2m reuses every earlier gradient: only the m new
     midpoints are evaluated and T_2m = T_m / 2 + (1 / 2m) * sum(new gradients), so an
@@ -132,8 +133,8 @@ def adaptive_ig(engine, images: np.ndarray, baselines: np.ndarray, targets: Opti
         def gradients_at(idx, alphas):
             return engine.point_gradients(baselines, images, head.targets, idx, alphas)
 
-        r = refined_ig(gradients_at, diffs, delta, tolerance=tolerance, pixel_tolerance=pixel_tolerance,
-                       max_steps=max_steps, start_steps=start_steps, atol=atol, stop_early=steps is None)
+        r = refined_ig(gradients_at, diffs, pixel_tolerance=pixel_tolerance, max_steps=max_steps,
+                       start_steps=start_steps, atol=atol, stop_early=steps is None)
         attributions, used, samples, converged = r["attributions"], r["steps"], r["gradient_samples"], r["converged"]
     else:
         attributions, used, samples, converged = _doubling(engine, images, baselines, head.targets, diffs, delta,
