@@ -54,12 +54,23 @@ def _parser() -> argparse.ArgumentParser:
                                "(0, 1, 3, 4 as if attached; 5 still running after --timeout)")
     wait.add_argument("path", nargs="?", help="the run's output dir, or an audit's output.dir (its newest run)")
     wait.add_argument("--config", help="take output.dir, Beam's storage options and analysis.notify from this config")
-    wait.add_argument("--timeout", type=float, default=24 * 3600, help="seconds to wait (default: 86400)")
-    wait.add_argument("--poll", type=float, default=30.0, help="seconds between looks (default: 30)")
+    wait.add_argument("--timeout", type=_seconds, default=24 * 3600, help="seconds to wait (default: 86400)")
+    wait.add_argument("--poll", type=_seconds, default=30.0, help="seconds between looks (default: 30)")
     demo = sub.add_parser("demo", parents=[common],
                           help="build the demo dataset and model if missing, then audit them")
     demo.add_argument("--config", default=DEMO_CONFIG, help=f"default: {DEMO_CONFIG}")
     return parser
+
+
+def _seconds(text: str) -> float:
+    """A positive number of seconds (argparse turns the ValueError into a one-line usage error, exit 2)."""
+    value = float(text)
+    if not value > 0:
+        raise ValueError(text)
+    return value
+
+
+_seconds.__name__ = "positive number of seconds"      # argparse names the type in its message
 
 
 def _split_beam_args(argv: list[str]) -> tuple[list[str], list[str]]:

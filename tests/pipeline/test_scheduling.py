@@ -193,3 +193,11 @@ def test_a_real_suspect_run_exits_4_says_why_everywhere_and_notifies(tiny_assets
     # the same run, fail_on_suspect off: the same lines, exit 0 or 3, no notification for 0
     assert main(["run", "--config", str(config), "--set", "analysis.fail_on_suspect=false"]) in (0, 3)
     assert "igaudit: suspect: 100% of images are predicted" in capsys.readouterr().err
+
+
+def test_wait_refuses_a_poll_or_timeout_that_is_not_positive(capsys):
+    for flag in ("--poll", "--timeout"):
+        with pytest.raises(SystemExit) as stop:
+            main(["wait", "somewhere", flag, "0"])
+        assert stop.value.code == 2
+        assert f"argument {flag}: invalid positive number of seconds value: '0'" in capsys.readouterr().err
