@@ -17,10 +17,10 @@ import yaml
 from igaudit.pipeline.config import from_dict
 from igaudit.pipeline.job import run_job
 from igaudit.pipeline.run_dir import read_images_table
-from tests.conftest import CLASSES, make_tiny_dataset, tiny_config
+from tests.conftest import CLASSES, SHARED_FIXTURES, make_tiny_dataset, tiny_config
 
 ROOT = Path(__file__).resolve().parents[2]
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "images"
+FIXTURES = SHARED_FIXTURES
 
 
 def _mixed_manifest(tmp_path: Path, tiny_assets) -> tuple[Path, int]:
@@ -38,7 +38,7 @@ def _mixed_manifest(tmp_path: Path, tiny_assets) -> tuple[Path, int]:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not FIXTURES.is_dir(), reason="../shared/fixtures/images not present")
+@pytest.mark.shared_fixtures
 def test_fixture_folder_mixed_into_a_dataset_reconciles(tiny_assets, tmp_path):
     manifest, n = _mixed_manifest(tmp_path, tiny_assets)
     out = tmp_path / "out"

@@ -1,4 +1,5 @@
-"""transforms/imaging/decode.py: the shared image fixtures, resize modes, and object boxes through the resize."""
+"""transforms/imaging/decode.py: limits, bit depths, transparency, resize modes, made here; and, where the shared
+malformed-image set is present (../shared/fixtures/images), every case of it (marked shared_fixtures)."""
 from __future__ import annotations
 
 import csv
@@ -13,14 +14,14 @@ import pytest
 from PIL import Image, ImageFile
 
 from igaudit.transforms.imaging.decode import DecodeError, decode_image
+from tests.conftest import SHARED_FIXTURES
 
 ROOT = Path(__file__).resolve().parents[3]
-FIXTURES = ROOT.parent / "shared" / "fixtures" / "images"
-if not (FIXTURES / "MANIFEST.csv").is_file():
-    pytest.skip(f"image fixtures not found at {FIXTURES}", allow_module_level=True)
-
-with open(FIXTURES / "MANIFEST.csv", newline="") as _f:
-    MANIFEST = list(csv.DictReader(_f))
+FIXTURES = SHARED_FIXTURES
+MANIFEST = []       # the shared set's cases; tests marked shared_fixtures are deselected where it is absent
+if (FIXTURES / "MANIFEST.csv").is_file():
+    with open(FIXTURES / "MANIFEST.csv", newline="") as _f:
+        MANIFEST = list(csv.DictReader(_f))
 
 SIZE = (64, 64)
 MEMORY_HEADROOM = 1 << 30      # a fixture may use at most 1 GiB of address space beyond the baseline
@@ -89,6 +90,7 @@ def worker():
         pool.terminate()
 
 
+@pytest.mark.shared_fixtures
 @pytest.mark.slow   # each case runs in a spawned worker process
 @pytest.mark.parametrize("row", MANIFEST, ids=[r["file"] for r in MANIFEST])
 def test_fixture(row, worker):
@@ -107,6 +109,7 @@ def test_fixture(row, worker):
         assert isinstance(value, str) and value.strip()
 
 
+@pytest.mark.shared_fixtures
 def test_rejection_reasons_are_specific():
     def reason(name):
         with pytest.raises(DecodeError) as info:
@@ -146,6 +149,7 @@ def test_refuses_to_run_with_load_truncated_images(monkeypatch):
 
 # --- orientation and bit depth ------------------------------------------------------
 
+@pytest.mark.shared_fixtures
 @pytest.mark.parametrize("orientation", [3, 5, 6, 8])
 def test_exif_orientation_matches_reference(orientation):
     name = f"valid_exif_orientation_{orientation}.jpg"
@@ -159,6 +163,7 @@ def test_exif_orientation_matches_reference(orientation):
     assert np.abs(rotated - reference).mean() < 0.04
 
 
+@pytest.mark.shared_fixtures
 def test_exif_orientation_swaps_axes_of_nonsquare_image():
     # 2x1 red pixels with orientation 8 stand 1 wide, 2 high: a centred vertical bar when padded.
     pixels = _decode("valid_exif_orientation_8_nonsquare_2x1.jpg", resize="pad")
@@ -166,6 +171,7 @@ def test_exif_orientation_swaps_axes_of_nonsquare_image():
     assert pixels[:, :8].max() == 0.0 and pixels[:, -8:].max() == 0.0
 
 
+@pytest.mark.shared_fixtures
 def test_16bit_tiff_is_scaled_not_clipped_to_white():
     pixels = _decode("valid_i16_gray_clips_to_white.tif")   # values 291..694 of 65535
     source = np.asarray(Image.open(FIXTURES / "valid_i16_gray_clips_to_white.tif"), np.float64) / 65535
@@ -234,6 +240,7 @@ def test_one_pixel_image(resize):
     assert np.allclose(pixels, [1.0, 128 / 255, 0.0], atol=0.01)
 
 
+@pytest.mark.shared_fixtures
 @pytest.mark.parametrize("resize", ["pad", "crop", "stretch"])
 def test_extreme_aspect_fixture(resize):
     pixels = _decode("valid_extreme_aspect_798x20_png_content.pbm", resize=resize)
