@@ -12,8 +12,7 @@ Why dataclasses and not pydantic: they come with Python, pickle as they are for 
 workers, and a field's check sits beside its default; pydantic would add a dependency with
 its own version constraints next to Beam's and TensorFlow's for no feature used here.
 
-YAML is read with a safe loader; every problem a user can cause ends in one `ConfigError`
-whose message names the field and what would be accepted.
+YAML is read with a safe loader; every problem a user can cause ends in one `ConfigError` naming the field.
 """
 from __future__ import annotations
 
@@ -28,7 +27,7 @@ import yaml
 from igaudit.pipeline import checks as c
 from igaudit.transforms.analysis.skew import ALERT_ON, DEFAULT_MAX_CLUSTERS
 from igaudit.transforms.attribution.choices import (AUTO_RULES, BASELINE_KINDS, FORMATS, METHODS, OUTPUTS,
-                                                    PRECISIONS, RULE_CHOICES, SCORES, SMOOTHINGS)
+                                                    PRECISIONS, RULE_CHOICES, SCORES, SMOOTHINGS, ignored_settings)
 from igaudit.transforms.attribution.quality import RANKINGS
 from igaudit.transforms.imaging.colormaps import CMAP_CHOICES, DIVERGING, resolve_cmap
 from igaudit.transforms.imaging.decode import DEFAULT_MAX_PIXELS, RESIZE_MODES
@@ -71,8 +70,7 @@ class _Section:
 
 @dataclasses.dataclass(frozen=True)
 class TFRecordConfig(_Section):
-    """The tf.train.Example feature keys of `input.format: tfrecord` (TFDS's and the TF Object Detection
-    API's usual names)."""
+    """The tf.train.Example feature keys of `input.format: tfrecord` (TFDS's, TF Object Detection's names)."""
     image: str = c.field("image/encoded", c.text)             # the encoded image bytes
     label_text: str = c.field("image/class/text", c.text)     # the label as text, or else ...
     label_index: str = c.field("image/class/label", c.text)   # ... as an index into model.class_names
@@ -158,9 +156,8 @@ class OutputConfig(_Section):
 
 @dataclasses.dataclass(frozen=True)
 class NotifyConfig(_Section):
-    """Who hears about a finished run (pipeline/notify.py): a shell command (the alert as JSON on its stdin)
-    and/or a URL (the alert as a JSON POST), when the run exits with one of `on`. A notification that fails
-    is logged and never changes the run's outcome."""
+    """Who hears about a finished run, on the exit codes in `on` (pipeline/notify.py): a shell command and/or
+    a URL, each given the alert as JSON. A notification that fails never changes the run's outcome."""
     command: Optional[str] = c.field(None, c.optional(c.text))
     url: Optional[str] = c.field(None, c.optional(c.url))
     on: tuple = c.field((1, 3, 4), c.exit_codes)        # failed, alert, suspect
@@ -282,9 +279,8 @@ def _build_section(name: str, cls, raw: Any, where: dict):
 
 
 def _resolve_steps(a: AttributionConfig, given: dict) -> AttributionConfig:
-    """Default step policy: `steps: auto, rule: adaptive` (benchmarks/RESULTS.md, "Rules"), except
-    with smoothing, which averages IG over noisy copies on one fixed grid: unset steps / rule
-    are then 50 / trapezoid. `given`: the attribution keys the config sets."""
+    """Default step policy: `steps: auto, rule: adaptive` (benchmarks/RESULTS.md, "Rules"), except with smoothing
+    (IG over noisy copies on one fixed grid): unset steps / rule are then 50 / trapezoid. `given`: keys set."""
     smoothed = a.method == "integrated_gradients" and a.smoothing != "none"
     steps = a.steps if "steps" in given or not smoothed else 50
     rule = a.rule if "rule" in given or not smoothed else "trapezoid"
@@ -299,11 +295,9 @@ def _resolve_steps(a: AttributionConfig, given: dict) -> AttributionConfig:
 
 
 def from_dict(raw: Any, where: Optional[dict] = None) -> Config:
-    """Validate a parsed config mapping into a `Config`. where: (section,) or (section, key) -> the text
-    naming where it was written (" (configs/x.yaml, line 7)"), added to messages."""
-    where = where or {}
-    if raw is None:
-        raw = {}
+    """A parsed config mapping validated into a `Config`; where: (section,) or (section, key) -> where it was
+    written (" (configs/x.yaml, line 7)"), added to messages. An attribution setting the method ignores fails."""
+    where, raw = where or {}, {} if raw is None else raw
     if not isinstance(raw, dict):
         raise ConfigError("the config must be a YAML mapping with sections input, model, "
                           "attribution, output, analysis, quality, render, audit, beam")
@@ -317,7 +311,12 @@ def from_dict(raw: Any, where: Optional[dict] = None) -> Config:
     beam_options = raw.get("beam") or {}
     if not isinstance(beam_options, dict):
         raise ConfigError("config section 'beam' must be a mapping of Beam pipeline option names to values")
-    sections["attribution"] = _resolve_steps(sections["attribution"], raw.get("attribution") or {})
+    a = sections["attribution"]
+    given = {k: getattr(a, k) for k in raw.get("attribution") or {}}
+    for key in ignored_settings(a.method, given, AttributionConfig()):
+        raise ConfigError(f"attribution.{key}{where.get(('attribution', key), '')} is not used by method "
+                          f"'{a.method}': remove it, or choose a method that uses it")
+    sections["attribution"] = _resolve_steps(a, raw.get("attribution") or {})
     cfg = Config(beam=dict(beam_options), **sections)
     if bool(cfg.input.pattern) == bool(cfg.input.manifest):
         raise ConfigError("set exactly one of 'input.pattern' (a glob like data/train/*/*.png) "
@@ -412,8 +411,8 @@ def local_paths(cfg: Config) -> dict:
 
 
 def absolute_paths(cfg: Config) -> Config:
-    """The config with every relative local path (fields declared `local_path`) made absolute from the
-    current directory; bucket paths, URLs and baseline kinds stay as they are."""
+    """The config with every relative local path (fields declared `local_path`) made absolute from the current
+    directory; bucket paths, URLs and baseline kinds stay as they are."""
     changes: dict = {}
     for section, field, value in _path_fields(cfg):
         if "://" not in value and not os.path.isabs(value):

@@ -84,4 +84,8 @@ def tiny_config(assets, out_dir: Path, **sections) -> dict:
     }
     for name, values in sections.items():
         raw.setdefault(name, {}).update(values)
+    from igaudit.transforms.attribution.choices import ignored_settings
+    for key in ignored_settings(raw["attribution"].get("method", "integrated_gradients"), raw["attribution"]):
+        if key in ("steps", "rule"):         # the base's IG settings, not what a test of another method sets
+            del raw["attribution"][key]
     return raw

@@ -26,6 +26,7 @@ from apache_beam.ml.inference.base import ModelHandler, RunInference
 
 from igaudit.transforms.attribution import registry
 from igaudit.transforms.attribution.baselines import configured_baselines
+from igaudit.transforms.attribution.choices import METHOD_SETTINGS
 from igaudit.transforms.attribution.paths import has_completeness
 from igaudit.transforms.attribution.targets import TargetSpec, resolve_targets, target_rows
 from igaudit.transforms import progress
@@ -107,6 +108,7 @@ class ExplainerHandler(ModelHandler[DecodedImage, Any, Any]):
         if line:     # straight to stderr: Beam forwards worker log records only at the launcher's log level
             print(line, file=sys.stderr, flush=True)
         gap_needed = registry.method(a.method).COMPLETENESS and has_completeness(a.smoothing)
+        rule = a.rule if "rule" in METHOD_SETTINGS[a.method] else None      # rows record a rule only for IG
         for j, i in enumerate(rows):
             e = batch[i]
             values = [r.score_input[j], r.confidence[j]] + ([r.completeness_gap[j]] if gap_needed else [])
@@ -120,7 +122,7 @@ class ExplainerHandler(ModelHandler[DecodedImage, Any, Any]):
                 attribution=r.attributions[j], label_index=int(label_index[i]), predicted=int(r.predicted[j]),
                 confidence=float(r.confidence[j]), target=int(r.targets[j]),
                 score_input=float(r.score_input[j]), score_baseline=float(r.score_baseline[j]),
-                completeness_gap=float(r.completeness_gap[j]), steps=int(out.steps[j]), rule=a.rule,
+                completeness_gap=float(r.completeness_gap[j]), steps=int(out.steps[j]), rule=rule,
                 method=a.method, gradient_samples=int(out.gradient_samples[j]), quality=quality, bbox=e.bbox,
                 converged=None if out.converged is None else bool(out.converged[j]))
 

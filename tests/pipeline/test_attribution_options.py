@@ -43,6 +43,7 @@ def test_every_method_runs_end_to_end(tiny_assets, tmp_path, method, extra):
     assert summary.attributed == tiny_assets["good"] and summary.matched == summary.attributed + summary.rejected
     for r in rows:
         assert r["method"] == method
+        assert (r["rule"] is None) == (method != "integrated_gradients")     # a rule only where one applies
         attribution = raw_of(tmp_path / "o", r)
         assert attribution.shape == (SIZE, SIZE, 3) and np.isfinite(attribution).all()
         assert np.abs(attribution).sum() > 0

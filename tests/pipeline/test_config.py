@@ -457,3 +457,32 @@ def test_a_missing_config_file_shows_the_absolute_path(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ConfigError, match=f"'{tmp_path}/nope.yaml' not found"):
         load_config("nope.yaml")
+
+
+@pytest.mark.parametrize("method, setting, value", [
+    ("occlusion", "steps", 8), ("grad_cam", "smoothing", "smoothgrad"), ("gradients", "baseline", "white"),
+    ("expected_gradients", "rule", "trapezoid"), ("integrated_gradients", "window", 4),
+    ("gradient_x_input", "references", 4), ("occlusion", "layer", "conv")])
+def test_a_setting_the_method_does_not_read_is_refused_naming_the_method(tmp_path, method, setting, value):
+    path = write(tmp_path, f"""
+input:
+  pattern: data/*/*.png
+attribution:
+  method: {method}
+  {setting}: {value}
+""")
+    with pytest.raises(ConfigError, match=rf"attribution.{setting} \(.*line 6\) is not used by method '{method}'"):
+        load_config(path)
+
+
+def test_settings_the_method_reads_or_left_at_their_default_are_accepted(tmp_path):
+    from igaudit.transforms.attribution.choices import COMMON_SETTINGS, METHOD_SETTINGS
+    assert load_config(LOCAL_YAML, ["attribution.method=occlusion"]).attribution.method == "occlusion"   # defaults
+    assert load_config(None, ["input.pattern=x/*/*.png", "attribution.method=occlusion", "attribution.window=4",
+                              "attribution.batch_size=2"]).attribution.window == 4
+    assert load_config(None, ["input.pattern=x/*/*.png", "attribution.method=gradients",
+                              "attribution.smoothing=vargrad"]).attribution.smoothing == "vargrad"
+    every = set(COMMON_SETTINGS).union(*METHOD_SETTINGS.values())
+    from igaudit.pipeline.config import AttributionConfig
+    import dataclasses
+    assert every == {f.name for f in dataclasses.fields(AttributionConfig)}     # each setting is read by someone

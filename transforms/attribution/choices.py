@@ -9,6 +9,29 @@ from igaudit.transforms.attribution.quadrature import RULES
 
 METHODS = ("integrated_gradients", "gradients", "gradient_x_input", "expected_gradients", "grad_cam",
            "occlusion")
+# The attribution settings each method reads, beyond those every method reads (COMMON_SETTINGS). A config
+# that sets one its method ignores is refused (pipeline/config.py), so a setting never silently does nothing.
+# Declared here, beside the method names, because a config is parsed without TensorFlow (grad_cam and
+# occlusion import it).
+COMMON_SETTINGS = ("method", "target", "k", "score", "batch_size", "chunk_size", "memory_mb", "jit_compile")
+_SMOOTHING = ("smoothing", "samples", "stdev")
+METHOD_SETTINGS = {
+    "integrated_gradients": ("steps", "tolerance", "pixel_tolerance", "max_steps", "rule", "baseline",
+                             "baseline_samples", "blur_sigma", "baseline_stdev") + _SMOOTHING,
+    "expected_gradients": ("references", "baseline_samples") + _SMOOTHING,   # its baselines: the references
+    "gradients": _SMOOTHING,
+    "gradient_x_input": _SMOOTHING,
+    "grad_cam": ("layer",),
+    "occlusion": ("window", "stride", "fill"),
+}
+
+
+def ignored_settings(method: str, given, defaults=None) -> list:
+    """The attribution settings in `given` (a mapping) that `method` does not read, leaving out those equal to
+    `defaults`' (a setting at its default does nothing either way); none for an unknown method."""
+    used = COMMON_SETTINGS + METHOD_SETTINGS.get(method, tuple(given))
+    return [key for key, value in given.items() if key not in used
+            and (defaults is None or value != getattr(defaults, key, object()))]
 # `adaptive` refines each image's grid (refine.py); the others are fixed quadrature rules.
 RULE_CHOICES = ("adaptive",) + RULES
 # The rules `steps: auto` can refine: adaptive splits intervals, trapezoid and gauss_legendre double.
