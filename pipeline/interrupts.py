@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+import threading
 import traceback
 
 EXIT_CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
@@ -64,3 +65,18 @@ def install(debug: bool = False) -> None:
 
     for signum in EXIT_CODES:
         signal.signal(signum, handler)
+    if not debug and not getattr(threading.excepthook, "igaudit", False):     # main() may run twice
+        threading.excepthook = _quiet_killed_workers(threading.excepthook)
+
+
+def _quiet_killed_workers(default):
+    """A thread hook that says nothing when Beam's thread watching a local worker process reports it killed by
+    a signal ("Worker subprocess exited with return code -2"): that is Ctrl-C reaching the worker, perhaps
+    just before this process takes it; the run's own outcome reports any other end."""
+    def hook(args):
+        if isinstance(args.exc_value, RuntimeError) and "Worker subprocess exited with return code -" in str(
+                args.exc_value):
+            return
+        default(args)
+    hook.igaudit = True
+    return hook

@@ -14,7 +14,9 @@ import os
 
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "1")
 
-from igaudit.transforms.quiet_import import import_tensorflow_quietly, in_local_worker_process  # noqa: E402
+from igaudit.transforms.quiet_import import (import_tensorflow_quietly, in_local_worker_process,  # noqa: E402
+                                             quiet_keyboard_interrupt)
 
 if in_local_worker_process():
     import_tensorflow_quietly()
+    quiet_keyboard_interrupt()
