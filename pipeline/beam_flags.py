@@ -150,7 +150,6 @@ def redacted_config(config: dict) -> dict:
     out = {**config, "beam": beam} if config.get("beam") else config
     notify = (config.get("analysis") or {}).get("notify") or {}
     if notify.get("url"):
-        scheme, _, rest = notify["url"].partition("://")
-        out = {**out, "analysis": {**out["analysis"], "notify": {**notify,
-                                                                 "url": f"{scheme}://{rest.split('/', 1)[0]}/***"}}}
+        from igaudit.pipeline.notify import redacted_url
+        out = {**out, "analysis": {**out["analysis"], "notify": {**notify, "url": redacted_url(notify["url"])}}}
     return out

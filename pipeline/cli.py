@@ -103,7 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     from igaudit.pipeline import interrupts
     interrupts.install(debug=args.debug)
     if args.debug:
-        os.environ["IGAUDIT_DEBUG"] = "1"          # local worker processes keep TensorFlow's chatter too
+        from igaudit.transforms.quiet_import import DEBUG_ENV
+        os.environ[DEBUG_ENV] = "1"                # local worker processes keep TensorFlow's chatter too
     elif args.command != "wait":                   # wait reads run.json only
         _import_tensorflow_quietly()
 
@@ -176,6 +177,7 @@ def main(argv: list[str] | None = None) -> int:
 
 def print_outcome(summary) -> None:
     """What a finished run says on the console (igaudit run / audit, and wait for a detached one)."""
+    from igaudit.pipeline import exit_codes
     accuracy = "" if summary.accuracy is None else f"; accuracy {summary.accuracy:.2f}"
     print(f"igaudit: {summary.change}")
     print(f"igaudit: attributed {summary.attributed} of {summary.matched} images "
@@ -189,7 +191,7 @@ def print_outcome(summary) -> None:
         print(f"igaudit: warning: {warning}", file=sys.stderr)
     for line in finding_lines(summary):
         print(f"igaudit: {line}")
-    if summary.exit_code == 4:
+    if summary.exit_code == exit_codes.SUSPECT:
         print("igaudit: the run is complete but suspect (exit 4, analysis.fail_on_suspect): its findings may say "
               "more about the set-up than the model", file=sys.stderr)
 
@@ -244,8 +246,9 @@ def _wait(args, beam_args: list[str]) -> int:
         return _notified(args, cfg, code, run=run)
     timings = info.get("timings") or {}
     total = timings.get("total_seconds", 0.0)
-    print_outcome(summary_of(run, info, seconds=total, pipeline_seconds=timings.get("pipeline_seconds") or total))
-    print(f"igaudit: report: {shown(summary_of(run, info, seconds=0, pipeline_seconds=0).report)}")
+    summary = summary_of(run, info, seconds=total, pipeline_seconds=timings.get("pipeline_seconds") or total)
+    print_outcome(summary)
+    print(f"igaudit: report: {shown(summary.report)}")
     return _notified(args, cfg, code, run=run)
 
 

@@ -14,6 +14,10 @@ from __future__ import annotations
 
 OK, FAILED, USER_ERROR, ALERT, SUSPECT, WAIT_TIMED_OUT = 0, 1, 2, 3, 4, 5
 INTERRUPTED, TERMINATED = 130, 143
+MEANINGS = {OK: "complete, nothing to alert on", FAILED: "failed", USER_ERROR: "user error, nothing touched",
+            ALERT: "complete, with an alert", SUSPECT: "complete but suspect",
+            WAIT_TIMED_OUT: "still running after igaudit wait's timeout", INTERRUPTED: "interrupted",
+            TERMINATED: "terminated"}
 
 
 def for_run(run_info: dict) -> int:

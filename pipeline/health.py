@@ -18,6 +18,7 @@ from typing import Optional, Sequence
 CAUSES = ("model.input_range (the scale the model expects: [0, 1], [-1, 1] or [0, 255])",
           "model.resize (pad, crop or stretch, as in training)",
           "the class order (model.class_names: one name per model output, in output order)")
+CHECK = "; check " + ", ".join(CAUSES)      # the end of every sentence about the model's answers
 MIN_IMAGES = 10          # below this, accuracy and prediction shares are too noisy to warn on
 SUSPECT_CHANCE = 1.5     # accuracy at most this multiple of chance (1 / classes) is suspect
 SUSPECT_SHARE = 0.9      # one class taking at least this share of the predictions is suspect
@@ -62,18 +63,17 @@ def suspect(label_index: Sequence[int], predicted_names: Sequence[str], predicte
             num_classes: int) -> list[str]:
     """Why a complete run's answers look like a broken set-up, one sentence each (empty: not suspect)."""
     out = []
-    causes = "; check " + ", ".join(CAUSES)
     labelled = [i for i in label_index if i is not None and i >= 0]
     acc = accuracy(label_index, predicted)
     chance = 1 / max(num_classes, 1)
     if acc is not None and len(labelled) >= max(MIN_IMAGES, 2 * num_classes) and acc <= SUSPECT_CHANCE * chance:
         out.append(f"accuracy {acc:.2f} on {len(labelled)} labelled images is near or below chance (chance is "
                    f"{chance:.2f} for {num_classes} classes; suspect at or below {SUSPECT_CHANCE:g}x that, "
-                   f"{SUSPECT_CHANCE * chance:.2f}){causes}")
+                   f"{SUSPECT_CHANCE * chance:.2f}){CHECK}")
     name, share = _top_prediction(predicted_names)
     if num_classes >= 2 and share >= SUSPECT_SHARE:
         out.append(f"{share:.0%} of images are predicted '{name}' (of {num_classes} classes; suspect at or above "
-                   f"{SUSPECT_SHARE:.0%}){causes}")
+                   f"{SUSPECT_SHARE:.0%}){CHECK}")
     return out
 
 
@@ -82,14 +82,13 @@ def warnings(labels: Sequence[Optional[str]], label_index: Sequence[int], predic
     """Warnings about the model's answers that do not make the run suspect, one sentence each (one row per
     attributed image)."""
     out = []
-    causes = "; check " + ", ".join(CAUSES)
     labelled = [i for i in label_index if i is not None and i >= 0]
     if any(lab is not None for lab in labels) and not labelled:
         out.append("none of the image labels is one of the model's class names, so accuracy cannot be measured; "
                    "set model.class_names to the model's classes in output order")
     name, share = _top_prediction(predicted_names)
     if num_classes >= 2 and collapse_share(num_classes) < share < SUSPECT_SHARE:
-        out.append(f"{share:.0%} of images are predicted '{name}' (of {num_classes} classes){causes}")
+        out.append(f"{share:.0%} of images are predicted '{name}' (of {num_classes} classes){CHECK}")
     return out
 
 

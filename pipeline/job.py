@@ -20,6 +20,7 @@ from igaudit.pipeline.build import build_pipeline
 from igaudit.pipeline.config import Config, absolute_paths, local_paths
 from igaudit.pipeline.errors import UserError
 from igaudit.pipeline.metrics import attribution_phase, query_metrics
+from igaudit.pipeline.paths import is_remote
 from igaudit.pipeline.runner import make_pipeline, runs_locally, use_options
 
 log = logging.getLogger("igaudit")
@@ -93,7 +94,7 @@ def run_job(cfg: Config, beam_args: list[str] = (), *, overwrite: bool = False, 
     if overwrite:
         ownership.check_overwrite_spares(out_dir, {**local_paths(cfg), "the config file": config_file})
     if dry_run:      # Dataflow's dry run builds the job request only, offline: output.dir is not even looked at
-        if "://" not in out_dir:
+        if not is_remote(out_dir):
             ownership.check_claimable(out_dir, overwrite=overwrite)
     else:
         ownership.claim(out_dir, overwrite=overwrite)
@@ -133,7 +134,7 @@ def run_job(cfg: Config, beam_args: list[str] = (), *, overwrite: bool = False, 
     template_location = options.get_all_options().get("template_location")
     if template_location:
         return RunSummary(**submitted, template_location=template_location)
-    return summarize(out_dir, result, started, pipeline_seconds)
+    return summarize(out_dir, result, pipeline_seconds)
 
 
 def is_dry_run(options) -> bool:
@@ -151,7 +152,7 @@ def job_id(result) -> str:
     return type(result).__name__
 
 
-def summarize(out_dir: str, result, started: float, pipeline_seconds: float) -> RunSummary:
+def summarize(out_dir: str, result, pipeline_seconds: float) -> RunSummary:
     """What the finished job wrote (its run.json), with the runner's metrics and timings added to run.json.
     Raises RunFailed when the job marked the run failed, or wrote no run.json."""
     run_info = finalize.read_run_json(out_dir)

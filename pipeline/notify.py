@@ -14,20 +14,22 @@ import json
 import os
 import subprocess
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Optional
 
-MEANINGS = {0: "complete, nothing to alert on", 1: "failed", 2: "user error, nothing touched",
-            3: "complete, with an alert", 4: "complete but suspect", 5: "still running after igaudit wait's timeout"}
+from apache_beam.io.filesystems import FileSystems
 
+from igaudit.pipeline.exit_codes import MEANINGS
+from igaudit.pipeline.run_dir import REPORT
 
 def alert(code: int, *, command: str, run: Optional[str] = None, run_info: Optional[dict] = None,
           message: Optional[str] = None) -> dict:
     """The JSON both the command and the URL receive. run_info: the run's run.json (None when the run
     stopped before writing one); message: the console's error line, if the run did not finish."""
     info = run_info or {}
-    report = f"{run.rstrip('/')}/report.html" if run and info.get("status") == "ok" else None
-    return {"igaudit": command, "exit_code": code, "meaning": MEANINGS.get(code, "interrupted"), "run": run,
+    report = FileSystems.join(run, REPORT) if run and info.get("status") == "ok" else None
+    return {"igaudit": command, "exit_code": code, "meaning": MEANINGS[code], "run": run,
             "report": report, "status": info.get("status"), "reason": info.get("reason") or message,
             "suspect": info.get("suspect") or [], "change": info.get("change"),
             "alerts": info.get("alerts") or [], "accuracy": info.get("accuracy"),
@@ -64,8 +66,18 @@ def _run_command(command: str, body: bytes, payload: dict, timeout: float) -> li
     return []
 
 
+def url_host(url: str) -> str:
+    """A URL's host (and port): all of it that may be shown, its path being a secret (a webhook token)."""
+    return urllib.parse.urlsplit(url).netloc
+
+
+def redacted_url(url: str) -> str:
+    """scheme://host/***: the URL as run.json and the report keep it."""
+    return f"{urllib.parse.urlsplit(url).scheme}://{url_host(url)}/***"
+
+
 def _post(url: str, body: bytes, timeout: float) -> list[str]:
-    host = url.split("://", 1)[-1].split("/", 1)[0]          # the path may be a secret (a webhook token)
+    host = url_host(url)
     request = urllib.request.Request(url, data=body, method="POST",
                                      headers={"Content-Type": "application/json", "User-Agent": "igaudit"})
     try:

@@ -15,7 +15,7 @@ from igaudit.pipeline import beam_flags
 from igaudit.pipeline.config import Config
 from igaudit.pipeline.errors import NothingToAudit, UserError
 from igaudit.pipeline.ownership import check_not_over_inputs, glob_base
-from igaudit.pipeline.paths import shown
+from igaudit.pipeline.paths import is_remote, shown
 from igaudit.pipeline.runner import config_flags
 from igaudit.pipeline.run_dir import read_table
 from igaudit.transforms.attribution.choices import BASELINE_KINDS
@@ -48,7 +48,7 @@ def find_inputs(cfg: Config) -> tuple[list[ImageFile], Optional[list[ImageFile]]
     if cfg.input.format == "tfrecord":         # the shards; their records are counted by the job
         return [ImageFile(u, None, "") for u in uris], None
     base = glob_base(cfg.input.pattern)
-    if not uris and "://" not in cfg.input.pattern and base and not os.path.isdir(base):
+    if not uris and not is_remote(cfg.input.pattern) and not os.path.isdir(shown(base)):
         raise UserError(f"input.pattern '{shown(cfg.input.pattern)}': the folder '{base}' does not exist: check the "
                         f"path (relative paths are relative to the current directory); for the demo run "
                         f"`igaudit demo`")
@@ -174,7 +174,7 @@ def check(cfg: Config, beam_args: list[str] = ()) -> Plan:
 
 
 def _on_a_bucket(path: Optional[str]) -> bool:
-    return bool(path) and "://" in path
+    return bool(path) and is_remote(path)
 
 
 def check_offline(cfg: Config, beam_args: list[str] = ()) -> Plan:

@@ -28,8 +28,11 @@ METHOD_SETTINGS = {
 
 def ignored_settings(method: str, given, defaults=None) -> list:
     """The attribution settings in `given` (a mapping) that `method` does not read, leaving out those equal to
-    `defaults`' (a setting at its default does nothing either way); none for an unknown method."""
-    used = COMMON_SETTINGS + METHOD_SETTINGS.get(method, tuple(given))
+    `defaults`' (a setting at its default does nothing either way); none for an unknown method (the config
+    refuses the method itself)."""
+    if method not in METHOD_SETTINGS:
+        return []
+    used = COMMON_SETTINGS + METHOD_SETTINGS[method]
     return [key for key, value in given.items() if key not in used
             and (defaults is None or value != getattr(defaults, key, object()))]
 # `adaptive` refines each image's grid (refine.py); the others are fixed quadrature rules.
