@@ -21,8 +21,10 @@ passes the model's), and returns the figures `verdict.py` judges. Three kinds of
               background set to other classes' mean background colour (a texture, a colour, a brightness
               gone). Control: the same removal on other classes' images, measured on their own predicted
               class. Kept alone:
-              the box set to the mean colour. Repeating: log magnitude spectra of the background (a
-              texture's signature, whatever its phase or position).
+              the box set to the mean colour. Repeating: texture signatures of the background (log
+              spectra pooled by frequency band and orientation, whatever the texture's phase or
+              position) as deviations from other classes' backgrounds (`repetition.spectra`,
+              `repetition.template_scores`).
 * channel     a colour cast in one channel. Removed: each image's mean colour moved to other classes'
               mean colour. Control: the same move on other classes' images, measured on their own
               predicted class. Sufficiency: other classes' images with

@@ -320,22 +320,43 @@ def template_correlations(vectors: np.ndarray, template: np.ndarray) -> np.ndarr
 def template_scores(relying: np.ndarray, others: np.ndarray) -> tuple[float, float]:
     """(repeat, others): median correlation of the relying images' descriptors with their own median
     (the template), and of the other classes' descriptors with it (for descriptors that are not pixels
-    at fixed places, e.g. spectra)."""
+    at fixed places, e.g. texture signatures). Both as deviations from the other classes' mean descriptor:
+    what every image shares (power falling with frequency, in any photo) would otherwise make any two
+    images correlate, and what is left is what sets the relying images apart."""
+    relying = np.asarray(relying, np.float64)
+    others = np.asarray(others, np.float64)
+    if len(others):
+        centre = others.mean(0)
+        relying, others = relying - centre, others - centre
     template = np.median(relying, axis=0)
     repeat = float(np.median(template_correlations(relying, template)))
     other = float(np.median(template_correlations(others, template))) if len(others) else 0.0
     return repeat, other
 
 
+BANDS, ORIENTATIONS = 6, 4      # a texture signature: log power in this many frequency bands x orientations
+
+
 def spectra(images: np.ndarray, masks: np.ndarray) -> np.ndarray:
-    """(n, H * W): log magnitude spectra of the images' grey levels where `masks` is True (the rest set
-    to the image's mean there): a texture's signature, whatever its phase or position."""
+    """(n, BANDS * ORIENTATIONS): texture signatures of the images' grey levels where `masks` is True (the
+    rest set to the image's mean there): the mean log magnitude of the spectrum in each frequency band
+    (equal steps up to Nyquist; the corners beyond it in the last) and orientation, whatever the
+    texture's phase or position. Pooling the spectrum so is what makes two crops of one texture alike (a
+    single spectrum's coefficients are as noisy as the texture itself)."""
     grey = np.asarray(images, np.float64).mean(-1)
+    h, w = grey.shape[1:3]
+    fy, fx = np.fft.fftfreq(h)[:, None], np.fft.fftfreq(w)[None, :]
+    radius = np.hypot(fy, fx).ravel()
+    band = np.minimum((radius / 0.5 * BANDS).astype(int), BANDS - 1)
+    angle = np.minimum((np.arctan2(fy, fx) % np.pi / np.pi * ORIENTATIONS).astype(int), ORIENTATIONS - 1).ravel()
+    texture = radius > 0                                  # the mean level is not texture
+    bins = (band * ORIENTATIONS + angle)[texture]
+    counts = np.maximum(np.bincount(bins, minlength=BANDS * ORIENTATIONS), 1)
     out = []
     for g, m in zip(grey, masks):
         v = np.where(m, g, g[m].mean() if m.any() else g.mean())
-        v = v - v.mean()
-        out.append(np.log1p(np.abs(np.fft.fft2(v))).ravel())
+        power = np.log1p(np.abs(np.fft.fft2(v - v.mean()))).ravel()[texture]
+        out.append(np.bincount(bins, power, BANDS * ORIENTATIONS) / counts)
     return np.array(out)
 
 

@@ -21,8 +21,15 @@ Four tests, each True or False (False when its figures are missing):
 The rule (set on the shortcut zoo, `benchmarks/zoo.py`, seed 0; checked on seed 1):
 
 * **shortcut** when it repeats, is needed, and is sufficient or transplanted (the model needs it, and
-  it alone, kept or pasted elsewhere, says the class); for backgrounds and colour (no transplant), when
-  all of needed, sufficient and repeating hold;
+  it alone, kept or pasted elsewhere, says the class); or, for a region that does not repeat (a
+  semi-transparent watermark over varied content, a tag drawn over the object), when it is *decisive*:
+  needed, sufficient and transplanted, each by at least DECISIVE (removing it costs the images that
+  much of their probability, kept alone it is called the class in that many more of the class's images
+  than of others', pasted into other classes' images it turns that many of them into the class): the
+  region alone decides the class. An object is recognised from several of its parts, so one part kept
+  alone or pasted elsewhere is weaker (on the zoo's clean models the closest, a cross's arm, reached
+  0.57, 0.48 and 0.55); for backgrounds and colour (no transplant), when all of needed, sufficient and
+  repeating hold;
 * **review** when it is not a shortcut but the evidence still points at the model's use of the
   region: needed and sufficient, or transplanted; for colour, two of needed, sufficient and a frame
   that carries the channel (a cast where other classes have colours of their own: it cannot be told
@@ -48,6 +55,7 @@ CONTROL_FLOOR = 0.02     # control drops below this count as this (a ratio to ~0
 SUFFICIENT_GAP = 0.3
 TRANSPLANT_FLIP = 0.5
 TRANSPLANT_GAP = 0.4
+DECISIVE = 0.6          # a region decides the class alone: drop, kept-alone gap and transplant flip each this much
 REPEAT = 0.7
 REPEAT_GAP = 0.6
 # colour: a cast sits on content that varies in colour (nearly) as much as other classes' content; a class
@@ -74,11 +82,24 @@ def judge(f: dict, kind: str = "region") -> dict:
             "repeating": bool(repeating)}
 
 
+def decisive(tests: dict, figures: Optional[dict]) -> bool:
+    """Whether a region's needed, sufficient and transplanted tests all pass by at least DECISIVE (see the
+    module docstring); False without the figures."""
+    f = figures or {}
+    if not (tests["needed"] and tests["sufficient"] and tests["transplanted"]):
+        return False
+    drop, kept, other, flip = (f.get(k) for k in ("drop", "kept_class", "kept_other", "transplant_flip"))
+    return (all(ok(v) for v in (drop, kept, other, flip))
+            and min(drop, kept - other, flip) >= DECISIVE)
+
+
 def outcome(tests: dict, kind: str = "region", figures: Optional[dict] = None) -> str:
-    """'shortcut', 'review' or 'cleared' (the rule in the module docstring). figures: the test's (for colour,
-    whether the frame carries the channel at all)."""
+    """'shortcut', 'review' or 'cleared' (the rule in the module docstring). figures: the test's (a region's
+    margins, `decisive`; for colour, whether the frame carries the channel at all)."""
     if kind == "region":
         if tests["repeating"] and tests["needed"] and (tests["sufficient"] or tests["transplanted"]):
+            return "shortcut"
+        if decisive(tests, figures):
             return "shortcut"
     elif tests["needed"] and tests["sufficient"] and tests["repeating"]:
         return "shortcut"
@@ -91,10 +112,13 @@ def outcome(tests: dict, kind: str = "region", figures: Optional[dict] = None) -
     return "cleared"
 
 
-def evidence_label(tests: dict, kind: str = "region") -> str:
-    """e.g. 'needed, transplanted, repeating; not sufficient' (the tests that apply to the kind)."""
+def evidence_label(tests: dict, kind: str = "region", figures: Optional[dict] = None) -> str:
+    """e.g. 'needed, transplanted, repeating; not sufficient' (the tests that apply to the kind; a decisive
+    region's 'needed, sufficient, transplanted, each decisive; not repeating')."""
     names = [t for t in TESTS if kind == "region" or t != "transplanted"]
     passed = [t for t in names if tests[t]]
+    if kind == "region" and not tests["repeating"] and decisive(tests, figures):
+        passed[-1] += ", each decisive"
     failed = [f"not {t}" for t in names if not tests[t]]
     return "; ".join(part for part in (", ".join(passed), ", ".join(failed)) if part)
 
@@ -128,7 +152,7 @@ def apply_verdicts(rows: Sequence[dict], tests: Sequence, figures: dict, class_n
                 verdict = judge(f, test.kind)
                 r.update({k: _clean(v) for k, v in f.items() if k in r}, **verdict)
                 r.update(test_id=tid, outcome=outcome(verdict, test.kind, f),
-                         evidence=evidence_label(verdict, test.kind), detail=f"{r['detail']}; {describe(test, f)}")
+                         evidence=evidence_label(verdict, test.kind, f), detail=f"{r['detail']}; {describe(test, f)}")
                 r["flagged"] = r["outcome"] == "shortcut"
         elif r["candidate"]:
             r["evidence"] = "drift: a change since the reference run (no intervention)"

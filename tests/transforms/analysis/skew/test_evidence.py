@@ -179,6 +179,67 @@ def test_transplants_that_flip_while_controls_do_not_make_a_shortcut_when_kept_a
     assert outcome(verdict) == "shortcut"
 
 
+@pytest.mark.parametrize("figures, expected", [
+    # the zoo's semi-transparent corner watermark on photos (seed 0): nothing repeats pixel for pixel, but
+    # the corner alone decides the class
+    ({"drop": 0.87, "control_drop": 0.0, "kept_class": 0.92, "kept_other": 0.02, "transplant_flip": 0.69,
+      "transplant_control": 0.03}, "shortcut"),
+    # the clean shapes' cross arm, the closest an object part came: all three pass, none by DECISIVE
+    ({"drop": 0.57, "control_drop": 0.13, "kept_class": 0.53, "kept_other": 0.05, "transplant_flip": 0.55,
+      "transplant_control": 0.05}, "review"),
+    # a digit's arc (the zoo, seed 1): needed and pasted decisively, kept alone only 0.40 more often
+    ({"drop": 0.66, "control_drop": 0.01, "kept_class": 0.42, "kept_other": 0.02, "transplant_flip": 0.70,
+      "transplant_control": 0.0}, "review"),
+])
+def test_a_region_that_decides_the_class_alone_is_a_shortcut_without_repeating(figures, expected):
+    f = dict(figures, stamp_repeat=0.0, stamp_others=0.0)
+    verdict = judge(f)
+    assert verdict == {"needed": True, "sufficient": True, "transplanted": True, "repeating": False}
+    assert outcome(verdict, "region", f) == expected
+    assert ("each decisive" in evidence_label(verdict, "region", f)) == (expected == "shortcut")
+    assert outcome(verdict, "region") == "review"           # no figures, no margins: never a shortcut
+    assert outcome(verdict, "outside_box", f) == "review"   # backgrounds and colour: their own rule
+
+
+def _textures(rng, n, angle):
+    """n crops of one oriented texture (noise smoothed along `angle`), each at a random phase."""
+    big = rng.normal(size=(n, SIZE * 2, SIZE * 2))
+    f = np.fft.fftfreq(SIZE * 2)
+    fy, fx = np.meshgrid(f, f, indexing="ij")
+    along = fx * np.cos(angle) + fy * np.sin(angle)
+    shaped = np.real(np.fft.ifft2(np.fft.fft2(big) * np.exp(-(along / 0.05) ** 2)))
+    out = np.empty((n, SIZE, SIZE, 3), np.float32)
+    for i in range(n):
+        y, x = rng.integers(0, SIZE, 2)
+        crop = shaped[i, y:y + SIZE, x:x + SIZE]
+        out[i] = ((crop - crop.min()) / np.ptp(crop))[..., None]
+    return out
+
+
+def _falloff(rng, n):
+    """n images of isotropic noise whose power falls with frequency as in any photo (no orientation of its own)."""
+    f = np.fft.fftfreq(SIZE)
+    fy, fx = np.meshgrid(f, f, indexing="ij")
+    s = np.real(np.fft.ifft2(np.fft.fft2(rng.normal(size=(n, SIZE, SIZE))) / (0.02 + np.hypot(fy, fx))))
+    s = (s - s.min((1, 2), keepdims=True)) / np.ptp(s, (1, 2), keepdims=True)
+    return np.repeat(s[..., None], 3, -1).astype(np.float32)
+
+
+def test_one_texture_behind_a_class_repeats_and_what_all_textures_share_does_not():
+    """Background signatures: crops of one texture are alike once what every image shares (power falling with
+    frequency) is taken out, while other classes' backgrounds share only that; crops of the same texture
+    behind every class are not a class's own."""
+    from igaudit.transforms.analysis.skew.repetition import spectra, template_scores
+    rng = np.random.default_rng(6)
+    masks = np.ones((20, SIZE, SIZE), bool)
+    masks[:, 10:22, 10:22] = False
+    grass = spectra(_textures(rng, 20, 0.3), masks)
+    repeat, carried = template_scores(grass, spectra(_falloff(rng, 20), masks))
+    assert repeat > 0.7 and repeat - carried > 0.6      # uncentred, the shared falloff: 0.98 vs 0.74
+    repeat, carried = template_scores(grass, spectra(_textures(rng, 20, 0.3), masks))
+    assert repeat - carried < 0.3
+
+
 def test_a_cast_needs_content_as_varied_as_the_rest():
     """Colour: the frame carries the channel (AUC 0.95), but content of one colour (a photo of coffee) is
     content, not a cast."""
