@@ -96,7 +96,7 @@ def convergence_line(not_converged: int, attributed: int) -> Optional[str]:
     """The summary sentence for images the step policy left short (None when none): `converged` is false
     when the policy did not reach what it controls (rule adaptive: the per-pixel error estimate within
     pixel_tolerance; trapezoid / gauss_legendre: the completeness gap within tolerance) before max_steps.
-    Reported, not a warning (README, "steps: auto")."""
+    Reported, not a warning (docs/step-policy.md)."""
     if not not_converged:
         return None
     return (f"{not_converged} of {attributed} images stopped at attribution.max_steps before their error "
