@@ -12,7 +12,9 @@ rows (`clusters.cluster_table`):
                    one-sided (attribution drifting to the frame is the smell); its region is the frame.
 * `peak_excess`    the share of the class's images whose strongest cells (`summarize.peak_cells`) lie in a
                    cell, above the share of other classes' images whose do, at its largest: a mark on part
-                   of a class shows here even when the class's mean grid is the object's.
+                   of a class shows here even when the class's mean grid is the object's. The first such
+                   block that touches an image edge also proposes the frame (`edge_frame`): a border drawn
+                   round part of a class is often seen on one side or in one corner only.
 * `cluster_excess` the share of a cluster's attribution where neither its class's other clusters nor the
                    dataset look as much (`cluster_rows`).
 * `in_box`         class mean share of attribution inside the object box (a manifest with boxes).
@@ -27,7 +29,7 @@ from typing import Mapping, Optional
 import numpy as np
 
 from igaudit.transforms.analysis.distances import js_divergence, robust_z
-from igaudit.transforms.analysis.regions import cells_mask, describe_region, percent, strong_block
+from igaudit.transforms.analysis.regions import EDGE_DEPTH, cells_mask, describe_region, percent, strong_block
 from igaudit.transforms.analysis.skew.interventions import rescale_cells
 from igaudit.transforms.analysis.skew.rows import (CHANNEL_NAMES, block_fields, finite, grid_of,
                                                    region_fields, resolve_thresholds, skew_row, skipped, subject_of)
@@ -96,6 +98,7 @@ def _peak_rows(group_by: str, rows: list[dict], t: dict) -> list[dict]:
         rest = np.average(np.stack([s for _, s in others]), axis=0, weights=counts).reshape(size, size)
         excess = share.reshape(size, size) - rest
         name = r["class_name"]
+        framed = False
         for i in range(PEAK_REGIONS):
             value = float(excess.max())
             if value <= 0 or (i and value < 0.5 * t["peak_excess"]):
@@ -111,8 +114,24 @@ def _peak_rows(group_by: str, rows: list[dict], t: dict) -> list[dict]:
                                 f"{subject_of(group_by, name)}: {percent(share.reshape(size, size)[cell])} of its "
                                 f"images have their strongest attribution in {fields['region']} (at row {cell[0] + 1}, "
                                 f"column {cell[1] + 1}) vs {percent(rest[cell])} of other classes' images", **fields))
+            if not framed and len(block) == 4 and edge_frame(block, size):
+                framed = True
+                out.append(dict(out[-1], **block_fields(edge_frame(block, size), size),
+                                detail=out[-1]["detail"] + "; on the image's edge: the frame is tested too"))
             excess = np.where(cells_mask(block, size, size), -1.0, excess)     # below any excess: never again
     return out
+
+
+def edge_frame(block: tuple, size: int) -> Optional[tuple]:
+    """The frame (0, size, 0, size, depth) that a block touching an edge of the size x size grid may be part
+    of: as deep as the block reaches in from that edge, at most EDGE_DEPTH (None: it touches no edge, or is
+    already the whole grid)."""
+    r0, r1, c0, c1 = block
+    depths = [d for touches, d in ((r0 == 0, r1), (r1 == size, size - r0), (c0 == 0, c1), (c1 == size, size - c0))
+              if touches]
+    if not depths or (r1 - r0, c1 - c0) == (size, size):
+        return None
+    return (0, size, 0, size, min(min(depths), EDGE_DEPTH))
 
 
 def _border_rows(group_by: str, rows: list[dict], t: dict, border: float) -> list[dict]:

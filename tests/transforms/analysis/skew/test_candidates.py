@@ -327,3 +327,40 @@ def test_a_mark_on_half_of_one_class_of_two_becomes_a_candidate():
     assert corner[0]["value"] > 0.4 and "of its images have their strongest attribution in" in corner[0]["detail"]
     assert not [r for r in skew_rows(rows) if r["candidate"] and r["class_name"] == "b"
                 and r["metric"] == "peak_excess" and r["region_cells"][3] >= 15]
+
+
+def test_a_block_on_an_image_edge_also_proposes_the_frame():
+    """A border drawn round part of a class is often seen on one side only: the peak block on the bottom edge
+    proposes the frame of its depth too (the interventions decide); a block in the middle proposes none."""
+    from igaudit.transforms.analysis.skew.candidates import edge_frame
+    assert edge_frame((15, 16, 3, 13), 16) == (0, 16, 0, 16, 1)        # a strip along the bottom edge
+    assert edge_frame((10, 16, 0, 7), 16) == (0, 16, 0, 16, 2)         # a corner block: at most EDGE_DEPTH deep
+    assert edge_frame((5, 9, 5, 9), 16) is None                        # touches no edge
+    assert edge_frame((0, 16, 0, 16), 16) is None                      # the whole grid
+    from igaudit.transforms.aggregate import ClassStatsFn
+    rng = np.random.default_rng(1)
+    size = 16
+
+    def image_grid(marked):
+        g = rng.gamma(2.0, 0.5, (size, size)) * 0.05
+        y, x = rng.integers(5, 11, 2)
+        g[y - 2:y + 2, x - 2:x + 2] += rng.uniform(0.5, 1.0)
+        if marked:
+            g[15, 4:12] += 1.0
+        return (g / g.sum()).ravel()
+
+    fn = ClassStatsFn()
+    rows = []
+    for name, marked in (("a", [True] * 15 + [False] * 15), ("b", [False] * 30), ("c", [False] * 30)):
+        acc = fn.create_accumulator()
+        for i, m in enumerate(marked):
+            acc = fn.add_input(acc, {"label_index": 0, "correct": True, "confidence": 0.9, "completeness_gap": 0.0,
+                                     "relative_gap": 0.0, "border_mass": 0.1, "concentration": 0.1, "entropy": 0.9,
+                                     "channel_shares": [1.0], "grid": image_grid(m), "grid_size": size,
+                                     "predicted_name": name, "image_id": f"{name}{i}"})
+        rows.append({"group_by": "label", "class_name": name, **fn.extract_output(acc)})
+    peaks = [r for r in skew_rows(rows) if r["metric"] == "peak_excess" and r["candidate"]]
+    frames = [r for r in peaks if r["region_cells"] and len(r["region_cells"]) == 5]
+    assert [(r["class_name"], r["region_cells"]) for r in frames] == [("a", [0, 16, 0, 16, 1])], \
+        [(r["class_name"], r["region_cells"]) for r in peaks]
+    assert "the frame is tested too" in frames[0]["detail"]
