@@ -347,16 +347,17 @@ def apply_override(raw: dict, assignment: str) -> None:
 class _Loader(yaml.SafeLoader):
     """YAML's safe loader, refusing duplicate keys (a repeated key would silently win otherwise)."""
 
-
 def _mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict:
-    seen: dict = {}
-    for key_node, _ in node.value:
-        key = loader.construct_object(key_node, deep=deep)
+    """A mapping whose keys YAML 1.1 would read as booleans (`on:`, `yes:`) keep their text: keys are names."""
+    loader.flatten_mapping(node)        # YAML merge keys (<<), as construct_mapping does
+    seen, out = {}, {}
+    for key_node, value_node in node.value:
+        key = key_node.value if key_node.tag == "tag:yaml.org,2002:bool" else loader.construct_object(key_node, deep)
         line = key_node.start_mark.line + 1
         if key in seen:
             raise ConfigError(f"duplicate key '{key}' at line {line} (first at line {seen[key]}): keep one of them")
-        seen[key] = line
-    return loader.construct_mapping(node, deep=deep)
+        seen[key], out[key] = line, loader.construct_object(value_node, deep=deep)
+    return out
 
 
 _Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping)

@@ -441,6 +441,17 @@ def test_duplicate_keys_are_errors_naming_the_key(tmp_path, text, named):
     assert named in str(err.value)
 
 
+def test_a_key_yaml_would_read_as_a_boolean_keeps_its_name(tmp_path):
+    """YAML 1.1 reads a bare `on:` as True; keys are names, so `analysis.notify.on` works as written (values
+    keep YAML's reading: `fail_on_suspect: no` is still false)."""
+    path = write(tmp_path, "input:\n  pattern: a/*.png\nanalysis:\n  fail_on_suspect: no\n  notify:\n"
+                           "    command: cat\n    on: [1, 3]\n")
+    cfg = load_config(path)
+    assert cfg.analysis.notify.on == (1, 3) and cfg.analysis.fail_on_suspect is False
+    path = write(tmp_path, "input:\n  pattern: a/*.png\n  <<: {manifest: null}\n")     # merge keys still merge
+    assert load_config(path).input.manifest is None
+
+
 def test_bad_values_and_unknown_keys_name_their_line(tmp_path):
     path = write(tmp_path, "input:\n  pattern: a/*.png\nattribution:\n  method: integrated_gradients\n  steps: -3\n")
     with pytest.raises(ConfigError, match=r"'attribution.steps' \(config file '.*', line 5\): -3"):
