@@ -34,6 +34,16 @@ def versions() -> dict:
             "pillow": PIL.__version__}
 
 
+def base_info(cfg, class_names: list, beam_args: list = (), *, started: Optional[float] = None,
+              launcher_succeeds: bool = False) -> dict:
+    """run.json's fixed part, known when the graph is built (`finish_run`'s base). launcher_succeeds: this
+    process waits on the job and writes _SUCCESS itself after adding the runner's metrics."""
+    return {"config": cfg.to_dict(), "class_names": list(class_names), "beam_args": list(beam_args),
+            "reference": cfg.analysis.reference, "started": time.time() if started is None else started,
+            "max_rejected_share": cfg.analysis.max_rejected_share, "alert_on": cfg.analysis.alert_on,
+            "launcher_succeeds": launcher_succeeds}
+
+
 def finish_run(out_dir: str, base: dict, matched: int, images_files: Optional[list] = None) -> dict:
     """Read the run's tables, decide its status and warnings, write report.html, run.json and (when ok)
     _SUCCESS; return run.json's content. base: what the launcher knew at submit time (config, class

@@ -103,11 +103,9 @@ def run_job(cfg: Config, beam_args: list[str] = (), *, overwrite: bool = False, 
     if not dry_run:
         print(f"igaudit: {len(files)} {what} matched, {len(class_names)} classes; writing to {out_dir}", flush=True)
 
-    base = {"config": cfg.to_dict(), "class_names": class_names, "beam_args": list(beam_args),
-            "reference": cfg.analysis.reference, "started": started,
-            "max_rejected_share": cfg.analysis.max_rejected_share, "alert_on": cfg.analysis.alert_on,
-            # a job this process waits on: it adds the runner's metrics to run.json, then writes _SUCCESS
-            "launcher_succeeds": not (detach or dry_run or options.get_all_options().get("template_location"))}
+    # a job this process waits on: it adds the runner's metrics to run.json, then writes _SUCCESS
+    waits = not (detach or dry_run or options.get_all_options().get("template_location"))
+    base = finalize.base_info(cfg, class_names, beam_args, started=started, launcher_succeeds=waits)
     total = None if cfg.input.format == "tfrecord" else len(files)      # records are counted as they are read
     bar = live.ProgressBar(total) if live.wants_bar(runs_locally(options.get_all_options())) else None
     with bar or contextlib.nullcontext():     # the bar's settings reach the stages built in it

@@ -173,6 +173,19 @@ def check(cfg: Config, beam_args: list[str] = ()) -> Plan:
                 reference_classes, reference_findings, warnings + reference_warnings)
 
 
+def plan_for(cfg: Config, class_names: Optional[list] = None) -> Plan:
+    """A plan for `build.AuditImages` in a pipeline of your own: the checks of `check` that do not list the
+    inputs (the model, the attribution settings, the reference run). class_names: the model's classes in
+    output order (default: `model.class_names`, else the sorted labels of `cfg.input`'s images)."""
+    files = [] if class_names or cfg.model.class_names else find_inputs(cfg)[0]
+    names = list(class_names) if class_names else resolve_class_names(cfg, files)
+    classifier = check_model(cfg, names)
+    target, baseline_image = resolve_attribution(cfg, names, classifier.input_shape)
+    reference_classes, reference_findings, reference_warnings = read_reference(cfg.analysis.reference)
+    return Plan(files, None, names, classifier.input_shape, target, baseline_image, reference_classes,
+                reference_findings, reference_warnings)
+
+
 def _on_a_bucket(path: Optional[str]) -> bool:
     return bool(path) and is_remote(path)
 
