@@ -261,8 +261,9 @@ def test_the_dataflow_job_request_is_built_offline(bucket, uploaded, tiny_assets
     summary = run_job(cfg, flags)
     job = summary.job_request
     names = {t.unique_name for t in job.proto_pipeline.components.transforms.values()}
-    for stage in ("MatchImages", "ReadImageBytes", "DecodeImages", "Attribute/RunInference", "WriteArtifacts",
-                  "AggregateClasses", "FlagSkew", "Finalize"):
+    for stage in ("MatchImages", "AuditImages", "AuditImages/ReadImageBytes", "AuditImages/DecodeImages",
+                  "AuditImages/Attribute/RunInference", "AuditImages/WriteArtifacts", "AuditImages/AggregateClasses",
+                  "AuditImages/FlagSkew", "AuditImages/Finalize"):
         assert stage in names, stage
     environments = list(job.proto_pipeline.components.environments.values())
     from apache_beam.portability.api import beam_runner_api_pb2
