@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test bench clean venv browser
+.PHONY: demo test test-fast bench clean venv browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,9 +17,12 @@ venv: $(STAMP)
 demo: $(STAMP)
 	$(VENV)/bin/igaudit demo
 
-# the fast loop first (its time printed on its own), then the slow tests (whole runs, subprocesses, browser)
-test: $(STAMP)
-	$(PY) -m pytest -q -m "not slow" tests
+# the fast loop (unit and wiring tests, <= 90 s here; its time printed on its own line)
+test-fast: $(STAMP)
+	@start=$$(date +%s) && $(PY) -m pytest -q -m "not slow" tests && echo "fast loop: $$(( $$(date +%s) - start )) s"
+
+# the fast loop first, then the slow tests (whole runs, subprocesses, browser)
+test: test-fast
 	$(PY) -m pytest -q -m slow --durations=10 tests
 
 bench: $(STAMP)
