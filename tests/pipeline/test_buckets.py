@@ -23,7 +23,7 @@ from igaudit.pipeline.errors import UserError
 from igaudit.pipeline.job import run_job
 from igaudit.pipeline.run_dir import read_images_table, read_table
 from tests.conftest import CLASSES, SIZE, tiny_config
-from tests.pipeline.test_runners import free_port, wait_for_port
+from tests.e2e.test_runners_agree import free_port, wait_for_port
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent

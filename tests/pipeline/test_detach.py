@@ -15,7 +15,7 @@ import yaml
 
 from igaudit.pipeline.run_dir import read_images_table
 from tests.conftest import tiny_config
-from tests.pipeline.test_runners import ROOT, assert_rows_equal, free_port, stop_process_group, wait_for_port
+from tests.e2e.test_runners_agree import ROOT, assert_rows_equal, free_port, stop_process_group, wait_for_port
 
 pytestmark = pytest.mark.slow
 
