@@ -6,7 +6,6 @@ only the files it wrote there. Exit codes: pipeline/exit_codes.py.
 from __future__ import annotations
 
 import dataclasses
-import json
 from datetime import datetime, timezone
 from typing import Optional
 
@@ -17,7 +16,8 @@ from igaudit.pipeline.errors import UserError
 from igaudit.pipeline.job import RunSummary, is_dry_run, run_job
 from igaudit.pipeline import ownership
 from igaudit.pipeline.paths import shown
-from igaudit.pipeline.run_dir import MARKER, RUN_PREFIX, SUCCESS, completed_runs, read_table, runs_holding
+from igaudit.pipeline.run_dir import (CLASSES_TABLE, FINDINGS_TABLE, MARKER, RUN_PREFIX, MissingTable, RunDir,
+                                      completed_runs, runs_holding)
 from igaudit.pipeline.runner import use_options
 from igaudit.transforms.analysis.skew import alerting, compare_findings
 
@@ -61,12 +61,11 @@ def is_igaudit_run(run: str) -> bool:
     if not run.rstrip("/").rsplit("/", 1)[-1].startswith(RUN_PREFIX) or not ownership.is_run_dir(run):
         return False
     try:
-        with FileSystems.open(FileSystems.join(run, "run.json")) as f:
-            info = json.loads(f.read().decode("utf-8"))
+        info = RunDir(run).info()
     except Exception:
         return False
     return (isinstance(info, dict) and info.get("status") == "ok" and {"config", "versions", "counts"} <= set(info)
-            and FileSystems.exists(FileSystems.join(run, SUCCESS)))
+            and RunDir(run).complete)
 
 
 def prune_runs(root: str, keep: int) -> list[str]:
@@ -98,24 +97,23 @@ def compare_runs(current: str, reference: str, thresholds: Optional[dict] = None
 
     Thresholds default to the ones the current run was made with (its run.json).
     """
-    for run in (current, reference):
-        if not FileSystems.exists(FileSystems.join(run, "_SUCCESS")):
-            raise UserError(f"'{run}' is not a complete igaudit run (no _SUCCESS): give two run output dirs")
+    runs = RunDir(current), RunDir(reference)
+    for run in runs:
+        if not run.complete:
+            raise UserError(f"'{run.path}' is not a complete igaudit run (no _SUCCESS): give two run output dirs")
     if thresholds is None:
-        with FileSystems.open(FileSystems.join(current, "run.json")) as f:
-            thresholds = json.loads(f.read().decode("utf-8"))["config"]["analysis"].get("thresholds") or {}
+        thresholds = dict(runs[0].config().analysis.thresholds or {})
 
-    def table(run, name):
-        path = FileSystems.join(run, name)
-        if not FileSystems.exists(path):
-            raise UserError(f"'{run}' has no {name}: it was made by an older igaudit; run it again to compare")
-        return read_table(path).to_pylist()
-    return compare_findings(table(current, "classes.parquet"), table(reference, "classes.parquet"),
-                            table(current, "findings.parquet"), table(reference, "findings.parquet"), thresholds)
+    def rows(run, name):
+        try:
+            return run.rows(name, missing_ok=False)
+        except MissingTable:
+            raise UserError(f"'{run.path}' has no {name}: it was made by an older igaudit; run it again to "
+                            f"compare") from None
+    return compare_findings(rows(runs[0], CLASSES_TABLE), rows(runs[1], CLASSES_TABLE),
+                            rows(runs[0], FINDINGS_TABLE), rows(runs[1], FINDINGS_TABLE), thresholds)
 
 
 def compare_alerts(rows: list, current: str) -> list:
     """The findings that alert under the current run's analysis.alert_on."""
-    with FileSystems.open(FileSystems.join(current, "run.json")) as f:
-        alert_on = json.loads(f.read().decode("utf-8"))["config"]["analysis"].get("alert_on", "new")
-    return alerting(rows, alert_on)
+    return alerting(rows, RunDir(current).config().analysis.alert_on)

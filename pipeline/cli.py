@@ -203,9 +203,10 @@ def _notified(args, cfg, code: int, run: Optional[str] = None, message: Optional
     notify_cfg = cfg.analysis.notify
     if not (notify_cfg.command or notify_cfg.url) or code not in notify_cfg.on:
         return code
-    from igaudit.pipeline import finalize, notify
+    from igaudit.pipeline import notify
+    from igaudit.pipeline.run_dir import RunDir
     try:
-        run_info = finalize.read_run_json(run) if run else None
+        run_info = RunDir(run).info() if run else None
     except Exception:  # noqa: BLE001 - a run.json that cannot be read: notify without it
         run_info = None
     payload = notify.alert(code, command=args.command, run=run, run_info=run_info, message=message)

@@ -61,8 +61,9 @@ def finish_run(out_dir: str, base: dict, matched: int, images_files: Optional[li
     images = list({r["image_id"]: r for r in rows}.values())
     # converged is null for methods without a tolerance; an image is short when any of its targets is
     not_converged = len({r["image_id"] for r in rows if r["converged"] is False})
-    rejected = run_dir.read_table(FileSystems.join(out_dir, "rejected.parquet"))
-    findings = run_dir.read_table(FileSystems.join(out_dir, "findings.parquet")).to_pylist()
+    run = run_dir.RunDir(out_dir)
+    rejected = run.table(run_dir.REJECTED_TABLE)
+    findings = run.rows(run_dir.FINDINGS_TABLE, missing_ok=False)
     counts = {"matched": int(matched), "attributed": len(images), "rejected": rejected.num_rows}
     status, reason = health.status(**counts, max_rejected_share=base["max_rejected_share"])
     class_names = base["class_names"]
@@ -112,14 +113,6 @@ def finding_entry(finding: dict) -> dict:
 
 def write_run_json(out_dir: str, run_info: dict) -> None:
     run_dir.write_text(FileSystems.join(out_dir, run_dir.RUN_JSON), json.dumps(run_info, indent=2, default=str))
-
-
-def read_run_json(out_dir: str) -> Optional[dict]:
-    path = FileSystems.join(out_dir, run_dir.RUN_JSON)
-    if not FileSystems.exists(path):
-        return None
-    with FileSystems.open(path) as f:
-        return json.loads(f.read().decode("utf-8"))
 
 
 class Finalize(beam.PTransform):

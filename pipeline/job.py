@@ -153,7 +153,7 @@ def job_id(result) -> str:
 def summarize(out_dir: str, result, pipeline_seconds: float) -> RunSummary:
     """What the finished job wrote (its run.json), with the runner's metrics and timings added to run.json.
     Raises RunFailed when the job marked the run failed, or wrote no run.json."""
-    run_info = finalize.read_run_json(out_dir)
+    run_info = run_dir.RunDir(out_dir).info()
     if run_info is None:
         raise RunFailed(f"the job ended without writing run.json into {ownership.shown(out_dir)}: the run is "
                         f"incomplete (no _SUCCESS)", out_dir)

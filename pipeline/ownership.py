@@ -28,7 +28,8 @@ from apache_beam.io.filesystems import FileSystems
 from igaudit.pipeline.errors import UserError
 from igaudit.pipeline.paths import is_remote, normal, parent, shown, within
 from igaudit.pipeline.run_dir import MARKER, OWNED_FILES, OWNED_FOLDERS, OWNED_PATTERNS
-from igaudit.transforms.write import LEDGER_FOLDER, read_ledger
+from igaudit.transforms.records import LEDGER_FOLDER
+from igaudit.transforms.write import read_ledger
 
 _WILDCARDS = "*?["
 

@@ -17,7 +17,7 @@ from igaudit.pipeline.errors import NothingToAudit, UserError
 from igaudit.pipeline.ownership import check_not_over_inputs, glob_base
 from igaudit.pipeline.paths import is_remote, shown
 from igaudit.pipeline.runner import config_flags
-from igaudit.pipeline.run_dir import read_table
+from igaudit.pipeline.run_dir import CLASSES_TABLE, FINDINGS_TABLE, RunDir
 from igaudit.transforms.attribution.choices import BASELINE_KINDS
 from igaudit.transforms.attribution.targets import TargetSpec, parse_target
 from igaudit.transforms.read import label_from_uri, match_files, read_manifest
@@ -127,22 +127,22 @@ def read_reference(reference: Optional[str]) -> tuple[Optional[list[dict]], Opti
     (None, None, []). A run made before findings.parquet existed gives no findings, and a warning."""
     if not reference:
         return None, None, []
-    if not FileSystems.exists(FileSystems.join(reference, "_SUCCESS")):
+    run = RunDir(reference)
+    if not run.complete:
         raise UserError(f"analysis.reference '{shown(reference)}' is not a complete igaudit run (no _SUCCESS): point it "
                         f"at an earlier run's output dir, or set it to null")
     tables, warnings = {}, []
-    for name in ("classes.parquet", "findings.parquet"):
-        path = FileSystems.join(reference, name)
-        if name == "findings.parquet" and not FileSystems.exists(path):
-            warnings.append(f"the reference run '{shown(reference)}' has no findings.parquet (an older igaudit made "
+    for name in (CLASSES_TABLE, FINDINGS_TABLE):
+        if name == FINDINGS_TABLE and not run.has(name):
+            warnings.append(f"the reference run '{shown(reference)}' has no {name} (an older igaudit made "
                             f"it): its flags are not re-tested, and every finding of this run counts as new")
             tables[name] = []
             continue
         try:
-            tables[name] = read_table(path).to_pylist()
+            tables[name] = run.rows(name, missing_ok=False)
         except Exception as e:
             raise UserError(f"analysis.reference '{shown(reference)}': {name} cannot be read ({e})") from None
-    return tables["classes.parquet"], tables["findings.parquet"], warnings
+    return tables[CLASSES_TABLE], tables[FINDINGS_TABLE], warnings
 
 
 @dataclasses.dataclass(frozen=True, eq=False)

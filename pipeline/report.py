@@ -17,7 +17,8 @@ from apache_beam.io.filesystems import FileSystems
 from igaudit.pipeline import report_data as data
 from igaudit.pipeline.report_pictures import embed, image_pair
 from igaudit.pipeline.report_plots import CELLS_WRITTEN, confidence_plot, gap_histogram, grid_figure, trend_plot
-from igaudit.pipeline.run_dir import RUN_PREFIX, completed_runs, read_images_table, read_table
+from igaudit.pipeline.run_dir import (CLASSES_TABLE, CLUSTERS_TABLE, FINDINGS_TABLE, REJECTED_TABLE, RUN_PREFIX,
+                                      SKEW_TABLE, RunDir, completed_runs, config_of)
 from igaudit.transforms.analysis.skew import DATASET_METRICS, REFERENCE_METRICS, class_skew_scores
 
 MAX_CLASSES_PICTURED = 24
@@ -42,15 +43,10 @@ def peak_cells(grid: np.ndarray, n: int = 3) -> str:
                      for r, c in zip(*np.unravel_index(order, grid.shape)))
 
 
-def _table(out_dir: str, name: str) -> list[dict]:
-    path = FileSystems.join(out_dir, name)
-    return read_table(path).to_pylist() if FileSystems.exists(path) else []
-
-
 class _Pictures:
     """image_pair with a cache: an image chosen twice (say most typical and a cluster exemplar) is read once."""
 
-    def __init__(self, out_dir: str, cfg: dict):
+    def __init__(self, out_dir: str, cfg):
         self.out_dir, self.cfg, self.cache, self.uses = out_dir, cfg, {}, {}
 
     def __call__(self, row: dict) -> dict:
@@ -112,7 +108,7 @@ def _trends(out_dir: str, findings: list[dict]) -> list[dict]:
     history = []
     for run in runs:
         try:
-            history.append({f["finding"]: _looking(f) for f in _table(run, "findings.parquet")})
+            history.append({f["finding"]: _looking(f) for f in RunDir(run).rows(FINDINGS_TABLE)})
         except Exception:      # noqa: BLE001 - a run pruned meanwhile: its point is missing
             history.append({})
     names = [r.rstrip("/").rsplit("/", 1)[-1] for r in runs] + [name]
@@ -134,15 +130,13 @@ def render_report(out_dir: str, run_info: dict, images=None) -> str:
     the caller has read it already (Finalize: the parts this job wrote); else it is read here."""
     import jinja2
     import markupsafe
-    cfg = run_info["config"]
+    cfg = config_of(run_info)          # the run's config, read through the schema
+    run = RunDir(out_dir)
     if images is None:
-        images = read_images_table(out_dir, columns=data.COLUMNS)
+        images = run.images(columns=data.COLUMNS)
     cols = data.image_columns(images)
-    classes = _table(out_dir, "classes.parquet")
-    rejected = _table(out_dir, "rejected.parquet")
-    skew = _table(out_dir, "skew.parquet")
-    findings = _table(out_dir, "findings.parquet")
-    clusters = _table(out_dir, "clusters.parquet")
+    classes, rejected, skew, findings, clusters = (run.rows(t) for t in (
+        CLASSES_TABLE, REJECTED_TABLE, SKEW_TABLE, FINDINGS_TABLE, CLUSTERS_TABLE))
     class_names = list(run_info.get("class_names") or sorted({c["class_name"] for c in classes}))
     scores = class_skew_scores(skew, DATASET_METRICS)
     flagged = {(g, f["class_name"]) for f in findings if f["flagged"] and f["kind"] != "drift"
@@ -195,8 +189,8 @@ def render_report(out_dir: str, run_info: dict, images=None) -> str:
         "groups": groups, "clusters": _cluster_rows(clusters), "max_rows": data.MAX_TABLE_ROWS,
         "anchor": anchor, "class_link": class_link, "comparison": comparison, "rejected": rejected[:200], "rejected_total": len(rejected),
         "reasons": sorted(reasons.items(), key=lambda kv: -kv[1]), "per_kind": per_kind,
-        "max_pictured": MAX_CLASSES_PICTURED, "resize": (cfg.get("model") or {}).get("resize"),
-        "settings": json.dumps({"config": cfg, "beam_args": run_info.get("beam_args"),
+        "max_pictured": MAX_CLASSES_PICTURED, "resize": cfg.model.resize,
+        "settings": json.dumps({"config": run_info["config"], "beam_args": run_info.get("beam_args"),
                                 "versions": run_info.get("versions")}, indent=2, default=str),
     }
     pictures.embed()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import io
-import types
 from typing import Optional
 
 import numpy as np
@@ -56,13 +55,6 @@ def shown_size(width: int, height: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def input_config(cfg: dict):
-    """The attribute view of the run's `input` section that tfrecords.input_bytes reads."""
-    section = cfg.get("input") or {}
-    return types.SimpleNamespace(format=section.get("format", "files"),
-                                 tfrecord=types.SimpleNamespace(**(section.get("tfrecord") or {})))
-
-
 def _read_png(out_dir: str, rel: Optional[str]) -> Optional[np.ndarray]:
     if not rel:
         return None
@@ -86,13 +78,13 @@ def hatch(picture: np.ndarray, box: tuple) -> np.ndarray:
     return out.astype(np.uint8)
 
 
-def model_input(uri: str, cfg: dict, size: tuple[int, int]) -> tuple[Optional[np.ndarray], Optional[tuple]]:
-    """(uint8 model-input picture, content box in model pixels or None when nothing was padded)."""
+def model_input(uri: str, cfg, size: tuple[int, int]) -> tuple[Optional[np.ndarray], Optional[tuple]]:
+    """(uint8 model-input picture, content box in model pixels or None when nothing was padded). cfg: the run's
+    `Config` (its input section says how to read the uri, its model section how the run resized it)."""
     from igaudit.transforms.tfrecords import input_bytes
-    model = cfg.get("model") or {}
-    resize = model.get("resize", "pad")
+    resize = cfg.model.resize
     try:
-        pixels, original = decode_image_sized(input_bytes(uri, input_config(cfg)), size, resize)
+        pixels, original = decode_image_sized(input_bytes(uri, cfg.input), size, resize)
     except Exception:      # noqa: BLE001 - the input moved or changed since the run: the overlay still shows
         return None, None
     picture = np.round(np.clip(pixels[..., :3] if pixels.shape[-1] >= 3 else np.repeat(pixels, 3, -1), 0, 1)
@@ -105,13 +97,12 @@ def model_input(uri: str, cfg: dict, size: tuple[int, int]) -> tuple[Optional[np
     return picture, box
 
 
-def image_pair(out_dir: str, row: dict, cfg: dict) -> dict:
+def image_pair(out_dir: str, row: dict, cfg) -> dict:
     """One image for the template: ids, captions and the two embedded pictures (either may be None)."""
     overlay = _read_png(out_dir, row.get("overlay_path"))
     mask = None if overlay is not None else _read_png(out_dir, row.get("mask_path"))
     reference = overlay if overlay is not None else mask
-    size = tuple(reference.shape[:2]) if reference is not None else tuple((cfg.get("model") or {}).get("input_size")
-                                                                         or (0, 0))
+    size = tuple(reference.shape[:2]) if reference is not None else tuple(cfg.model.input_size or (0, 0))
     original, box = model_input(row["uri"], cfg, size) if min(size) > 0 else (None, None)
     if overlay is None and mask is not None:
         heat = heatmap(mask.astype(np.float64) / 255.0)

@@ -12,10 +12,10 @@ from typing import Callable, Optional
 
 from apache_beam.io.filesystems import FileSystems
 
-from igaudit.pipeline import finalize, ownership
+from igaudit.pipeline import ownership
 from igaudit.pipeline.errors import UserError
 from igaudit.pipeline.paths import shown
-from igaudit.pipeline.run_dir import MARKER, RUN_JSON, SUCCESS, runs_holding
+from igaudit.pipeline.run_dir import MARKER, RUN_JSON, RunDir, runs_holding
 
 
 def run_to_wait_on(path: str) -> str:
@@ -33,10 +33,11 @@ def run_to_wait_on(path: str) -> str:
 
 def finished(run: str) -> Optional[dict]:
     """The run's run.json once it is finished (_SUCCESS, or status failed), else None."""
-    if FileSystems.exists(FileSystems.join(run, SUCCESS)):
-        return finalize.read_run_json(run)
+    folder = RunDir(run)
+    if folder.complete:
+        return folder.info()
     try:
-        info = finalize.read_run_json(run)
+        info = folder.info()
     except ValueError:          # being written right now: not finished
         return None
     return info if info is not None and info.get("status") == "failed" else None

@@ -127,6 +127,13 @@ class TestSample:
     __test__ = False   # not a pytest class
 
 
+# A run folder's tables (one Parquet file each, written by transforms/write.py; images/ is a folder of
+# parts) and the folder of per-image file ledgers (ownership: what a rerun may remove).
+CLASSES_TABLE, CLUSTERS_TABLE, SKEW_TABLE = "classes.parquet", "clusters.parquet", "skew.parquet"
+FINDINGS_TABLE, REJECTED_TABLE, IMAGES_FOLDER = "findings.parquet", "rejected.parquet", "images"
+LEDGER_FOLDER = ".igaudit/written"
+
+
 REJECTED_SCHEMA = pa.schema([
     ("uri", pa.string()),
     ("image_id", pa.string()),

@@ -17,8 +17,9 @@ from apache_beam.io.filesystems import FileSystems
 
 from igaudit.transforms.imaging import render
 from igaudit.transforms.imaging.png import png_bytes
-from igaudit.transforms.records import (AttributionResult, REJECTED_SCHEMA, classes_schema, clusters_schema,
-                                       findings_schema, images_schema, skew_schema)
+from igaudit.transforms.records import (CLASSES_TABLE, CLUSTERS_TABLE, FINDINGS_TABLE, IMAGES_FOLDER,
+                                       LEDGER_FOLDER, REJECTED_SCHEMA, REJECTED_TABLE, SKEW_TABLE, AttributionResult,
+                                       classes_schema, clusters_schema, findings_schema, images_schema, skew_schema)
 from igaudit.transforms.analysis.summarize import box_stats, summarize_attribution
 
 
@@ -86,7 +87,6 @@ def summary_row(r: AttributionResult, class_names: Sequence[str], grid: int, bor
 # A run records every per-image file it writes in ledger files under this folder of output.dir, each
 # written before the files it lists: a rerun (pipeline/ownership.py) removes exactly those files, even
 # after a kill, and leaves anything else in masks/, overlays/ or raw/ alone.
-LEDGER_FOLDER = ".igaudit/written"
 LEDGER_GROUP = 16          # results per ledger file
 MAX_PENDING_WRITES = 64    # results whose files may wait for the write thread
 
@@ -209,7 +209,7 @@ class WriteArtifacts(beam.PTransform):
 def write_images_table(rows, out_dir: str):
     """images/part-*.parquet, one row per attributed image."""
     return rows | "WriteImages" >> beam.io.WriteToParquet(
-        FileSystems.join(out_dir, "images", "part"), images_schema(), file_name_suffix=".parquet")
+        FileSystems.join(out_dir, IMAGES_FOLDER, "part"), images_schema(), file_name_suffix=".parquet")
 
 
 def write_single_table(rows, out_dir: str, name: str, schema, label: str):
@@ -219,20 +219,20 @@ def write_single_table(rows, out_dir: str, name: str, schema, label: str):
 
 
 def write_classes_table(rows, out_dir: str):
-    return write_single_table(rows, out_dir, "classes.parquet", classes_schema(), "WriteClasses")
+    return write_single_table(rows, out_dir, CLASSES_TABLE, classes_schema(), "WriteClasses")
 
 
 def write_rejected_table(rows, out_dir: str):
-    return write_single_table(rows, out_dir, "rejected.parquet", REJECTED_SCHEMA, "WriteRejected")
+    return write_single_table(rows, out_dir, REJECTED_TABLE, REJECTED_SCHEMA, "WriteRejected")
 
 
 def write_clusters_table(rows, out_dir: str):
-    return write_single_table(rows, out_dir, "clusters.parquet", clusters_schema(), "WriteClusters")
+    return write_single_table(rows, out_dir, CLUSTERS_TABLE, clusters_schema(), "WriteClusters")
 
 
 def write_skew_table(rows, out_dir: str):
-    return write_single_table(rows, out_dir, "skew.parquet", skew_schema(), "WriteSkew")
+    return write_single_table(rows, out_dir, SKEW_TABLE, skew_schema(), "WriteSkew")
 
 
 def write_findings_table(rows, out_dir: str):
-    return write_single_table(rows, out_dir, "findings.parquet", findings_schema(), "WriteFindings")
+    return write_single_table(rows, out_dir, FINDINGS_TABLE, findings_schema(), "WriteFindings")
