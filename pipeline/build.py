@@ -78,7 +78,7 @@ class AuditImages(beam.PTransform):
         self.cfg = cfg
         self.plan = plan or preflight.plan_for(cfg)
         self.out_dir = out_dir or cfg.output.dir
-        self.base = base or finalize.base_info(cfg, self.plan.class_names)
+        self.base = base or finalize.base_info(cfg, self.plan)
         self.claim = base is None if claim is None else claim
 
     def expand(self, inputs):
@@ -95,8 +95,7 @@ class AuditImages(beam.PTransform):
             matched = ((read_images, read_rejected) | "AllRecords" >> beam.Flatten()
                        | "CountInputs" >> beam.combiners.Count.Globally())
         p = read_images.pipeline
-        decoded = read_images | "DecodeImages" >> DecodeImages(
-            plan.input_shape[:2], cfg.model.resize, cfg.input.max_pixels, channels=plan.input_shape[2])
+        decoded = read_images | "DecodeImages" >> DecodeImages(plan.decode)
         images = decoded.decoded
         references = a.references if a.method == "expected_gradients" else 0
         if a.baseline == "mean" or references:
@@ -120,9 +119,8 @@ class AuditImages(beam.PTransform):
         candidates = (classes, clusters) | "FlagSkew" >> FlagSkew(plan.reference_classes, plan.reference_findings,
                                                                   an.thresholds, an.grid, an.border)
         tests = candidates | "CandidateTests" >> CandidateTests(plan.class_names, an.grid, an.max_tests)
-        figures = rows | "Intervene" >> Intervene(
-            InterventionHandler(cfg.model, an.border), tests, an.intervention_sample, plan.input_shape,
-            cfg.model.resize, cfg.input.max_pixels, cfg.input)
+        figures = rows | "Intervene" >> Intervene(InterventionHandler(cfg.model, an.border), tests,
+                                                  an.intervention_sample, plan.decode, cfg.input)
         judged = (candidates, figures, tests, classes) | "Verdicts" >> Verdicts(plan.class_names, an.grid,
                                                                                 plan.reference_findings, an.max_tests)
         skew_written = write_skew_table(judged[ROWS], out_dir)

@@ -34,11 +34,14 @@ def versions() -> dict:
             "pillow": PIL.__version__}
 
 
-def base_info(cfg, class_names: list, beam_args: list = (), *, started: Optional[float] = None,
+def base_info(cfg, plan, beam_args: list = (), *, started: Optional[float] = None,
               launcher_succeeds: bool = False) -> dict:
-    """run.json's fixed part, known when the graph is built (`finish_run`'s base). launcher_succeeds: this
-    process waits on the job and writes _SUCCESS itself after adding the runner's metrics."""
-    return {"config": cfg.to_dict(), "class_names": list(class_names), "beam_args": list(beam_args),
+    """run.json's fixed part, known when the graph is built (`finish_run`'s base): the config, the plan's
+    classes and decode spec (the report's pictures are decoded as the run decoded its inputs), ... .
+    launcher_succeeds: this process waits on the job and writes _SUCCESS itself after adding the runner's
+    metrics."""
+    return {"config": cfg.to_dict(), "class_names": list(plan.class_names), "decode": plan.decode.to_dict(),
+            "beam_args": list(beam_args),
             "reference": cfg.analysis.reference, "started": time.time() if started is None else started,
             "max_rejected_share": cfg.analysis.max_rejected_share, "alert_on": cfg.analysis.alert_on,
             "launcher_succeeds": launcher_succeeds}
@@ -79,6 +82,7 @@ def finish_run(out_dir: str, base: dict, matched: int, images_files: Optional[li
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "config": beam_flags.redacted_config(base["config"]),
         "class_names": class_names,
+        "decode": base.get("decode"),
         "beam_args": beam_flags.redacted(base["beam_args"]),
         "versions": versions(),
         "counts": {**counts, "not_converged": not_converged},

@@ -105,7 +105,7 @@ def run_job(cfg: Config, beam_args: list[str] = (), *, overwrite: bool = False, 
 
     # a job this process waits on: it adds the runner's metrics to run.json, then writes _SUCCESS
     waits = not (detach or dry_run or options.get_all_options().get("template_location"))
-    base = finalize.base_info(cfg, class_names, beam_args, started=started, launcher_succeeds=waits)
+    base = finalize.base_info(cfg, plan, beam_args, started=started, launcher_succeeds=waits)
     total = None if cfg.input.format == "tfrecord" else len(files)      # records are counted as they are read
     bar = live.ProgressBar(total) if live.wants_bar(runs_locally(options.get_all_options())) else None
     with bar or contextlib.nullcontext():     # the bar's settings reach the stages built in it

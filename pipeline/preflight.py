@@ -20,6 +20,7 @@ from igaudit.pipeline.runner import config_flags
 from igaudit.pipeline.run_dir import CLASSES_TABLE, FINDINGS_TABLE, RunDir
 from igaudit.transforms.attribution.choices import BASELINE_KINDS
 from igaudit.transforms.attribution.targets import TargetSpec, parse_target
+from igaudit.transforms.imaging.decode import DecodeSpec
 from igaudit.transforms.read import label_from_uri, match_files, read_manifest
 from igaudit.transforms.records import ImageFile
 
@@ -100,14 +101,13 @@ def resolve_attribution(cfg: Config, class_names: list[str],
                         input_shape: tuple) -> tuple[TargetSpec, Optional[np.ndarray]]:
     """`attribution.target` checked against the model's classes, and the baseline image decoded (to the
     model's input shape) when `attribution.baseline` is a path."""
-    from igaudit.transforms.imaging.decode import DecodeError, decode_image
+    from igaudit.transforms.imaging.decode import DecodeError
     a = cfg.attribution
     baseline_image = None
     if a.baseline not in BASELINE_KINDS:
         try:
             with FileSystems.open(a.baseline) as f:
-                baseline_image = decode_image(f.read(), input_shape[:2], cfg.model.resize,
-                                              channels=input_shape[2])
+                baseline_image = decode_spec(cfg, input_shape).decode(f.read())
         except (OSError, DecodeError) as e:
             raise UserError(f"attribution.baseline '{shown(a.baseline)}' is neither one of "
                             f"{', '.join(BASELINE_KINDS)} nor a readable image ({e})") from None
@@ -158,6 +158,12 @@ class Plan:
     reference_classes: Optional[list]
     reference_findings: Optional[list]
     warnings: list                  # a flag the runner ignores, a reference without findings
+    decode: DecodeSpec              # how every stage decodes an input for this model (`decode_spec`)
+
+
+def decode_spec(cfg: Config, input_shape: tuple) -> DecodeSpec:
+    """The one decode spec of a run: the model's size and channels, `model.resize`, `input.max_pixels`."""
+    return DecodeSpec(tuple(input_shape[:2]), cfg.model.resize, cfg.input.max_pixels, int(input_shape[2]))
 
 
 def check(cfg: Config, beam_args: list[str] = ()) -> Plan:
@@ -170,7 +176,8 @@ def check(cfg: Config, beam_args: list[str] = ()) -> Plan:
     target, baseline_image = resolve_attribution(cfg, class_names, classifier.input_shape)
     reference_classes, reference_findings, reference_warnings = read_reference(cfg.analysis.reference)
     return Plan(files, manifest_files, class_names, classifier.input_shape, target, baseline_image,
-                reference_classes, reference_findings, warnings + reference_warnings)
+                reference_classes, reference_findings, warnings + reference_warnings,
+                decode_spec(cfg, classifier.input_shape))
 
 
 def plan_for(cfg: Config, class_names: Optional[list] = None) -> Plan:
@@ -183,7 +190,7 @@ def plan_for(cfg: Config, class_names: Optional[list] = None) -> Plan:
     target, baseline_image = resolve_attribution(cfg, names, classifier.input_shape)
     reference_classes, reference_findings, reference_warnings = read_reference(cfg.analysis.reference)
     return Plan(files, None, names, classifier.input_shape, target, baseline_image, reference_classes,
-                reference_findings, reference_warnings)
+                reference_findings, reference_warnings, decode_spec(cfg, classifier.input_shape))
 
 
 def _on_a_bucket(path: Optional[str]) -> bool:
@@ -229,7 +236,8 @@ def check_offline(cfg: Config, beam_args: list[str] = ()) -> Plan:
         raise UserError(f"{e} (a dry run checks attribution.target against the class names it could read)") from None
     if cfg.analysis.reference:
         warnings.append(f"dry run: the reference run '{cfg.analysis.reference}' is not read")
-    return Plan([], manifest_files, class_names, input_shape, target, baseline_image, None, None, warnings)
+    return Plan([], manifest_files, class_names, input_shape, target, baseline_image, None, None, warnings,
+                decode_spec(cfg, input_shape))
 
 
 def load_local_shape(cfg: Config) -> tuple:

@@ -16,6 +16,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from igaudit.pipeline import report_data as data
 from igaudit.pipeline.report_pictures import embed, image_pair
+from igaudit.transforms.imaging.decode import DecodeSpec
 from igaudit.pipeline.report_plots import CELLS_WRITTEN, confidence_plot, gap_histogram, grid_figure, trend_plot
 from igaudit.pipeline.run_dir import (CLASSES_TABLE, CLUSTERS_TABLE, FINDINGS_TABLE, REJECTED_TABLE, RUN_PREFIX,
                                       SKEW_TABLE, RunDir, completed_runs, config_of)
@@ -46,12 +47,12 @@ def peak_cells(grid: np.ndarray, n: int = 3) -> str:
 class _Pictures:
     """image_pair with a cache: an image chosen twice (say most typical and a cluster exemplar) is read once."""
 
-    def __init__(self, out_dir: str, cfg):
-        self.out_dir, self.cfg, self.cache, self.uses = out_dir, cfg, {}, {}
+    def __init__(self, out_dir: str, cfg, spec):
+        self.out_dir, self.cfg, self.spec, self.cache, self.uses = out_dir, cfg, spec, {}, {}
 
     def __call__(self, row: dict) -> dict:
         if row["image_id"] not in self.cache:
-            self.cache[row["image_id"]] = image_pair(self.out_dir, row, self.cfg)
+            self.cache[row["image_id"]] = image_pair(self.out_dir, row, self.cfg, self.spec)
         self.uses[row["image_id"]] = self.uses.get(row["image_id"], 0) + 1
         return self.cache[row["image_id"]]
 
@@ -144,7 +145,8 @@ def render_report(out_dir: str, run_info: dict, images=None) -> str:
     order = {"shortcut": 0, "drift": 1, "review": 2, "cleared": 3}
     shown = sorted((f for f in findings if f["flagged"] or f["outcome"] == "review" or f.get("status")),
                    key=lambda f: (order.get(f["outcome"], 4), f.get("status") != "new", f["class_name"], f["finding"]))
-    pictures = _Pictures(out_dir, cfg)
+    spec = run_info.get("decode")
+    pictures = _Pictures(out_dir, cfg, DecodeSpec(**spec) if spec else None)
     n_classes = max(1, min(len(class_names), MAX_CLASSES_PICTURED))
     # each pictured class shows its kinds and, roughly, one more kind's worth of cluster exemplars
     per_kind = int(np.clip(PICTURE_BUDGET // (2 * n_classes * (len(data.KINDS) + 1)), 1, data.PER_KIND))

@@ -17,7 +17,7 @@ from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
 from igaudit.transforms.imaging.colormaps import heatmap
-from igaudit.transforms.imaging.decode import box_to_model, decode_image_sized
+from igaudit.transforms.imaging.decode import DecodeSpec, box_to_model
 
 MAX_SHOWN = 160          # css pixels: an image is shown at most this wide, and never past 2x its pixels
 MAX_EMBEDDED = 160       # pixels: bigger model inputs are shrunk before embedding (they are shown smaller anyway)
@@ -78,13 +78,14 @@ def hatch(picture: np.ndarray, box: tuple) -> np.ndarray:
     return out.astype(np.uint8)
 
 
-def model_input(uri: str, cfg, size: tuple[int, int]) -> tuple[Optional[np.ndarray], Optional[tuple]]:
+def model_input(uri: str, cfg, spec: DecodeSpec) -> tuple[Optional[np.ndarray], Optional[tuple]]:
     """(uint8 model-input picture, content box in model pixels or None when nothing was padded). cfg: the run's
-    `Config` (its input section says how to read the uri, its model section how the run resized it)."""
+    `Config` (its input section says how to read the uri); spec: how the run decoded it (a one-channel model's
+    picture is grey, as the model saw it)."""
     from igaudit.transforms.tfrecords import input_bytes
-    resize = cfg.model.resize
+    size, resize = spec.size, spec.resize
     try:
-        pixels, original = decode_image_sized(input_bytes(uri, cfg.input), size, resize)
+        pixels, original = spec.decode_sized(input_bytes(uri, cfg.input))
     except Exception:      # noqa: BLE001 - the input moved or changed since the run: the overlay still shows
         return None, None
     picture = np.round(np.clip(pixels[..., :3] if pixels.shape[-1] >= 3 else np.repeat(pixels, 3, -1), 0, 1)
@@ -97,13 +98,17 @@ def model_input(uri: str, cfg, size: tuple[int, int]) -> tuple[Optional[np.ndarr
     return picture, box
 
 
-def image_pair(out_dir: str, row: dict, cfg) -> dict:
-    """One image for the template: ids, captions and the two embedded pictures (either may be None)."""
+def image_pair(out_dir: str, row: dict, cfg, spec: Optional[DecodeSpec] = None) -> dict:
+    """One image for the template: ids, captions and the two embedded pictures (either may be None). spec: the
+    run's decode spec (run.json's `decode`); a run made before it was recorded: the overlay's size, RGB."""
     overlay = _read_png(out_dir, row.get("overlay_path"))
     mask = None if overlay is not None else _read_png(out_dir, row.get("mask_path"))
     reference = overlay if overlay is not None else mask
-    size = tuple(reference.shape[:2]) if reference is not None else tuple(cfg.model.input_size or (0, 0))
-    original, box = model_input(row["uri"], cfg, size) if min(size) > 0 else (None, None)
+    if spec is None:
+        size = tuple(reference.shape[:2]) if reference is not None else tuple(cfg.model.input_size or (0, 0))
+        spec = DecodeSpec(size, cfg.model.resize, cfg.input.max_pixels) if min(size) > 0 else None
+    size = spec.size if spec is not None else (0, 0)
+    original, box = model_input(row["uri"], cfg, spec) if spec is not None else (None, None)
     if overlay is None and mask is not None:
         heat = heatmap(mask.astype(np.float64) / 255.0)
         overlay = heat if original is None else np.round(0.6 * heat + 0.4 * original).astype(np.uint8)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import apache_beam as beam
 from apache_beam.metrics import Metrics
 
-from igaudit.transforms.imaging.decode import DEFAULT_MAX_PIXELS, DecodeError, box_to_model, decode_image_sized, validate
+from igaudit.transforms.imaging.decode import DecodeError, DecodeSpec
 from igaudit.transforms import progress
 from igaudit.transforms.records import DecodedImage, ImageBytes, Rejected
 
@@ -15,18 +15,14 @@ DECODED_TAG = "decoded"
 class _DecodeFn(beam.DoFn):
     """ImageBytes -> DecodedImage, or Rejected on the `rejected` tag. Never raises on bad data."""
 
-    def __init__(self, size: tuple[int, int], resize: str, max_pixels: int, channels: int):
-        self._size = size
-        self._resize = resize
-        self._max_pixels = max_pixels
-        self._channels = channels
+    def __init__(self, spec: DecodeSpec):
+        self._spec = spec
         self._decoded = Metrics.counter("igaudit", "decoded")
         self._rejected = Metrics.counter("igaudit", "rejected_decode")
 
     def process(self, element: ImageBytes):
         try:
-            pixels, original_size = decode_image_sized(element.data, self._size, self._resize,
-                                                       self._max_pixels, self._channels)
+            pixels, original_size = self._spec.decode_sized(element.data)
         except DecodeError as e:
             self._rejected.inc()
             progress.count("rejected")
@@ -34,7 +30,7 @@ class _DecodeFn(beam.DoFn):
                 REJECTED_TAG, Rejected(element.uri, element.image_id, "decode", e.reason))
             return
         self._decoded.inc()
-        box = None if element.bbox is None else box_to_model(element.bbox, original_size, self._size, self._resize)
+        box = None if element.bbox is None else self._spec.box(element.bbox, original_size)
         yield DecodedImage(element.uri, element.label, element.image_id, pixels, bbox=box)
 
     def finish_bundle(self):
@@ -51,21 +47,15 @@ class DecodeImages(beam.PTransform):
       - tag "rejected": PCollection[Rejected] with stage="decode" and a reason.
     Counters (namespace "igaudit"): decoded, rejected_decode.
 
-    size is the model input (height, width) and channels its channel count (1, 3 or 4); resize
-    is "pad" (keep aspect, black bars), "crop" (keep aspect, centre crop) or "stretch"; inputs
-    that declare more than max_pixels pixels are rejected before decoding.
+    spec: how to decode (`imaging.decode.DecodeSpec`: the model's size and channels, the resize mode, and
+    the bomb guard: inputs that declare more than max_pixels pixels are rejected before decoding).
     """
 
-    def __init__(self, size: tuple[int, int], resize: str = "pad",
-                 max_pixels: int = DEFAULT_MAX_PIXELS, label: str | None = None, *, channels: int = 3):
+    def __init__(self, spec: DecodeSpec, label: str | None = None):
         super().__init__(label)
-        # Fail at graph construction, not on the first element on a worker.
-        self._size = validate(size, resize, max_pixels, channels)
-        self._resize = resize
-        self._max_pixels = int(max_pixels)
-        self._channels = channels
+        self._spec = spec      # checked when built: a bad size fails at graph construction, not on a worker
 
     def expand(self, images):
         return images | "Decode" >> beam.ParDo(
-            _DecodeFn(self._size, self._resize, self._max_pixels, self._channels)
+            _DecodeFn(self._spec)
         ).with_outputs(REJECTED_TAG, main=DECODED_TAG)

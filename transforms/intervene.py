@@ -22,7 +22,7 @@ from apache_beam.ml.inference.base import ModelHandler, RunInference
 from igaudit.transforms import progress
 from igaudit.transforms.analysis.skew import attends, measure
 from igaudit.transforms.cluster import sample_key
-from igaudit.transforms.imaging.decode import DecodeError, decode_image
+from igaudit.transforms.imaging.decode import DecodeError, DecodeSpec
 from igaudit.transforms.records import InterventionTest, TestSample
 from igaudit.transforms.tfrecords import input_bytes
 
@@ -54,16 +54,14 @@ class _ReadSampleFn(beam.DoFn):
     """(test_id, [(role, items)]) -> TestSample: the sampled files read and decoded as the attribution
     stage decoded them. A file that no longer reads or decodes is left out."""
 
-    def __init__(self, input_shape: tuple, resize: str, max_pixels: int, input_config):
-        self.shape, self.resize, self.max_pixels = tuple(input_shape), resize, int(max_pixels)
-        self.input_config = input_config
+    def __init__(self, spec: DecodeSpec, input_config):
+        self.spec, self.input_config = spec, input_config
 
     def _decode(self, items) -> tuple[list, list, list]:
         pixels, boxes, names = [], [], []
         for _, uri, image_id, bbox, name in sorted(items, key=lambda i: i[2]):
             try:
-                pixels.append(decode_image(input_bytes(uri, self.input_config), self.shape[:2], self.resize,
-                                           self.max_pixels, channels=self.shape[2]))
+                pixels.append(self.spec.decode(input_bytes(uri, self.input_config)))
             except (OSError, ValueError, DecodeError) as e:
                 log.warning("igaudit: intervention sample %s skipped: %s", uri, e)
                 continue
@@ -81,7 +79,7 @@ class _ReadSampleFn(beam.DoFn):
         other_pixels, other_boxes, other_classes = self._decode(groups.get(OTHER, []))
         if not class_pixels:
             return
-        shape = (0,) + self.shape
+        shape = (0,) + tuple(self.spec.size) + (self.spec.channels,)
         yield TestSample(test, np.stack(class_pixels),
                          np.stack(other_pixels) if other_pixels else np.zeros(shape, np.float32),
                          class_boxes, other_boxes, other_classes, attending=attending,
@@ -133,15 +131,14 @@ class Intervene(beam.PTransform):
     `class_count`).
 
     tests: a PCollection holding one list of InterventionTest (the side input); sample: images per
-    test and role; input_shape (H, W, C), resize, max_pixels: as the decode stage's; input_config: the
-    config's `input` section (how to read an input again by its uri: a file or a TFRecord record).
+    test and role; spec: the decode stage's `DecodeSpec` (the images are decoded again as they were); input_config:
+    the config's `input` section (how to read an input again by its uri: a file or a TFRecord record).
     """
 
-    def __init__(self, handler: InterventionHandler, tests, sample: int, input_shape: tuple, resize: str,
-                 max_pixels: int, input_config):
+    def __init__(self, handler: InterventionHandler, tests, sample: int, spec: DecodeSpec, input_config):
         super().__init__()
         self.handler, self.tests, self.sample = handler, tests, sample
-        self.shape, self.resize, self.max_pixels, self.input_config = input_shape, resize, max_pixels, input_config
+        self.spec, self.input_config = spec, input_config
 
     def expand(self, rows):
         tests = beam.pvalue.AsSingleton(self.tests)
@@ -151,6 +148,5 @@ class Intervene(beam.PTransform):
                 | "SamplePerTest" >> beam.combiners.Top.PerKey(self.sample, key=lambda item: item[0], reverse=True)
                 | "ByTest" >> beam.MapTuple(lambda key, items: (key[0], (key[1], items)))
                 | "GroupByTest" >> beam.GroupByKey()
-                | "ReadSample" >> beam.ParDo(_ReadSampleFn(self.shape, self.resize, self.max_pixels,
-                                                           self.input_config), tests, beam.pvalue.AsDict(counts))
+                | "ReadSample" >> beam.ParDo(_ReadSampleFn(self.spec, self.input_config), tests, beam.pvalue.AsDict(counts))
                 | "Rescore" >> RunInference(self.handler))

@@ -9,6 +9,7 @@ from apache_beam.testing.util import assert_that, equal_to
 from PIL import Image
 
 from igaudit.transforms.decode import DecodeImages
+from igaudit.transforms.imaging.decode import DecodeSpec
 from igaudit.transforms.records import ImageBytes
 
 
@@ -20,7 +21,7 @@ def _png(im: Image.Image) -> bytes:
 
 def test_bad_arguments_are_value_errors():
     with pytest.raises(ValueError):
-        DecodeImages((64, 64), resize="squash")
+        DecodeImages(DecodeSpec((64, 64), resize="squash"))
 
 
 # --- Beam wiring -----------------------------------------------------------------
@@ -43,7 +44,7 @@ def test_decode_images_transform_splits_good_and_bad():
     ]
 
     pipeline = TestPipeline()
-    result = pipeline | beam.Create(inputs) | DecodeImages((16, 16), resize="pad")
+    result = pipeline | beam.Create(inputs) | DecodeImages(DecodeSpec((16, 16), resize="pad"))
     decoded, rejected = result                       # main output first
     assert_that(
         decoded | "Describe decoded" >> beam.Map(
@@ -110,7 +111,7 @@ def mutations(seeds: list[bytes], n: int, seed: int = 0) -> list[bytes]:
 def test_fuzzed_images_through_the_decode_stage_are_all_accounted_for():
     inputs = [ImageBytes(f"mem://{i}", "x", f"id{i}", data) for i, data in enumerate(mutations(_seed_images(), 300))]
     with BeamTestPipeline() as p:
-        result = p | beam.Create(inputs) | DecodeImages((16, 16))
+        result = p | beam.Create(inputs) | DecodeImages(DecodeSpec((16, 16)))
         decoded_ids = result.decoded | "DecodedIds" >> beam.Map(lambda d: d.image_id)
         rejected_ids = result.rejected | "RejectedIds" >> beam.Map(lambda r: r.image_id)
         all_ids = (decoded_ids, rejected_ids) | beam.Flatten()

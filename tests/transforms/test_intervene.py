@@ -9,6 +9,7 @@ from apache_beam.testing.test_pipeline import TestPipeline
 from apache_beam.testing.util import assert_that
 
 from igaudit.pipeline.config import InputConfig, ModelConfig
+from igaudit.transforms.imaging.decode import DecodeSpec
 from igaudit.transforms.intervene import Intervene, InterventionHandler, roles
 from igaudit.transforms.records import InterventionTest
 from tests.conftest import CLASSES, SIZE
@@ -65,6 +66,6 @@ def test_every_test_is_rescored_on_its_own_bounded_sample(tiny_assets):
     with TestPipeline() as p:
         tests = p | "Tests" >> beam.Create([TESTS])
         figures = (p | beam.Create(rows)
-                   | Intervene(handler, tests, sample=3, input_shape=(SIZE, SIZE, 3), resize="pad", max_pixels=10**7,
+                   | Intervene(handler, tests, sample=3, spec=DecodeSpec((SIZE, SIZE), "pad", 10**7, 3),
                                input_config=InputConfig(pattern=str(tiny_assets["data"] / "*" / "*.png"))))
         assert_that(figures | beam.combiners.ToList(), lambda got: check(got[0]))

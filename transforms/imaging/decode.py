@@ -12,6 +12,7 @@ padding are "nothing there" to the model and get zero attribution.
 """
 from __future__ import annotations
 
+import dataclasses
 import io
 import struct
 import warnings
@@ -269,3 +270,33 @@ def decode_image_sized(data: bytes, size: tuple[int, int], resize: str = "pad",
     if pixels.shape != (height, width, channels):  # defensive: a plugin returning odd shapes
         raise DecodeError(f"unsupported pixel data (decoded to shape {pixels.shape})")
     return pixels, original_size
+
+
+@dataclasses.dataclass(frozen=True)
+class DecodeSpec:
+    """How an input's bytes become model pixels, the one answer for every stage that decodes: the decode
+    stage, the interventions' re-reads and the report's pictures (built once, in the run's plan). size:
+    the model's (height, width); channels: 1, 3 or 4; resize: RESIZE_MODES; max_pixels: the bomb guard."""
+    size: tuple
+    resize: str = "pad"
+    max_pixels: int = DEFAULT_MAX_PIXELS
+    channels: int = 3
+
+    def __post_init__(self):
+        object.__setattr__(self, "size", validate(self.size, self.resize, self.max_pixels, self.channels))
+        object.__setattr__(self, "max_pixels", int(self.max_pixels))
+
+    def decode_sized(self, data: bytes) -> tuple[np.ndarray, tuple[int, int]]:
+        """(pixels, the decoded image's (width, height) before resizing): `decode_image_sized`."""
+        return decode_image_sized(data, self.size, self.resize, self.max_pixels, self.channels)
+
+    def decode(self, data: bytes) -> np.ndarray:
+        return self.decode_sized(data)[0]
+
+    def box(self, box, original_size: tuple[int, int]) -> tuple:
+        """An object box in the original's pixels, in model pixels (`box_to_model`)."""
+        return box_to_model(box, original_size, self.size, self.resize)
+
+    def to_dict(self) -> dict:
+        return {"size": list(self.size), "resize": self.resize, "max_pixels": self.max_pixels,
+                "channels": self.channels}
