@@ -261,11 +261,11 @@ def thresholds() -> list[str]:
     from igaudit.transforms.analysis.skew import evidence, interventions, repetition, verdict
     return [f"verdict: NEEDED_DROP {verdict.NEEDED_DROP}, NEEDED_RATIO {verdict.NEEDED_RATIO}, SUFFICIENT_GAP "
             f"{verdict.SUFFICIENT_GAP}, TRANSPLANT_FLIP {verdict.TRANSPLANT_FLIP}, TRANSPLANT_GAP "
-            f"{verdict.TRANSPLANT_GAP}, REPEAT {verdict.REPEAT}, REPEAT_GAP {verdict.REPEAT_GAP}, COLOUR_VARIETY_MAX "
-            f"{verdict.COLOUR_VARIETY_MAX}",
+            f"{verdict.TRANSPLANT_GAP}, DECISIVE {verdict.DECISIVE}, REPEAT {verdict.REPEAT}, REPEAT_GAP "
+            f"{verdict.REPEAT_GAP}, COLOUR_VARIETY_MAX {verdict.COLOUR_VARIETY_MAX}",
             f"repetition: TOLERANCE {repetition.TOLERANCE}, AGREEMENT {repetition.AGREEMENT}, DISTINCT "
             f"{repetition.DISTINCT}, MIN_PIXELS {repetition.MIN_PIXELS}, JITTER {repetition.JITTER}, SCALES "
-            f"{repetition.SCALES}",
+            f"{repetition.SCALES}; textures: BANDS {repetition.BANDS}, ORIENTATIONS {repetition.ORIENTATIONS}",
             f"evidence: RELY_DROP {evidence.RELY_DROP}, MIN_RELYING {evidence.MIN_RELYING}; interventions: "
             f"ATTEND_EXCESS {interventions.ATTEND_EXCESS}, REGION_OVERLAP {interventions.REGION_OVERLAP}"]
 
