@@ -39,6 +39,11 @@ _IG_BATCH_MS = Metrics.distribution("igaudit", "ig_batch_ms")
 _CLOCK_MS = Metrics.distribution("igaudit", "attribute_clock_ms")
 
 
+
+def _steps(steps) -> Optional[int]:
+    """A row's steps: None for a method without (the explainer's -1)."""
+    return int(steps) if steps >= 0 else None
+
 class ExplainerHandler(ModelHandler[DecodedImage, Any, Any]):
     """DecodedImage batches -> AttributionResult per (image, target), or Rejected.
 
@@ -122,7 +127,7 @@ class ExplainerHandler(ModelHandler[DecodedImage, Any, Any]):
                 attribution=r.attributions[j], label_index=int(label_index[i]), predicted=int(r.predicted[j]),
                 confidence=float(r.confidence[j]), target=int(r.targets[j]),
                 score_input=float(r.score_input[j]), score_baseline=float(r.score_baseline[j]),
-                completeness_gap=float(r.completeness_gap[j]), steps=int(out.steps[j]), rule=rule,
+                completeness_gap=float(r.completeness_gap[j]), steps=_steps(out.steps[j]), rule=rule,
                 method=a.method, gradient_samples=int(out.gradient_samples[j]), quality=quality, bbox=e.bbox,
                 converged=None if out.converged is None else bool(out.converged[j]))
 

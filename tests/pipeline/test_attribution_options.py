@@ -44,6 +44,7 @@ def test_every_method_runs_end_to_end(tiny_assets, tmp_path, method, extra):
     for r in rows:
         assert r["method"] == method
         assert (r["rule"] is None) == (method != "integrated_gradients")     # a rule only where one applies
+        assert (r["steps"] is None) == (method != "integrated_gradients")    # steps too
         attribution = raw_of(tmp_path / "o", r)
         assert attribution.shape == (SIZE, SIZE, 3) and np.isfinite(attribution).all()
         assert np.abs(attribution).sum() > 0
