@@ -16,6 +16,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from igaudit.pipeline import report_data as data
 from igaudit.pipeline.report_pictures import embed, image_pair
+from igaudit.transforms.analysis.skew.verdict import DECISIVE
 from igaudit.transforms.imaging.decode import DecodeSpec
 from igaudit.pipeline.report_plots import CELLS_WRITTEN, confidence_plot, gap_histogram, grid_figure, trend_plot
 from igaudit.pipeline.run_dir import (CLASSES_TABLE, CLUSTERS_TABLE, FINDINGS_TABLE, REJECTED_TABLE, RUN_PREFIX,
@@ -191,7 +192,7 @@ def render_report(out_dir: str, run_info: dict, images=None) -> str:
         "groups": groups, "clusters": _cluster_rows(clusters), "max_rows": data.MAX_TABLE_ROWS,
         "anchor": anchor, "class_link": class_link, "comparison": comparison, "rejected": rejected[:200], "rejected_total": len(rejected),
         "reasons": sorted(reasons.items(), key=lambda kv: -kv[1]), "per_kind": per_kind,
-        "max_pictured": MAX_CLASSES_PICTURED, "resize": cfg.model.resize,
+        "max_pictured": MAX_CLASSES_PICTURED, "decisive": DECISIVE, "resize": cfg.model.resize,
         "settings": json.dumps({"config": run_info["config"], "beam_args": run_info.get("beam_args"),
                                 "versions": run_info.get("versions")}, indent=2, default=str),
     }
