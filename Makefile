@@ -28,6 +28,7 @@ test: test-fast
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.buckets
 	$(PY) -m benchmarks.zoo
 
 # Debian's Chromium + ChromeDriver for the report's browser test (needs root and apt).
