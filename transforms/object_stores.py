@@ -22,12 +22,17 @@ _LOCK = threading.Lock()
 _DONE = False
 
 
+_PER_THREAD = 8      # clients a thread keeps (oldest out first): a caller passing new options each time stays bounded
+
+
 def _per_thread(kind: str, key, make):
     cache = getattr(_LOCAL, kind, None)
     if cache is None:
         cache = {}
         setattr(_LOCAL, kind, cache)
     if key not in cache:
+        if len(cache) >= _PER_THREAD:
+            del cache[next(iter(cache))]
         cache[key] = make()
     return cache[key]
 

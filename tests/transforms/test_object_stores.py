@@ -36,3 +36,13 @@ def test_gcs_calls_reuse_one_storage_client_per_thread_and_options():
     worker.start()
     worker.join()
     assert seen[0] is not first                                # a thread of its own: its own client
+
+
+def test_a_thread_keeps_a_bounded_number_of_clients():
+    from apache_beam.io.gcp import gcsio
+
+    from igaudit.transforms import object_stores
+    made = [gcsio.create_storage_client(PipelineOptions(["--project=test"]), use_credentials=False)
+            for _ in range(object_stores._PER_THREAD + 5)]
+    assert len({id(c) for c in made}) == len(made)                     # new options each time: new clients
+    assert len(object_stores._LOCAL.gcs) == object_stores._PER_THREAD  # ... but only so many kept
