@@ -23,8 +23,7 @@ def explain(explainer, batch: Batch) -> MethodResult:
     a = explainer.attribution
     cam = explainer.cache.get("grad_cam")
     if cam is None:
-        cam = explainer.cache["grad_cam"] = GradCam(explainer.classifier, a.layer, explainer.shape, score=a.score,
-                                                    chunk_size=explainer.engine.chunk_size)
+        cam = explainer.cache["grad_cam"] = GradCam(explainer.classifier, a.layer, explainer.engine)
     return cam.attribute(batch.images, batch.targets)
 
 
@@ -36,14 +35,14 @@ def _output_rank(layer) -> int:
 
 
 class GradCam:
-    """Grad-CAM maps for a keras.Model, or a `models.Classifier` loaded from a Keras file, in fixed-size
-    chunks, one trace. Pixels are in [0, 1] and scaled to `input_range` inside, like Classifier.
-    score: the target's logit (the paper's pre-softmax class score) or its softmax probability."""
+    """Grad-CAM maps for a keras.Model, or a `models.Classifier` loaded from a Keras file, through the
+    engine's traced functions (`engine.GradientEngine.run`: one trace per chunk size, its chunk loop, device
+    and XLA setting; the engine's score, e.g. the target's logit as in the paper, or its probability). Pixels
+    are in [0, 1] and scaled to the Classifier's input range inside, as the engine's model does."""
 
-    def __init__(self, model, layer: Optional[str], input_shape: tuple, *, score: str, chunk_size: int,
-                 input_range: tuple = (0.0, 1.0), output: str = "logits", jit_compile: bool = False,
-                 parallel_iterations: int = chunks.PARALLEL_ITERATIONS):
+    def __init__(self, model, layer: Optional[str], engine):
         import keras
+        input_range, output = (0.0, 1.0), engine.output
 
         if not isinstance(model, keras.Model):
             inner = getattr(model, "_model", None)
@@ -84,17 +83,12 @@ class GradCam:
         except (AttributeError, ValueError, TypeError) as e:   # e.g. subclassed models have no graph
             raise ValueError(f"grad_cam cannot read layer {layer!r}'s activations from this model "
                              f"({type(e).__name__}: {e}); it needs a functional or Sequential Keras model") from e
-        self.input_shape = tuple(int(d) for d in input_shape)
+        self.engine = engine
+        self.input_shape = engine.input_shape
         self.input_range = tuple(float(v) for v in input_range)
-        self.output, self.score = output, score
-        self.chunk_size = int(chunk_size)
-        self.parallel_iterations = int(parallel_iterations)
-        self.trace_count = 0
-        self._cam = tf.function(self._cam_graph, jit_compile=jit_compile, autograph=False, input_signature=[
-            tf.TensorSpec((None,) + self.input_shape, tf.float32), tf.TensorSpec([None], tf.int32)])
+        self.output, self.score = output, engine.score
 
-    def _cam_graph(self, images, targets):
-        self.trace_count += 1
+    def _cam_graph(self, images, targets, size):
         lo, hi = self.input_range
 
         def produce(items, valid):
@@ -109,8 +103,8 @@ class GradCam:
             channel_weights = tf.reduce_mean(grads, axis=[1, 2])    # c x k
             return tf.nn.relu(tf.einsum("chwk,ck->chw", acts, channel_weights)), out
 
-        return chunks.collect(tf.shape(images)[0], self.chunk_size, produce, (tf.float32, tf.float32),
-                              balanced=False, parallel_iterations=self.parallel_iterations)
+        return chunks.collect(tf.shape(images)[0], size, produce, (tf.float32, tf.float32),
+                              balanced=False, parallel_iterations=self.engine.parallel_iterations)
 
     def attribute(self, images: np.ndarray, targets: Optional[np.ndarray] = None, *, upsample: bool = True,
                   broadcast_channels: bool = True) -> MethodResult:
@@ -122,7 +116,8 @@ class GradCam:
             raise ValueError(f"images have shape {images.shape}, engine expects (N,) + {self.input_shape}")
         n = len(images)
         requested = np.full(n, -1, np.int64) if targets is None else np.asarray(targets, np.int64).reshape(n)
-        cams, outputs = self._cam(tf.constant(images), tf.constant(requested.astype(np.int32)))
+        cams, outputs = self.engine.run("grad_cam", self._cam_graph, [self.engine.image_spec, self.engine.ints_spec],
+                                        tf.constant(images), tf.constant(requested.astype(np.int32)))
         outputs = outputs.numpy().astype(np.float64)
         if np.any(requested >= outputs.shape[1]):
             raise ValueError(f"target {int(requested.max())} is out of range for {outputs.shape[1]} classes")

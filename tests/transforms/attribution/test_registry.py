@@ -41,8 +41,7 @@ def direct(name, engine, cnn, batch):
         return expected_gradients(engine, batch.images, batch.references, batch.image_ids, batch.targets, samples=3)
     if name == "grad_cam":
         from igaudit.transforms.attribution.grad_cam import GradCam
-        return GradCam(cnn, "conv1", SHAPE, score="probability", chunk_size=engine.chunk_size).attribute(
-            batch.images, batch.targets)
+        return GradCam(cnn, "conv1", engine).attribute(batch.images, batch.targets)
     from igaudit.transforms.attribution.occlusion import occlusion
     return occlusion(engine, batch.images, batch.targets, window=3, stride=2, fill=0.5)
 
