@@ -1,9 +1,9 @@
 """`python -m benchmarks.buckets [--images 100]`: a whole `igaudit run` with its inputs and outputs on local
 disk, on gs:// (gcp-storage-emulator) and on s3:// (moto's server), side by side in one run, with Beam's
-filesystems as they come and with igaudit's client reuse (`transforms/object_stores.py`). Each run is its
-own process (the reuse is switched off before igaudit is imported); the demo's images (audit split) and an
-untrained demo CNN (attribution costs the same), config defaults (masks and overlays on). Writes the table
-to benchmarks/BUCKETS.md and prints it.
+filesystems as they come (`object_stores.beam_as_is`) and with igaudit's client reuse
+(`transforms/object_stores.py`, the default). Each run is its own process; the demo's images (audit split)
+and an untrained demo CNN (attribution costs the same), config defaults (masks and overlays on). Writes the
+table to benchmarks/BUCKETS.md and prints it.
 """
 from __future__ import annotations
 
@@ -44,10 +44,10 @@ def _wait(port: int) -> None:
 
 
 def child(where: str, reuse: bool, data: str, model: str, port: int) -> dict:
-    """One run in this process: where is local | gs | s3."""
+    """One run in this process: where is local | gs | s3; reuse: igaudit's client reuse, else Beam as it is."""
+    from igaudit.transforms import object_stores
     if not reuse:
-        import igaudit.transforms.object_stores as stores
-        stores._DONE = True          # Beam's filesystems as they come
+        object_stores.beam_as_is()
     from apache_beam.io.filesystems import FileSystems
     from apache_beam.options.pipeline_options import PipelineOptions
     from igaudit.pipeline.config import from_dict

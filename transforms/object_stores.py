@@ -97,4 +97,16 @@ def reuse_clients() -> None:
         return _per_thread("gcs", key, lambda: (pipeline_options, make(pipeline_options, use_credentials)))[1]
 
     create_storage_client._igaudit = True
+    create_storage_client._beam = make
     gcsio.create_storage_client = create_storage_client
+
+
+def beam_as_is() -> None:
+    """Undo `reuse_clients` in this process (benchmarks/buckets.py times Beam's filesystems both ways)."""
+    global _DONE
+    from apache_beam.io.aws.clients.s3 import boto3_client
+    from apache_beam.io.gcp import gcsio
+    if isinstance(boto3_client.boto3, _Boto3):
+        boto3_client.boto3 = boto3_client.boto3._boto3
+    gcsio.create_storage_client = getattr(gcsio.create_storage_client, "_beam", gcsio.create_storage_client)
+    _DONE = False

@@ -46,3 +46,18 @@ def test_a_thread_keeps_a_bounded_number_of_clients():
             for _ in range(object_stores._PER_THREAD + 5)]
     assert len({id(c) for c in made}) == len(made)                     # new options each time: new clients
     assert len(object_stores._LOCAL.gcs) == object_stores._PER_THREAD  # ... but only so many kept
+
+
+def test_beam_as_is_undoes_the_reuse_and_reuse_redoes_it():
+    from apache_beam.io.aws.clients.s3 import boto3_client
+    from apache_beam.io.gcp import gcsio
+
+    from igaudit.transforms import object_stores
+    object_stores.beam_as_is()
+    try:
+        assert boto3_client.Client(PipelineOptions(S3_ARGS)).client is not boto3_client.Client(
+            PipelineOptions(S3_ARGS)).client                        # Beam as it comes: a client per call
+        assert not getattr(gcsio.create_storage_client, "_igaudit", False)
+    finally:
+        object_stores.reuse_clients()
+    assert boto3_client.Client(PipelineOptions(S3_ARGS)).client is boto3_client.Client(PipelineOptions(S3_ARGS)).client
