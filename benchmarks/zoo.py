@@ -31,7 +31,7 @@ from benchmarks.zoo_data import Case, write_case, zoo_cases
 ROOT = Path(__file__).resolve().parent.parent
 EPOCHS = 20
 RELIANCE = 0.5      # accuracy drop on the carriers without their mark, for a case to count
-SEED_ROLES = {0: "thresholds set here", 1: "checked: nothing tuned on it"}
+SEED_ROLES = {0: "thresholds set here", 1: "checked (seen, not tuned, when DECISIVE was set)"}
 
 
 def log(message: str) -> None:
