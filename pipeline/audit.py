@@ -60,12 +60,13 @@ def is_igaudit_run(run: str) -> bool:
     """A complete run igaudit wrote: named run=<timestamp>, igaudit's marker, _SUCCESS and its run.json."""
     if not run.rstrip("/").rsplit("/", 1)[-1].startswith(RUN_PREFIX) or not ownership.is_run_dir(run):
         return False
+    folder = RunDir(run)
     try:
-        info = RunDir(run).info()
+        info = folder.info()
     except Exception:
         return False
     return (isinstance(info, dict) and info.get("status") == "ok" and {"config", "versions", "counts"} <= set(info)
-            and RunDir(run).complete)
+            and folder.complete)
 
 
 def prune_runs(root: str, keep: int) -> list[str]:

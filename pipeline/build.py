@@ -54,7 +54,7 @@ def build_pipeline(p: beam.Pipeline, cfg: Config, plan: Plan, out_dir: str, base
         images = p | "ReadTFRecords" >> ReadTFRecords(cfg.input.pattern, cfg.input.tfrecord, plan.class_names)
     else:
         images = p | "MatchImages" >> MatchImages(cfg.input.pattern, plan.manifest_files)
-    images | "AuditImages" >> AuditImages(cfg, plan, out_dir, base)
+    images | "AuditImages" >> AuditImages(cfg, plan, out_dir, base, claim=False)   # run_job claimed it
 
 
 class AuditImages(beam.PTransform):
@@ -73,13 +73,13 @@ class AuditImages(beam.PTransform):
     not write is refused) unless `claim` is False (the CLI claims it first)."""
 
     def __init__(self, cfg: Config, plan: Optional[Plan] = None, out_dir: Optional[str] = None,
-                 base: Optional[dict] = None, claim: Optional[bool] = None):
+                 base: Optional[dict] = None, claim: bool = True):
         super().__init__()
         self.cfg = cfg
         self.plan = plan or preflight.plan_for(cfg)
         self.out_dir = out_dir or cfg.output.dir
         self.base = base or finalize.base_info(cfg, self.plan)
-        self.claim = base is None if claim is None else claim
+        self.claim = claim
 
     def expand(self, inputs):
         cfg, plan, out_dir = self.cfg, self.plan, self.out_dir

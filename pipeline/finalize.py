@@ -37,9 +37,9 @@ def versions() -> dict:
 def base_info(cfg, plan, beam_args: list = (), *, started: Optional[float] = None,
               launcher_succeeds: bool = False) -> dict:
     """run.json's fixed part, known when the graph is built (`finish_run`'s base): the config, the plan's
-    classes and decode spec (the report's pictures are decoded as the run decoded its inputs), ... .
-    launcher_succeeds: this process waits on the job and writes _SUCCESS itself after adding the runner's
-    metrics."""
+    classes and decode spec (the report's pictures are decoded as the run decoded its inputs), the Beam
+    arguments, the reference run, the start time and the thresholds finish_run applies. launcher_succeeds:
+    this process waits on the job and writes _SUCCESS itself after adding the runner's metrics."""
     return {"config": cfg.to_dict(), "class_names": list(plan.class_names), "decode": plan.decode.to_dict(),
             "beam_args": list(beam_args),
             "reference": cfg.analysis.reference, "started": time.time() if started is None else started,

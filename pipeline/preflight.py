@@ -171,13 +171,7 @@ def check(cfg: Config, beam_args: list[str] = ()) -> Plan:
     warnings = beam_flags.check(config_flags(cfg) + list(beam_args))
     files, manifest_files = find_inputs(cfg)
     check_not_over_inputs(cfg.output.dir, cfg.input.pattern, cfg.input.manifest, (f.uri for f in files))
-    class_names = resolve_class_names(cfg, files)
-    classifier = check_model(cfg, class_names)
-    target, baseline_image = resolve_attribution(cfg, class_names, classifier.input_shape)
-    reference_classes, reference_findings, reference_warnings = read_reference(cfg.analysis.reference)
-    return Plan(files, manifest_files, class_names, classifier.input_shape, target, baseline_image,
-                reference_classes, reference_findings, warnings + reference_warnings,
-                decode_spec(cfg, classifier.input_shape))
+    return _plan(cfg, files, manifest_files, resolve_class_names(cfg, files), warnings)
 
 
 def plan_for(cfg: Config, class_names: Optional[list] = None) -> Plan:
@@ -186,11 +180,17 @@ def plan_for(cfg: Config, class_names: Optional[list] = None) -> Plan:
     output order (default: `model.class_names`, else the sorted labels of `cfg.input`'s images)."""
     files = [] if class_names or cfg.model.class_names else find_inputs(cfg)[0]
     names = list(class_names) if class_names else resolve_class_names(cfg, files)
-    classifier = check_model(cfg, names)
-    target, baseline_image = resolve_attribution(cfg, names, classifier.input_shape)
+    return _plan(cfg, files, None, names, [])
+
+
+def _plan(cfg: Config, files: list, manifest_files: Optional[list], class_names: list, warnings: list) -> Plan:
+    """The checks once the classes are known: the model, the attribution settings, the reference run."""
+    classifier = check_model(cfg, class_names)
+    target, baseline_image = resolve_attribution(cfg, class_names, classifier.input_shape)
     reference_classes, reference_findings, reference_warnings = read_reference(cfg.analysis.reference)
-    return Plan(files, None, names, classifier.input_shape, target, baseline_image, reference_classes,
-                reference_findings, reference_warnings, decode_spec(cfg, classifier.input_shape))
+    return Plan(files, manifest_files, class_names, classifier.input_shape, target, baseline_image,
+                reference_classes, reference_findings, warnings + reference_warnings,
+                decode_spec(cfg, classifier.input_shape))
 
 
 def _on_a_bucket(path: Optional[str]) -> bool:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import time
 from typing import Callable, Optional
 
-from apache_beam.io.filesystems import FileSystems
-
 from igaudit.pipeline import ownership
 from igaudit.pipeline.errors import UserError
 from igaudit.pipeline.paths import shown
@@ -22,7 +20,7 @@ def run_to_wait_on(path: str) -> str:
     """`path` itself when it is a run folder (igaudit's marker or run.json), else the newest run=... folder
     igaudit started under it. Raises UserError when it is neither."""
     path = path.rstrip("/") if path not in ("/",) else path
-    if ownership.is_run_dir(path) or FileSystems.exists(FileSystems.join(path, RUN_JSON)):
+    if ownership.is_run_dir(path) or RunDir(path).has(RUN_JSON):
         return path
     runs = runs_holding(path, MARKER)
     if runs:

@@ -78,10 +78,10 @@ def reuse_clients() -> None:
     _DONE = True
     try:
         from apache_beam.io.aws.clients.s3 import boto3_client
-        if getattr(boto3_client, "boto3", None) is not None and not isinstance(boto3_client.boto3, _Boto3):
-            boto3_client.boto3 = _Boto3(boto3_client.boto3)
-    except ImportError:
-        pass
+    except ImportError:              # Beam without its aws extra: no S3 filesystem to change
+        boto3_client = None
+    if getattr(boto3_client, "boto3", None) is not None and not isinstance(boto3_client.boto3, _Boto3):
+        boto3_client.boto3 = _Boto3(boto3_client.boto3)
     try:
         from apache_beam.io.gcp import gcsio
     except ImportError:

@@ -114,9 +114,10 @@ def _peak_rows(group_by: str, rows: list[dict], t: dict) -> list[dict]:
                                 f"{subject_of(group_by, name)}: {percent(share.reshape(size, size)[cell])} of its "
                                 f"images have their strongest attribution in {fields['region']} (at row {cell[0] + 1}, "
                                 f"column {cell[1] + 1}) vs {percent(rest[cell])} of other classes' images", **fields))
-            if not framed and len(block) == 4 and edge_frame(block, size):
+            frame = None if framed or len(block) != 4 else edge_frame(block, size)
+            if frame:
                 framed = True
-                out.append(dict(out[-1], **block_fields(edge_frame(block, size), size),
+                out.append(dict(out[-1], **block_fields(frame, size),
                                 detail=out[-1]["detail"] + "; on the image's edge: the frame is tested too"))
             excess = np.where(cells_mask(block, size, size), -1.0, excess)     # below any excess: never again
     return out

@@ -295,12 +295,11 @@ def test_empty_input():
     assert check_rows(skew_rows([], reference=[])) == []
 
 
-def test_a_mark_on_half_of_one_class_of_two_becomes_a_candidate():
-    """Two classes of 30 images; 15 of class 'a' put most of their attribution on a corner mark, the rest of 'a'
-    and all of 'b' on an object that moves around the middle. 'a''s mean grid is diluted; where its images peak
-    is not: a candidate at the corner, with the region the interventions will test."""
+def _partly_marked_classes(seed: int, mark, classes) -> list[dict]:
+    """classes.parquet rows (ClassStatsFn) of (name, [marked?, ...]) classes on a 16x16 grid: each image's grid is
+    noise and an object that moves around the middle, plus `mark(grid)` where marked."""
     from igaudit.transforms.aggregate import ClassStatsFn
-    rng = np.random.default_rng(0)
+    rng = np.random.default_rng(seed)
     size = 16
 
     def image_grid(marked):
@@ -308,12 +307,12 @@ def test_a_mark_on_half_of_one_class_of_two_becomes_a_candidate():
         y, x = rng.integers(5, 11, 2)
         g[y - 2:y + 2, x - 2:x + 2] += rng.uniform(0.5, 1.0)
         if marked:
-            g[1:3, 13:15] += 3.0
+            mark(g)
         return (g / g.sum()).ravel()
 
     fn = ClassStatsFn()
     rows = []
-    for name, marked in (("a", [True] * 15 + [False] * 15), ("b", [False] * 30)):
+    for name, marked in classes:
         acc = fn.create_accumulator()
         for i, m in enumerate(marked):
             acc = fn.add_input(acc, {"label_index": 0, "correct": True, "confidence": 0.9, "completeness_gap": 0.0,
@@ -321,6 +320,17 @@ def test_a_mark_on_half_of_one_class_of_two_becomes_a_candidate():
                                      "channel_shares": [1.0], "grid": image_grid(m), "grid_size": size,
                                      "predicted_name": name, "image_id": f"{name}{i}"})
         rows.append({"group_by": "label", "class_name": name, **fn.extract_output(acc)})
+    return rows
+
+
+def test_a_mark_on_half_of_one_class_of_two_becomes_a_candidate():
+    """Two classes of 30 images; 15 of class 'a' put most of their attribution on a corner mark, the rest of 'a'
+    and all of 'b' on an object that moves around the middle. 'a''s mean grid is diluted; where its images peak
+    is not: a candidate at the corner, with the region the interventions will test."""
+    def corner(g):
+        g[1:3, 13:15] += 3.0
+
+    rows = _partly_marked_classes(0, corner, (("a", [True] * 15 + [False] * 15), ("b", [False] * 30)))
     found = [r for r in skew_rows(rows) if r["candidate"] and r["class_name"] == "a"]
     corner = [r for r in found if r["region_cells"] and r["region_cells"][0] <= 1 and r["region_cells"][3] >= 15]
     assert corner and corner[0]["metric"] == "peak_excess", [(r["metric"], r["region"]) for r in found]
@@ -337,28 +347,12 @@ def test_a_block_on_an_image_edge_also_proposes_the_frame():
     assert edge_frame((10, 16, 0, 7), 16) == (0, 16, 0, 16, 2)         # a corner block: at most EDGE_DEPTH deep
     assert edge_frame((5, 9, 5, 9), 16) is None                        # touches no edge
     assert edge_frame((0, 16, 0, 16), 16) is None                      # the whole grid
-    from igaudit.transforms.aggregate import ClassStatsFn
-    rng = np.random.default_rng(1)
-    size = 16
 
-    def image_grid(marked):
-        g = rng.gamma(2.0, 0.5, (size, size)) * 0.05
-        y, x = rng.integers(5, 11, 2)
-        g[y - 2:y + 2, x - 2:x + 2] += rng.uniform(0.5, 1.0)
-        if marked:
-            g[15, 4:12] += 1.0
-        return (g / g.sum()).ravel()
+    def bottom(g):
+        g[15, 4:12] += 1.0
 
-    fn = ClassStatsFn()
-    rows = []
-    for name, marked in (("a", [True] * 15 + [False] * 15), ("b", [False] * 30), ("c", [False] * 30)):
-        acc = fn.create_accumulator()
-        for i, m in enumerate(marked):
-            acc = fn.add_input(acc, {"label_index": 0, "correct": True, "confidence": 0.9, "completeness_gap": 0.0,
-                                     "relative_gap": 0.0, "border_mass": 0.1, "concentration": 0.1, "entropy": 0.9,
-                                     "channel_shares": [1.0], "grid": image_grid(m), "grid_size": size,
-                                     "predicted_name": name, "image_id": f"{name}{i}"})
-        rows.append({"group_by": "label", "class_name": name, **fn.extract_output(acc)})
+    rows = _partly_marked_classes(1, bottom, (("a", [True] * 15 + [False] * 15), ("b", [False] * 30),
+                                              ("c", [False] * 30)))
     peaks = [r for r in skew_rows(rows) if r["metric"] == "peak_excess" and r["candidate"]]
     frames = [r for r in peaks if r["region_cells"] and len(r["region_cells"]) == 5]
     assert [(r["class_name"], r["region_cells"]) for r in frames] == [("a", [0, 16, 0, 16, 1])], \
