@@ -4,7 +4,7 @@ VENV   ?= .venv
 PY      = $(VENV)/bin/python
 STAMP   = $(VENV)/.installed
 
-.PHONY: demo test test-fast bench clean venv browser
+.PHONY: demo test test-fast bench docs clean venv browser
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,10 @@ test-fast: $(STAMP)
 # the fast loop first, then the slow tests (whole runs, subprocesses, browser)
 test: test-fast
 	$(PY) -m pytest -q -m slow --durations=10 tests
+
+# the configuration reference (docs/configuration.md) from the schema
+docs: $(STAMP)
+	$(PY) -m igaudit.pipeline.config_reference
 
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,bench]'

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import apache_beam as beam
 
-from igaudit.pipeline import build, config
+from igaudit.pipeline import build, config, config_reference
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
@@ -81,10 +81,8 @@ def test_the_readme_has_no_other_pipeline_diagram():
 
 
 # -- the configuration reference ------------------------------------------------------------------------------
-# Keys whose documented value is an example, not the default (the default is none, or unusable as an example).
-EXAMPLES = {
-    "input.pattern",   # default null (a run needs pattern or manifest); the docs show a glob
-}
+# Keys whose documented value is an example, not the default (config_reference.EXAMPLES).
+EXAMPLES = set(config_reference.EXAMPLES)
 
 
 def documented_yaml() -> str:
@@ -125,6 +123,18 @@ def lookup(obj, dotted: str):
     return obj
 
 
+def test_the_documented_config_is_generated_from_the_schema():
+    """docs/configuration.md's block is what `make docs` writes now: a field added, renamed, described or
+    given another default in the code without `make docs` fails here."""
+    assert documented_yaml() == config_reference.reference_yaml(), "run `make docs` and commit docs/configuration.md"
+
+
+def test_every_schema_field_is_described():
+    keys = [key for key, _, _ in config_reference.fields()]
+    assert set(config_reference.HELP) == set(keys)
+    assert set(config_reference.EXAMPLES) <= set(keys)
+
+
 def test_the_documented_config_loads_through_the_config_loader(tmp_path):
     _, cfg = documented_config(tmp_path)
     assert isinstance(cfg, config.Config)
@@ -156,3 +166,31 @@ def test_the_field_walk_sees_nested_sections_and_leaves():
     assert walked["input.tfrecord"] and walked["analysis.notify"] and walked["render"]
     assert not walked["input.tfrecord.image"] and not walked["analysis.notify.on"] and not walked["beam"]
     assert len(walked) > 80
+
+
+# -- the layout map ------------------------------------------------------------------------------------------------
+def documented_modules() -> set[str]:
+    """The module paths docs/architecture.md's layout map lists: each `name.py` under the folders its
+    indentation puts it in."""
+    block = next(b for b in fenced_blocks(DOCS / "architecture.md") if b.startswith("pipeline/"))
+    folders: list[tuple[int, str]] = []
+    out = set()
+    for line in block.splitlines():
+        indent = len(line) - len(line.lstrip())
+        first = line.split()[0] if line.strip() else ""
+        if first.endswith("/"):
+            folders = [f for f in folders if f[0] < indent] + [(indent, first)]
+            continue
+        folders = [f for f in folders if f[0] < indent]
+        names = re.findall(r"\b(\w+\.py)\b", line.split("  ", 1)[0] if not line.startswith(" ") else line.strip())
+        out |= {"".join(f for _, f in folders) + name for name in names}
+    return out
+
+
+def test_the_layout_map_lists_every_module_where_it_is():
+    root = DOCS.parent
+    modules = {str(p.relative_to(root)) for folder in ("pipeline", "transforms") for p in (root / folder).rglob("*.py")
+               if p.name != "__init__.py"}
+    documented = {m for m in documented_modules() if m.startswith(("pipeline/", "transforms/"))}
+    assert sorted(modules - documented) == [], "modules missing from docs/architecture.md's layout map"
+    assert sorted(documented - modules) == [], "the layout map names modules that do not exist"
