@@ -146,7 +146,7 @@ def section(cls) -> Callable[[Any], Any]:
 def url(v):
     """An http(s) URL."""
     v = text(v)
-    if not v.startswith(("http://", "https://")) or len(v) <= len("https://"):
+    if not v.startswith(("http://", "https://")) or not v.split("://", 1)[1]:
         raise ValueError("expected an http:// or https:// URL")
     return v
 

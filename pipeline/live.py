@@ -38,13 +38,17 @@ class ProgressBar:
         self._env = {key: os.environ.get(key) for key in (BOARD_ENV, PROGRESS_ENV)}
         self._started = time.monotonic()
         self._rate: Optional[float] = None
+        self._rated = -1                          # the attributed count the rate was last taken at
         self._bar = Progress(TextColumn("{task.fields[stage]}"), BarColumn(), TextColumn("{task.fields[text]}"),
                              TimeRemainingColumn(), console=Console(stderr=True), transient=True)
         self._task = self._bar.add_task("attributing", total=total, text=self._text(0, 0), stage="attributing")
 
     def _text(self, attributed: int, rejected: int, stage: str = "attributing") -> str:
-        if stage == "attributing" or self._rate is None:      # the rate stays the attribution's afterwards
+        # the rate stays the attribution's afterwards (taken at the last count seen, even when every image
+        # arrived between two redraws)
+        if stage == "attributing" or attributed > self._rated:
             self._rate = attributed / max(time.monotonic() - self._started, 1e-6)
+            self._rated = attributed
         rate = self._rate
         of = f" of {self.total}" if self.total is not None else ""
         return f"{attributed}{of} images · {rate:.1f}/s · {rejected} rejected · ETA"

@@ -67,8 +67,9 @@ def _run_command(command: str, body: bytes, payload: dict, timeout: float) -> li
 
 
 def url_host(url: str) -> str:
-    """A URL's host (and port): all of it that may be shown, its path being a secret (a webhook token)."""
-    return urllib.parse.urlsplit(url).netloc
+    """A URL's host (and port): all of it that may be shown, its path (a webhook token) and any user and
+    password before the host being secrets."""
+    return urllib.parse.urlsplit(url).netloc.rpartition("@")[2]
 
 
 def redacted_url(url: str) -> str:

@@ -6,6 +6,8 @@ exclusive: one box for a block of attribution-grid cells, the four sides of a fr
 """
 from __future__ import annotations
 
+from typing import Optional
+
 import numpy as np
 
 Box = tuple  # (y0, y1, x0, x1)
@@ -39,20 +41,27 @@ def box_area(box: Box) -> int:
     return max(y1 - y0, 0) * max(x1 - x0, 0)
 
 
-def fill_from_surroundings(images: np.ndarray, box: Box) -> np.ndarray:
+def fill_from_surroundings(images: np.ndarray, box: Box, region: Optional[np.ndarray] = None) -> np.ndarray:
     """A copy with the box replaced by what its surroundings suggest: a linear blend between the pixel
     rows just above and below it and, separately, the columns just left and right of it (a side at the
     image's edge is left out; one side alone is carried across), the two blends averaged. Smooth, with
-    the local colours, and no content of the region itself."""
+    the local colours, and no content of the region itself. region: (H, W) True on the whole region the
+    box belongs to; a neighbouring row or column mostly inside it is left out too (a frame's side is
+    filled from the image inside the frame, not from the frame's other sides)."""
     out = np.array(images, np.float32, copy=True)
     y0, y1, x0, x1 = box
     n, h, w, c = out.shape
     if box_area(box) == 0:
         return out
+
+    def outside(line) -> bool:
+        return region is None or region[line].mean() < 0.5
+
     estimates = []
     for axis, (a, b, length) in (("v", (y0, y1, h)), ("h", (x0, x1, w))):
-        before = a - 1 if a > 0 else None
-        after = b if b < length else None
+        line = (lambda i: (i, slice(x0, x1))) if axis == "v" else (lambda i: (slice(y0, y1), i))
+        before = a - 1 if a > 0 and outside(line(a - 1)) else None
+        after = b if b < length and outside(line(b)) else None
         if before is None and after is None:
             continue
         span = b - a
@@ -77,11 +86,19 @@ def fill_from_surroundings(images: np.ndarray, box: Box) -> np.ndarray:
 
 
 def remove(images: np.ndarray, boxes: list) -> np.ndarray:
-    """A copy with each box of a region filled from its surroundings, one after the other (a frame's sides
-    from the image inside them)."""
+    """A copy with each box of a region filled from its surroundings, never from the region's other boxes.
+    A region of several boxes (a frame's sides) is filled twice, the second pass from the first: the row
+    beside the frame's top side is mostly the image inside but, at its ends, the left and right sides,
+    which the first pass has filled from the image inside by the time the second pass reads them."""
     out = np.array(images, np.float32, copy=True)
-    for box in boxes:
-        out = fill_from_surroundings(out, box)
+    region = None
+    if len(boxes) > 1:
+        region = np.zeros(out.shape[1:3], bool)
+        for y0, y1, x0, x1 in boxes:
+            region[y0:y1, x0:x1] = True
+    for _ in range(2 if len(boxes) > 1 else 1):
+        for box in boxes:
+            out = fill_from_surroundings(out, box, region)
     return out
 
 
