@@ -200,3 +200,12 @@ def test_the_wheel_installs_one_top_level_package_igaudit(tmp_path):
     r = subprocess.run([str(venv / "bin" / "python"), "-c", "import igaudit.pipeline.config, igaudit.transforms.read"],
                        cwd=elsewhere, capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+def test_every_module_has_a_test_file_of_its_name():
+    """The tests mirror the source tree: pipeline/x.py is tested in tests/pipeline/test_x.py, transforms/a/b.py in
+    tests/transforms/a/test_b.py (whole runs and runners beside them in tests/e2e)."""
+    missing = [str(Path("tests", path.parent.relative_to(ROOT), f"test_{path.name}"))
+               for path in python_files(PACKAGES) if path.name != "__init__.py"
+               if not (ROOT / "tests" / path.parent.relative_to(ROOT) / f"test_{path.name}").is_file()]
+    assert missing == [], "modules without a test file of their name"

@@ -1,0 +1,170 @@
+"""analysis/skew/verdict.py: judge's four tests at and just past each threshold, the outcome rule of the module
+docstring for every kind (the DECISIVE path, colour's frame), evidence_label's wording, and apply_verdicts."""
+import itertools
+import math
+
+import pytest
+
+from igaudit.transforms.analysis.skew import verdict as V
+from igaudit.transforms.analysis.skew.interventions import plan_tests
+from igaudit.transforms.analysis.skew.rows import skew_row
+
+NAN = math.nan
+
+
+@pytest.mark.parametrize("figures, test, passes", [
+    # needed: drop >= NEEDED_DROP and >= NEEDED_RATIO x the control drop
+    ({"drop": 0.2, "control_drop": 0.1}, "needed", True),
+    ({"drop": 0.2, "control_drop": 0.10001}, "needed", False),
+    ({"drop": 0.1999, "control_drop": 0.0}, "needed", False),
+    ({"drop": 0.9, "control_drop": -0.3}, "needed", True),              # controls that help count as the floor
+    ({"drop": 0.9, "control_drop": None}, "needed", False),
+    ({"drop": NAN, "control_drop": 0.0}, "needed", False),
+    # sufficient: kept_class - kept_other >= SUFFICIENT_GAP
+    ({"kept_class": 0.3, "kept_other": 0.0}, "sufficient", True),
+    ({"kept_class": 0.2999, "kept_other": 0.0}, "sufficient", False),
+    ({"kept_class": 0.9, "kept_other": 0.6}, "sufficient", True),
+    ({"kept_class": 0.9, "kept_other": 0.6001}, "sufficient", False),
+    ({"kept_class": 1.0, "kept_other": NAN}, "sufficient", False),
+    # transplanted: flip >= TRANSPLANT_FLIP and flip - control >= TRANSPLANT_GAP
+    ({"transplant_flip": 0.5, "transplant_control": 0.1}, "transplanted", True),
+    ({"transplant_flip": 0.4999, "transplant_control": 0.0}, "transplanted", False),
+    ({"transplant_flip": 0.9, "transplant_control": 0.5}, "transplanted", True),
+    ({"transplant_flip": 0.9, "transplant_control": 0.5001}, "transplanted", False),
+    # repeating: repeat >= REPEAT and repeat - others >= REPEAT_GAP
+    ({"stamp_repeat": 0.7, "stamp_others": 0.1}, "repeating", True),
+    ({"stamp_repeat": 0.6999, "stamp_others": 0.0}, "repeating", False),
+    ({"stamp_repeat": 0.7, "stamp_others": 0.1001}, "repeating", False),
+    ({"stamp_repeat": 1.0, "stamp_others": None}, "repeating", False),
+])
+def test_each_test_at_and_around_its_thresholds(figures, test, passes):
+    """Only the figures of one test are given: it passes or not; the others, their figures missing, fail."""
+    assert V.judge(figures) == {t: passes and t == test for t in V.TESTS}
+
+
+def test_a_control_drop_near_zero_counts_as_the_floor(monkeypatch):
+    """A ratio to ~0 means nothing: with a lower NEEDED_DROP, a drop must still be twice CONTROL_FLOOR."""
+    monkeypatch.setattr(V, "NEEDED_DROP", 0.01)
+    assert not V.judge({"drop": 0.039, "control_drop": 0.0})["needed"]
+    assert V.judge({"drop": 0.04, "control_drop": 0.0})["needed"]
+
+
+def test_colour_repeats_only_on_content_as_varied_as_the_rest():
+    at = {"stamp_repeat": 0.9, "stamp_others": 0.2}
+    assert V.judge(at, "channel")["repeating"]
+    over = {"stamp_repeat": 0.9, "stamp_others": 0.2001}
+    assert not V.judge(over, "channel")["repeating"] and V.judge(over, "region")["repeating"]
+    assert V.judge(over, "outside_box")["repeating"]
+
+
+def docstring_rule(t, kind, decisive=False, frame=False):
+    """The rule as the module docstring states it, written out on its own."""
+    need, suff, trans, rep = (t[k] for k in V.TESTS)
+    if kind == "region" and ((rep and need and (suff or trans)) or (decisive and need and suff and trans)):
+        return "shortcut"
+    if kind != "region" and need and suff and rep:
+        return "shortcut"
+    if (need and suff) or trans:
+        return "review"
+    if kind == "channel" and need + suff + frame >= 2:
+        return "review"
+    return "cleared"
+
+
+DECISIVE_FIGURES = {"drop": 0.6, "control_drop": 0.0, "kept_class": 0.6, "kept_other": 0.0, "transplant_flip": 0.6,
+                    "transplant_control": 0.0, "stamp_repeat": 0.0, "stamp_others": 0.0}
+
+
+@pytest.mark.parametrize("kind, figures, decisive, frame", [
+    ("region", None, False, False), ("region", DECISIVE_FIGURES, True, False),
+    ("outside_box", DECISIVE_FIGURES, False, False), ("channel", None, False, False),
+    ("channel", {"stamp_repeat": 0.7}, False, True), ("channel", {"stamp_repeat": 0.6999}, False, False),
+    ("channel", {"stamp_repeat": NAN}, False, False)])
+def test_the_outcome_rule_on_every_combination_of_tests(kind, figures, decisive, frame):
+    for passed in itertools.product((False, True), repeat=4):
+        t = dict(zip(V.TESTS, passed))
+        assert V.outcome(t, kind, figures) == docstring_rule(t, kind, decisive, frame), (t, kind, figures)
+
+
+@pytest.mark.parametrize("change", [{"drop": 0.59}, {"kept_class": 0.59}, {"kept_other": 0.01},
+                                    {"transplant_flip": 0.59}, {"drop": NAN}, {"kept_other": None}])
+def test_decisive_needs_every_margin_of_at_least_decisive(change):
+    f = DECISIVE_FIGURES
+    tests = V.judge(f)
+    assert tests == {"needed": True, "sufficient": True, "transplanted": True, "repeating": False}
+    assert V.decisive(tests, f) and V.outcome(tests, "region", f) == "shortcut"
+    low = dict(f, **change)
+    assert not V.decisive(tests, low)
+    assert V.outcome(tests, "region", low) == "review"            # needed and sufficient: still a review
+
+
+def test_decisive_needs_all_three_tests_and_the_figures():
+    all_three = {"needed": True, "sufficient": True, "transplanted": True, "repeating": False}
+    assert not V.decisive(all_three, None)
+    assert not V.decisive(dict(all_three, transplanted=False), DECISIVE_FIGURES)
+    assert V.outcome(dict(all_three, transplanted=False), "region", DECISIVE_FIGURES) == "review"
+    assert V.outcome(dict(all_three, sufficient=False, needed=False), "region", DECISIVE_FIGURES) == "review"
+
+
+@pytest.mark.parametrize("tests, kind, figures, label", [
+    ((1, 1, 1, 1), "region", None, "needed, sufficient, transplanted, repeating"),
+    ((0, 0, 0, 0), "region", None, "not needed, not sufficient, not transplanted, not repeating"),
+    ((1, 0, 1, 1), "region", None, "needed, transplanted, repeating; not sufficient"),
+    ((1, 1, 1, 0), "region", DECISIVE_FIGURES, "needed, sufficient, transplanted, each decisive; not repeating"),
+    ((1, 1, 1, 1), "region", DECISIVE_FIGURES, "needed, sufficient, transplanted, repeating"),
+    ((1, 1, 1, 0), "region", dict(DECISIVE_FIGURES, drop=0.5), "needed, sufficient, transplanted; not repeating"),
+    ((1, 1, 1, 0), "outside_box", DECISIVE_FIGURES, "needed, sufficient; not repeating"),
+    ((1, 0, 0, 0), "outside_box", None, "needed; not sufficient, not repeating"),
+    ((0, 1, 1, 1), "channel", None, "sufficient, repeating; not needed"),
+    ((0, 0, 0, 0), "channel", None, "not needed, not sufficient, not repeating"),
+])
+def test_evidence_label_wording(tests, kind, figures, label):
+    assert V.evidence_label(dict(zip(V.TESTS, map(bool, tests))), kind, figures) == label
+
+
+# --- apply_verdicts ---------------------------------------------------------------
+
+CLASSES = ["cat", "dog"]
+
+
+def row(name, metric, score=3.0, **extra):
+    """A label row as the candidates make it (`rows.skew_row`)."""
+    return skew_row("label", name, metric, 0.5, None, score, 0.1, f"{name} {metric}", **extra)
+
+
+def test_apply_verdicts_judges_a_decisive_region_and_a_colour_cast():
+    rows = [row("cat", "peak_excess", region_cells=[0, 2, 0, 2], region="the top-left 2x2 cells"),
+            row("dog", "channel_shift", channel=2, region="the blue channel"),
+            row("dog", "grid_js", score=0.4, region_cells=[4, 6, 4, 6])]
+    before = [dict(r) for r in rows]
+    tests, _ = plan_tests(rows, CLASSES, 8)
+    region, colour = sorted(tests, key=lambda t: t.kind != "region")
+    figures = {region.test_id: dict(DECISIVE_FIGURES, sample=12, accuracy=1.0, accuracy_removed=0.2,
+                                    accuracy_control=1.0, not_a_column=7),
+               colour.test_id: {"drop": 0.5, "control_drop": 0.05, "kept_class": 0.2, "kept_other": 0.1,
+                                "transplant_flip": NAN, "transplant_control": NAN, "stamp_repeat": 0.8,
+                                "stamp_others": 0.3, "accuracy": 0.9, "accuracy_removed": 0.3}}
+    cat, dog, quiet = V.apply_verdicts(rows, tests, figures, CLASSES, 8)
+    assert rows == before                                               # copies, the input untouched
+    assert (cat["outcome"], cat["flagged"], cat["test_id"]) == ("shortcut", True, region.test_id)
+    assert cat["evidence"] == "needed, sufficient, transplanted, each decisive; not repeating"
+    assert cat["drop"] == 0.6 and cat["sample"] == 12 and "not_a_column" not in cat
+    assert cat["detail"].startswith("cat peak_excess; cat images: masking the top-left 2x2 cells drops accuracy "
+                                    "1.00 → 0.20 (probability −0.60)")
+    # colour: needed and the frame carries the channel, not sufficient: a review, never cleared
+    assert (dog["outcome"], dog["flagged"]) == ("review", False)
+    assert dog["evidence"] == "needed; not sufficient, not repeating"
+    assert dog["transplant_flip"] is None and dog["transplanted"] is False    # NaN: a figure that does not apply
+    assert "removing colour drops accuracy 0.90 → 0.30" in dog["detail"]
+    assert quiet == rows[2] and quiet is not rows[2]
+
+
+def test_apply_verdicts_says_why_a_candidate_went_untested():
+    rows = [row("horse", "grid_js", region_cells=[0, 2, 0, 2]), row("cat", "border_z"),
+            row("dog", "ref_predicted_js")]
+    horse, cat, drift = V.apply_verdicts(rows, [], {}, CLASSES, 8)
+    assert horse["evidence"] == "untested: 'horse' is not one of the model's classes"
+    assert horse["detail"] == "horse grid_js; not tested: 'horse' is not one of the model's classes"
+    assert cat["evidence"] == "untested: no region with excess attribution to test" and not cat["flagged"]
+    assert horse["outcome"] is None and cat["outcome"] is None
+    assert drift["flagged"] and drift["evidence"] == "drift: a change since the reference run (no intervention)"
