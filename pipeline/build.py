@@ -1,7 +1,8 @@
 """The only place that knows the whole graph: wires the stages together.
 
     files --MatchImages--> ImageFile (or TFRecord shards --ReadTFRecords--> ImageBytes) --AuditImages-->:
-      ImageFile --ReadImageBytes--> ImageBytes --DecodeImages--> DecodedImage
+      ImageFile --ReadImageBytes--> ImageBytes [--ReuseUnchanged (audit.reuse: unchanged images' rows and
+        files from the reference run, flattened into images rows below)-->] --DecodeImages--> DecodedImage
       [--AttachDatasetContext (mean image / reference sample, side inputs)-->]
       --Attribute (RunInference + Explainer)--> AttributionResult --WriteArtifacts--> images rows
       images rows --ClusterStrategies (bounded sample per class -> centres, side input -> every row)-->
@@ -34,6 +35,7 @@ from igaudit.transforms.dataset_context import AttachDatasetContext
 from igaudit.transforms.decode import DecodeImages
 from igaudit.transforms.intervene import Intervene, InterventionHandler
 from igaudit.transforms.read import MatchImages, ReadImageBytes
+from igaudit.transforms.reuse import FRESH, REUSED, ReuseUnchanged
 from igaudit.transforms.skew import FlagSkew
 from igaudit.transforms.tfrecords import ReadTFRecords
 from igaudit.transforms.verdicts import FINDINGS, ROWS, CandidateTests, Verdicts
@@ -95,16 +97,23 @@ class AuditImages(beam.PTransform):
             matched = ((read_images, read_rejected) | "AllRecords" >> beam.Flatten()
                        | "CountInputs" >> beam.combiners.Count.Globally())
         p = read_images.pipeline
+        several_targets = plan.target.per_image > 1
+        reused = None
+        if plan.reuse_from:      # an incremental audit: unchanged images' rows and files from the reference run
+            split = read_images | "ReuseUnchanged" >> ReuseUnchanged(plan.reuse_from, out_dir, cfg.output,
+                                                                     several_targets)
+            read_images, reused = split[FRESH], split[REUSED]
         decoded = read_images | "DecodeImages" >> DecodeImages(plan.decode)
         images = decoded.decoded
         references = a.references if a.method == "expected_gradients" else 0
         if a.baseline == "mean" or references:
             images = images | "DatasetContext" >> AttachDatasetContext(a.baseline == "mean", references)
         attributed = images | "Attribute" >> Attribute(model_handler(cfg, plan))
-        several_targets = plan.target.per_image > 1
         rows = attributed.attributed | "WriteArtifacts" >> WriteArtifacts(
             out_dir, plan.class_names, output=cfg.output, analysis=an, options=cfg.render,
             per_target_files=several_targets)
+        if reused is not None:
+            rows = (rows, reused) | "WithReused" >> beam.Flatten()
         rows, summaries = rows | "ClusterStrategies" >> ClusterStrategies(an.max_clusters, an.cluster_sample,
                                                                           primary_only=several_targets)
         images_written = write_images_table(rows, out_dir)

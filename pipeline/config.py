@@ -33,7 +33,6 @@ from igaudit.transforms.imaging.colormaps import CMAP_CHOICES, DIVERGING, resolv
 from igaudit.transforms.imaging.decode import DEFAULT_MAX_PIXELS, RESIZE_MODES
 from igaudit.transforms.imaging.render import OVERLAYS, POLARITIES
 
-
 INPUT_FORMATS = ("files", "tfrecord")
 
 
@@ -184,6 +183,7 @@ class AnalysisConfig(_Section):
 @dataclasses.dataclass(frozen=True)
 class AuditConfig(_Section):
     keep: Optional[int] = c.field(None, c.optional(c.integer(1)))   # keep the newest N complete runs; null: keep all
+    reuse: bool = c.field(True, c.boolean)     # take unchanged images from the reference run (pipeline/reuse.py)
 
 
 @dataclasses.dataclass(frozen=True)

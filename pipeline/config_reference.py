@@ -97,6 +97,9 @@ HELP = {
     'analysis.max_tests': "intervention tests per run: re-tests of the reference run's shortcuts first, then by score; candidates beyond it say so (evidence: untested)",
     'audit': 'what `igaudit audit` keeps',
     'audit.keep': 'audit: keep the newest N complete runs under output.dir, delete older ones',
+    'audit.reuse': 'with a reference run (audit picks one): take each image whose bytes and label, the model and every '
+                   'setting that shapes its row are unchanged from the reference run instead of attributing it '
+                   'again (pipeline/reuse.py)',
     'render': "how masks and overlays look; defaults: the TensorFlow IG tutorial's look",
     'render.polarity': 'absolute | positive | negative | both (signed, diverging colour map)',
     'render.clip_upper': 'percentile mapped to full intensity',

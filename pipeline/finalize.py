@@ -43,6 +43,7 @@ def base_info(cfg, plan, beam_args: list = (), *, started: Optional[float] = Non
     return {"config": cfg.to_dict(), "class_names": list(plan.class_names), "decode": plan.decode.to_dict(),
             "beam_args": list(beam_args),
             "reference": cfg.analysis.reference, "started": time.time() if started is None else started,
+            "reuse_key": plan.reuse_key, "reused_from": plan.reuse_from,
             "max_rejected_share": cfg.analysis.max_rejected_share, "alert_on": cfg.analysis.alert_on,
             "launcher_succeeds": launcher_succeeds}
 
@@ -55,7 +56,7 @@ def finish_run(out_dir: str, base: dict, matched: int, images_files: Optional[li
     that _SUCCESS is always the last file written)."""
     from igaudit.pipeline.report import write_report
     from igaudit.pipeline.report_data import COLUMNS as REPORT_COLUMNS
-    ours = ["image_id", "label", "label_index", "predicted", "predicted_name", "converged"]
+    ours = ["image_id", "label", "label_index", "predicted", "predicted_name", "converged", "reused_from"]
     # one read of the images table serves the counts here and the report
     table = run_dir.read_images_table(out_dir, columns=list(dict.fromkeys(ours + REPORT_COLUMNS)),
                                       paths=images_files)
@@ -85,9 +86,11 @@ def finish_run(out_dir: str, base: dict, matched: int, images_files: Optional[li
         "decode": base.get("decode"),
         "beam_args": beam_flags.redacted(base["beam_args"]),
         "versions": versions(),
-        "counts": {**counts, "not_converged": not_converged},
+        "counts": {**counts, "not_converged": not_converged,
+                   "reused": sum(1 for r in images if r["reused_from"])},    # audit.reuse: taken from the reference
         "convergence": health.convergence_line(not_converged, len(images)),
         "reference": base["reference"],
+        "reuse_key": base.get("reuse_key"), "reused_from": base.get("reused_from"),   # audit.reuse (pipeline/reuse.py)
         "change": change_line(findings, base["reference"]),
         "flagged": [finding_entry(f) for f in findings if f["flagged"] and f.get("status") != "not audited"],
         "review": [finding_entry(f) for f in findings if f["outcome"] == "review"],

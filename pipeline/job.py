@@ -59,6 +59,7 @@ class RunSummary:
     suspect: list = dataclasses.field(default_factory=list)   # why the run looks like a broken set-up
     exit_code: int = 0                        # what `igaudit run / audit` exits with (exit_codes.for_run)
     not_converged: int = 0                    # images whose steps: auto ended above its tolerances
+    reused: int = 0                           # of the attributed: rows and files taken from the reference run
 
     @property
     def convergence(self) -> Optional[str]:
@@ -185,4 +186,5 @@ def summary_of(out_dir: str, run_info: dict, *, seconds: float, pipeline_seconds
                       warnings=run_info["warnings"], suspect=run_info.get("suspect") or [],
                       exit_code=exit_codes.for_run(run_info),
                       not_converged=run_info["counts"].get("not_converged", 0),
+                      reused=run_info["counts"].get("reused", 0),
                       **{k: run_info["counts"][k] for k in ("matched", "attributed", "rejected")})

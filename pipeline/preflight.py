@@ -11,7 +11,7 @@ from typing import Optional
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from igaudit.pipeline import beam_flags
+from igaudit.pipeline import beam_flags, reuse
 from igaudit.pipeline.config import Config
 from igaudit.pipeline.errors import NothingToAudit, UserError
 from igaudit.pipeline.ownership import check_not_over_inputs, glob_base
@@ -19,6 +19,7 @@ from igaudit.pipeline.paths import is_remote, shown
 from igaudit.pipeline.runner import config_flags
 from igaudit.pipeline.run_dir import CLASSES_TABLE, FINDINGS_TABLE, RunDir
 from igaudit.transforms.attribution.choices import BASELINE_KINDS
+from igaudit.transforms.attribution.model_files import content_hash
 from igaudit.transforms.attribution.targets import TargetSpec, parse_target
 from igaudit.transforms.imaging.decode import DecodeSpec
 from igaudit.transforms.read import label_from_uri, match_files, read_manifest
@@ -159,6 +160,8 @@ class Plan:
     reference_findings: Optional[list]
     warnings: list                  # a flag the runner ignores, a reference without findings
     decode: DecodeSpec              # how every stage decodes an input for this model (`decode_spec`)
+    reuse_key: str = ""             # the model and the settings that shape rows (`reuse.reuse_key`); run.json
+    reuse_from: Optional[str] = None   # the reference run whose unchanged images are reused (audit.reuse)
 
 
 def decode_spec(cfg: Config, input_shape: tuple) -> DecodeSpec:
@@ -188,9 +191,13 @@ def _plan(cfg: Config, files: list, manifest_files: Optional[list], class_names:
     classifier = check_model(cfg, class_names)
     target, baseline_image = resolve_attribution(cfg, class_names, classifier.input_shape)
     reference_classes, reference_findings, reference_warnings = read_reference(cfg.analysis.reference)
+    decode = decode_spec(cfg, classifier.input_shape)
+    key = reuse.reuse_key(cfg, class_names, decode.to_dict(), content_hash(cfg.model.path))
+    reference_info = RunDir(cfg.analysis.reference).info() if cfg.analysis.reference else None
+    reuse_from, why_not = reuse.reuse_source(cfg, key, reference_info)
     return Plan(files, manifest_files, class_names, classifier.input_shape, target, baseline_image,
-                reference_classes, reference_findings, warnings + reference_warnings,
-                decode_spec(cfg, classifier.input_shape))
+                reference_classes, reference_findings, warnings + reference_warnings + [why_not] * bool(why_not),
+                decode, key, reuse_from)
 
 
 def _on_a_bucket(path: Optional[str]) -> bool:

@@ -129,6 +129,7 @@ class ExplainerHandler(ModelHandler[DecodedImage, Any, Any]):
                 score_input=float(r.score_input[j]), score_baseline=float(r.score_baseline[j]),
                 completeness_gap=float(r.completeness_gap[j]), steps=_steps(out.steps[j]), rule=rule,
                 method=a.method, gradient_samples=int(out.gradient_samples[j]), quality=quality, bbox=e.bbox,
+                content_hash=e.content_hash,
                 converged=None if out.converged is None else bool(out.converged[j]))
 
     def batch_elements_kwargs(self) -> dict:

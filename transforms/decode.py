@@ -31,7 +31,8 @@ class _DecodeFn(beam.DoFn):
             return
         self._decoded.inc()
         box = None if element.bbox is None else self._spec.box(element.bbox, original_size)
-        yield DecodedImage(element.uri, element.label, element.image_id, pixels, bbox=box)
+        yield DecodedImage(element.uri, element.label, element.image_id, pixels, bbox=box,
+                           content_hash=element.content_hash)
 
     def finish_bundle(self):
         progress.flush()

@@ -28,6 +28,12 @@ def make_image_id(key: str) -> str:
     return f"{stem}-{digest}"
 
 
+def content_hash(data: bytes) -> str:
+    """An image file's identity by content (SHA-256, 32 hex digits): the same bytes, the same hash, wherever the
+    file lives; one changed byte, another hash (an incremental audit reuses an image only on a match)."""
+    return hashlib.sha256(data).hexdigest()[:32]
+
+
 @dataclasses.dataclass(frozen=True)
 class ImageFile:
     """A matched input: where it is and what label it carries (no bytes yet)."""
@@ -46,6 +52,10 @@ class ImageBytes:
     data: bytes
     bbox: Optional[tuple] = None
 
+    @property
+    def content_hash(self) -> str:
+        return content_hash(self.data)
+
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class DecodedImage:
@@ -57,6 +67,7 @@ class DecodedImage:
     baseline: Optional[np.ndarray] = None     # attribution.baseline: mean (the dataset's mean image)
     references: Optional[np.ndarray] = None   # expected_gradients: the shared reference images
     bbox: Optional[tuple] = None              # object box in model-input pixels (x0, y0, x1, y1)
+    content_hash: Optional[str] = None        # of the file's bytes (`content_hash`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +104,7 @@ class AttributionResult:
     converged: Optional[bool] = None   # steps: auto: met its tolerances before max_steps; None: no tolerance
     quality: dict = dataclasses.field(default_factory=dict)  # deletion_auc, insertion_auc, infidelity
     bbox: Optional[tuple] = None                             # object box in model-input pixels
+    content_hash: Optional[str] = None                       # of the file's bytes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -186,6 +198,8 @@ def images_schema() -> pa.Schema:
         ("outlier_score", pa.float64()),         # Hellinger distance of its grid from that cluster's centre
         ("predicted_cluster", pa.int64()),       # ... within its predicted class
         ("predicted_outlier_score", pa.float64()),
+        ("content_hash", pa.string()),           # of the image file's bytes (records.content_hash)
+        ("reused_from", pa.string()),            # the reference run whose row and files this is (audit.reuse)
     ])
 
 

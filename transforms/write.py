@@ -81,6 +81,7 @@ def summary_row(r: AttributionResult, class_names: Sequence[str], grid: int, bor
         "bbox": None if r.bbox is None else [float(v) for v in r.bbox],
         # filled by ClusterStrategies, before images/*.parquet is written
         "cluster": None, "outlier_score": None, "predicted_cluster": None, "predicted_outlier_score": None,
+        "content_hash": r.content_hash, "reused_from": None,
     }
 
 
@@ -89,6 +90,14 @@ def summary_row(r: AttributionResult, class_names: Sequence[str], grid: int, bor
 # after a kill, and leaves anything else in masks/, overlays/ or raw/ alone.
 LEDGER_GROUP = 16          # results per ledger file
 MAX_PENDING_WRITES = 64    # results whose files may wait for the write thread
+
+
+def artifact_paths(image_id: str, target: int, per_target: bool, output) -> list[str]:
+    """The output-relative paths of one row's files as `output` (the config's section) asks for them: masks/,
+    overlays/ (PNG) and raw/ (.npy), named <image_id>, or <image_id>-t<target> with several targets."""
+    name = f"{image_id}-t{target}" if per_target else image_id
+    wanted = (("masks", output.masks, "png"), ("overlays", output.overlays, "png"), ("raw", output.raw, "npy"))
+    return [f"{folder}/{name}.{ext}" for folder, on, ext in wanted if on]
 
 
 def ledger_text(paths: Sequence[str]) -> bytes:
@@ -120,7 +129,7 @@ class _WriteArtifactsFn(beam.DoFn):
         self.per_target_files = per_target_files
         self.options = options
         self.class_names = list(class_names)
-        self.masks, self.overlays, self.raw = output.masks, output.overlays, output.raw
+        self.output = output
         self.grid, self.border = analysis.grid, analysis.border
         self._pool = None
         self._pending = []
@@ -133,23 +142,19 @@ class _WriteArtifactsFn(beam.DoFn):
         if self._pool is not None:
             self._pool.shutdown(wait=True)
 
-    def file_id(self, r: AttributionResult) -> str:
-        """<image_id>, or <image_id>-t<target> when an image has several targets (top_k)."""
-        return f"{r.image_id}-t{r.target}" if self.per_target_files else r.image_id
-
-    def encode_files(self, r: AttributionResult, mask_rel, overlay_rel) -> list[tuple[str, bytes]]:
-        """(path, bytes) of the mask, overlay and raw array asked for."""
+    def encode_files(self, r: AttributionResult, paths: list[str]) -> list[tuple[str, bytes]]:
+        """(path, bytes) of the mask, overlay and raw array asked for (`artifact_paths`)."""
         files = []
         # the mask's map, reused by a heat overlay (other overlays do not draw it)
-        shown = render.shown_map(r.attribution, self.options) if mask_rel else None
-        if mask_rel:
-            files.append((FileSystems.join(self.out_dir, mask_rel),
-                          png_bytes(render.render_mask(r.attribution, self.options, shown))))
-        if overlay_rel:
-            files.append((FileSystems.join(self.out_dir, overlay_rel),
-                          png_bytes(render.render_overlay(r.pixels, r.attribution, self.options, shown))))
-        if self.raw:
-            files.append((FileSystems.join(self.out_dir, f"raw/{self.file_id(r)}.npy"), npy_bytes(r.attribution)))
+        shown = render.shown_map(r.attribution, self.options) if self.output.masks else None
+        for rel in paths:
+            if rel.startswith("masks/"):
+                data = png_bytes(render.render_mask(r.attribution, self.options, shown))
+            elif rel.startswith("overlays/"):
+                data = png_bytes(render.render_overlay(r.pixels, r.attribution, self.options, shown))
+            else:
+                data = npy_bytes(r.attribution)
+            files.append((FileSystems.join(self.out_dir, rel), data))
         return files
 
     @staticmethod
@@ -173,9 +178,10 @@ class _WriteArtifactsFn(beam.DoFn):
             self._pending.pop(0)[0].result()
 
     def process(self, r: AttributionResult):
-        mask_rel = f"masks/{self.file_id(r)}.png" if self.masks else None
-        overlay_rel = f"overlays/{self.file_id(r)}.png" if self.overlays else None
-        files = self.encode_files(r, mask_rel, overlay_rel)
+        paths = artifact_paths(r.image_id, r.target, self.per_target_files, self.output)
+        mask_rel = next((p for p in paths if p.startswith("masks/")), None)
+        overlay_rel = next((p for p in paths if p.startswith("overlays/")), None)
+        files = self.encode_files(r, paths)
         if files:
             self._group.extend(files)
             self._group_results += 1

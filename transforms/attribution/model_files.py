@@ -122,6 +122,27 @@ def local_copy(path: str) -> str:
     return target
 
 
+def content_hash(path: str) -> str:
+    """The model's identity by content (SHA-256, 32 hex digits) over every file of it (a SavedModel folder's
+    relative names too), read from a local copy for a model on a bucket; a TF-Hub URL is its own identity.
+    The same bytes anywhere, the same hash: an incremental audit reuses rows only for the model that made them."""
+    if is_url(path):
+        return hashlib.sha256(path.encode()).hexdigest()[:32]
+    local = local_copy(path) if is_remote(path) else local_path(path)
+    digest = hashlib.sha256()
+    if os.path.isdir(local):
+        files = sorted(os.path.relpath(os.path.join(d, f), local) for d, _, names in os.walk(local) for f in names)
+    else:
+        files = [""]                   # a single file: its bytes only, whatever its name
+    for rel in files:
+        if rel:
+            digest.update(rel.replace(os.sep, "/").encode() + b"\0")
+        with open(os.path.join(local, rel) if rel else local, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:32]
+
+
 def _made(folder: str) -> str:
     os.makedirs(folder, exist_ok=True)
     return folder
