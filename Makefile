@@ -33,6 +33,7 @@ bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	$(PY) -m benchmarks.run
 	$(PY) -m benchmarks.buckets
+	$(PY) -m benchmarks.incremental
 	$(PY) -m benchmarks.zoo
 
 # Debian's Chromium + ChromeDriver for the report's browser test (needs root and apt).

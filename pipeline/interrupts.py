@@ -55,10 +55,10 @@ def install(debug: bool = False) -> None:
         terminal = os.dup(2)
         if not debug:
             _silence()         # first, so nothing lands between the line and the exit
+        _stop_children()       # before the line: a dying worker's last words (Beam's logging client) come first
         os.write(terminal, line.encode())
         if debug:
             traceback.print_stack(frame, file=sys.stderr)
-        _stop_children()
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(EXIT_CODES[signum])   # no interpreter shutdown: Beam's and TensorFlow's threads would print

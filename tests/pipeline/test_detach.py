@@ -73,7 +73,7 @@ def test_a_detached_job_finishes_itself_and_equals_a_local_run(tiny_assets, tmp_
     assert finished > returned > launched
     info = json.loads((out / "run.json").read_text())
     assert info["status"] == "ok" and info["counts"] == {"matched": 15, "attributed": 12, "rejected": 3,
-                                                   "not_converged": info["counts"]["not_converged"]}
+                                                   "not_converged": info["counts"]["not_converged"], "reused": 0}
     assert "igaudit report" in (out / "report.html").read_text()
 
     raw["output"]["dir"] = str(local)

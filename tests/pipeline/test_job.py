@@ -43,7 +43,7 @@ def test_counts_reconcile_and_rows_match_files(tiny_run):
     assert len({r["image_id"] for r in images}) == len(images)
     run = json.loads((out / "run.json").read_text())
     assert run["counts"] == {"matched": len(files), "attributed": len(images), "rejected": len(rejected),
-                             "not_converged": sum(r["converged"] is False for r in images)}
+                             "not_converged": sum(r["converged"] is False for r in images), "reused": 0}
     assert run["status"] == "ok"
     assert {r["stage"] for r in rejected} == {"decode"} and all(r["reason"] for r in rejected)
     for r in images:
