@@ -180,8 +180,7 @@ def print_outcome(summary) -> None:
     from igaudit.pipeline import exit_codes
     accuracy = "" if summary.accuracy is None else f"; accuracy {summary.accuracy:.2f}"
     print(f"igaudit: {summary.change}")
-    reused = (f", {summary.reused} of them unchanged since the reference run and reused (audit.reuse)"
-              if summary.reused else "")
+    reused = f"; {summary.reused} unchanged since the reference run, reused (audit.reuse)" if summary.reused else ""
     print(f"igaudit: attributed {summary.attributed} of {summary.matched} images "
           f"({summary.rejected} rejected{reused}) in {summary.seconds:.1f} s; {summary.images_per_second:.1f} images/s"
           f"{accuracy}")
