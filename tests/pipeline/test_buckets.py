@@ -168,15 +168,18 @@ def test_a_manifest_on_the_bucket_reads_its_relative_uris_there(bucket, uploaded
 ON_GS_ONLY = pytest.mark.parametrize("bucket", ["gs"], indirect=True)
 
 
-@ON_GS_ONLY
-def test_an_audit_on_the_bucket_finds_the_earlier_run_as_its_reference(bucket, uploaded, tiny_assets):
-    cfg = tiny_config(tiny_assets, bucket.uri("audits"), output=FEW_FILES)
+def test_an_audit_on_the_bucket_finds_the_earlier_run_and_reuses_its_unchanged_images(bucket, uploaded, tiny_assets):
+    cfg = tiny_config(tiny_assets, bucket.uri("audits"), output={"masks": False, "overlays": True})
     cfg["input"]["pattern"] = uploaded["data"] + "/*/*"
     cfg["model"]["path"] = uploaded["model"]
     first, ref = audits.audit(from_dict(cfg), bucket.beam_args)
     assert ref is None and first.out_dir.startswith(bucket.uri("audits", "run="))
     second, ref = audits.audit(from_dict(cfg), bucket.beam_args)
     assert ref == first.out_dir and second.out_dir != first.out_dir
+    assert second.reused == second.attributed == first.attributed          # audit.reuse: nothing changed
+    overlays = [m.path for m in FileSystems.match([FileSystems.join(second.out_dir, "overlays", "*.png")])[0]
+                .metadata_list]
+    assert len(overlays) == first.attributed                               # copied on the store itself
     assert audits.completed_runs(bucket.uri("audits")) == [first.out_dir, second.out_dir]
     skew = read_table(FileSystems.join(second.out_dir, "skew.parquet")).to_pylist()
     assert any(r["metric"] == "ref_grid_js" for r in skew)
