@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchmarks.common import cpu_info, demo_dataset
+from benchmarks.common import cpu_info, demo_dataset, publish
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -130,9 +130,7 @@ def main(argv=None) -> int:
     for r in rows:
         lines.append(f"| {r['where']} | {'clients reused (igaudit)' if r['reuse'] else 'as they come'} | "
                      f"{r['seconds']:.1f} | {r['seconds'] / local[r['reuse']]:.2f} |")
-    text = "\n".join(lines) + "\n"
-    Path(args.out).write_text(text)
-    print(text)
+    publish(lines, args.out)
     return 0
 
 

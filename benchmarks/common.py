@@ -52,6 +52,13 @@ def cpu_info() -> tuple[str, set]:
     return name, flags
 
 
+def publish(lines: list[str], out: str) -> None:
+    """A bench's Markdown table: written to `out` and printed."""
+    text = "\n".join(lines) + "\n"
+    Path(out).write_text(text)
+    print(text)
+
+
 def log(message: str) -> None:
     print(f"[bench {time.strftime('%H:%M:%S')}] {message}", file=sys.stderr, flush=True)
 

@@ -16,7 +16,7 @@ import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from benchmarks.common import cpu_info, demo_dataset
+from benchmarks.common import cpu_info, demo_dataset, publish
 
 ROOT = Path(__file__).resolve().parent.parent
 TARGET = 0.15       # issue 27: a second audit with 5% new images costs at most this share of the first
@@ -88,9 +88,7 @@ def main(argv=None) -> int:
              f"{without['seconds'] / first['seconds']:.2f} |", "",
              f"Target: the second audit at most {TARGET:.0%} of the first: "
              f"{'met' if ratio <= TARGET else 'NOT met'} ({ratio:.0%})."]
-    text = "\n".join(lines) + "\n"
-    Path(args.out).write_text(text)
-    print(text)
+    publish(lines, args.out)
     return 0
 
 
