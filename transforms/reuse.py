@@ -7,7 +7,8 @@ reference run's row for the same image id. A reused image's rows (one per target
 with their cluster fields cleared (this run clusters the whole dataset again) and `reused_from` set; its
 mask, overlay and raw array are copied into this run's folder (a server-side copy on an object store), listed
 in the run's ledger first like every file a run writes, so the run stands alone when the reference run is
-pruned.
+pruned. An image whose files the reference run no longer has (someone deleted them) is read again and
+attributed like a new one.
 """
 from __future__ import annotations
 
@@ -19,10 +20,14 @@ import apache_beam as beam
 from apache_beam.io.filesystems import FileSystems
 from apache_beam.metrics import Metrics
 
+from apache_beam.transforms.window import GlobalWindow
+from apache_beam.utils.timestamp import MIN_TIMESTAMP
+from apache_beam.utils.windowed_value import WindowedValue
+
 from igaudit.transforms.records import IMAGES_FOLDER, LEDGER_FOLDER, ImageBytes
 from igaudit.transforms.write import LEDGER_GROUP, artifact_paths, ledger_text, write_file_atomically
 
-FRESH, REUSED = "fresh", "reused"
+FRESH, REUSED, MISSING = "fresh", "reused", "missing"
 CLUSTER_FIELDS = ("cluster", "outlier_score", "predicted_cluster", "predicted_outlier_score")
 
 
@@ -37,8 +42,8 @@ def _copy(src: str, dst: str) -> None:
 
 
 class _SplitFn(beam.DoFn):
-    """ImageBytes -> main: changed or new ones; REUSED: (image_id, uri) of those whose content hash and label
-    match the reference run's."""
+    """ImageBytes -> main: changed or new ones; REUSED: (image_id, (uri, label, bbox)) of those whose content
+    hash and label match the reference run's."""
 
     def __init__(self):
         self._reused = Metrics.counter("igaudit", "reused")
@@ -46,44 +51,59 @@ class _SplitFn(beam.DoFn):
     def process(self, image: ImageBytes, known: dict):
         if known.get(image.image_id) == (image.content_hash, image.label):
             self._reused.inc()
-            yield beam.pvalue.TaggedOutput(REUSED, (image.image_id, image.uri))
+            yield beam.pvalue.TaggedOutput(REUSED, (image.image_id, (image.uri, image.label, image.bbox)))
         else:
             yield image
 
 
 class _CopyReusedFn(beam.DoFn):
-    """(image_id, {"now": [uri], "then": [rows]}) -> this run's rows for the image; its files copied from the
-    reference run, in groups of LEDGER_GROUP images, each group's ledger file first."""
+    """(image_id, {"now": [(uri, label, bbox)], "then": [rows]}) -> this run's rows for the image, its files
+    copied from the reference run in groups of LEDGER_GROUP images (each group's ledger file first); MISSING:
+    the image read again (ImageBytes) where a file of it is gone from the reference run."""
 
     def __init__(self, reference: str, out_dir: str, output, per_target: bool):
         self.reference, self.out_dir, self.output, self.per_target = reference, out_dir, output, per_target
+        self._missing = Metrics.counter("igaudit", "reuse_files_missing")
 
     def start_bundle(self):
-        self._group, self._images = [], 0
+        self._group = []
 
     def process(self, element):
-        _, joined = element
+        image_id, joined = element
         if not joined["now"] or not joined["then"]:
             return
-        uri = joined["now"][0]
-        for row in joined["then"]:
-            paths = artifact_paths(row["image_id"], row["target"], self.per_target, self.output)
-            self._group += paths
-            yield {**row, **dict.fromkeys(CLUSTER_FIELDS), "uri": uri, "reused_from": self.reference}
-        self._images += 1
-        if self._images >= LEDGER_GROUP:
-            self._flush()
+        paths = [p for row in joined["then"]
+                 for p in artifact_paths(row["image_id"], row["target"], self.per_target, self.output)]
+        self._group.append((image_id, joined["now"][0], joined["then"], paths))
+        if len(self._group) >= LEDGER_GROUP:
+            yield from self._flush()
 
-    def _flush(self):
-        if self._group:
-            ledger = FileSystems.join(self.out_dir, LEDGER_FOLDER, f"{uuid.uuid4().hex}.txt")
-            write_file_atomically(ledger, ledger_text(self._group))     # listed first, then copied
-            for rel in self._group:
-                _copy(FileSystems.join(self.reference, rel), FileSystems.join(self.out_dir, rel))
-        self._group, self._images = [], 0
+    def _flush(self) -> list:
+        group, self._group = self._group, []
+        if not group:
+            return []
+        ledger = FileSystems.join(self.out_dir, LEDGER_FOLDER, f"{uuid.uuid4().hex}.txt")
+        write_file_atomically(ledger, ledger_text([p for *_, paths in group for p in paths]))   # listed first
+        out = []
+        for image_id, (uri, label, bbox), rows, paths in group:
+            try:
+                for rel in paths:
+                    _copy(FileSystems.join(self.reference, rel), FileSystems.join(self.out_dir, rel))
+            except Exception:  # noqa: BLE001 - gone from the reference run (any filesystem's error): attribute it
+                self._missing.inc()
+                with FileSystems.open(uri) as f:
+                    out.append(beam.pvalue.TaggedOutput(MISSING, ImageBytes(uri, label, image_id, f.read(), bbox)))
+                continue
+            out += [{**row, **dict.fromkeys(CLUSTER_FIELDS), "uri": uri, "reused_from": self.reference}
+                    for row in rows]
+        return out
 
     def finish_bundle(self):
-        self._flush()
+        for value in self._flush():
+            if isinstance(value, beam.pvalue.TaggedOutput):
+                yield beam.pvalue.TaggedOutput(value.tag, WindowedValue(value.value, MIN_TIMESTAMP, [GlobalWindow()]))
+            else:
+                yield WindowedValue(value, MIN_TIMESTAMP, [GlobalWindow()])
 
 
 class ReuseUnchanged(beam.PTransform):
@@ -104,7 +124,9 @@ class ReuseUnchanged(beam.PTransform):
         known = then | "Identity" >> beam.Map(lambda kv: (kv[0], (kv[1]["content_hash"], kv[1]["label"])))
         split = images | "Compare" >> beam.ParDo(_SplitFn(), beam.pvalue.AsDict(known)).with_outputs(
             REUSED, main=FRESH)
-        rows = ({"now": split[REUSED], "then": then}
-                | "Join" >> beam.CoGroupByKey()
-                | "CopyFiles" >> beam.ParDo(_CopyReusedFn(self.reference, self.out_dir, self.output, self.per_target)))
-        return {FRESH: split[FRESH], REUSED: rows}
+        copied = ({"now": split[REUSED], "then": then}
+                  | "Join" >> beam.CoGroupByKey()
+                  | "CopyFiles" >> beam.ParDo(_CopyReusedFn(self.reference, self.out_dir, self.output,
+                                                            self.per_target)).with_outputs(MISSING, main=REUSED))
+        fresh = (split[FRESH], copied[MISSING]) | "WithFilesGone" >> beam.Flatten()
+        return {FRESH: fresh, REUSED: copied[REUSED]}

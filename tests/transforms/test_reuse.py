@@ -62,3 +62,19 @@ def test_only_the_files_the_output_asks_for_are_copied(tmp_path):
                  | ReuseUnchanged(str(ref), str(out), OutputConfig(dir=str(out), masks=False), per_target=False))
         assert_that(split[REUSED] | beam.Map(lambda r: r["image_id"]), equal_to(["same"]))
     assert (out / "overlays" / "same.png").exists() and not (out / "masks").exists()
+
+
+def test_an_image_whose_files_the_reference_lost_is_read_again_and_attributed(tmp_path):
+    ref = reference_run(tmp_path, {"kept": (b"AAA", "ant"), "lost": (b"BBB", "ant")})
+    (ref / "overlays" / "lost.png").unlink()                 # someone cleaned the reference run
+    out = tmp_path / "run=2"
+    (tmp_path / "now").mkdir()
+    (tmp_path / "now" / "lost.png").write_bytes(b"BBB")
+    now = [ImageBytes(str(tmp_path / "now" / "kept.png"), "ant", "kept", b"AAA"),
+           ImageBytes(str(tmp_path / "now" / "lost.png"), "ant", "lost", b"BBB")]
+    with TestPipeline() as p:
+        split = p | beam.Create(now) | ReuseUnchanged(str(ref), str(out), OutputConfig(dir=str(out)), per_target=False)
+        assert_that(split[FRESH] | "Fresh" >> beam.Map(lambda b: (b.image_id, b.data)), equal_to([("lost", b"BBB")]),
+                    label="fresh")
+        assert_that(split[REUSED] | "Reused" >> beam.Map(lambda r: r["image_id"]), equal_to(["kept"]), label="reused")
+    assert (out / "overlays" / "kept.png").exists()
