@@ -14,8 +14,7 @@ passes the model's), and returns the figures `verdict.py` judges. Three kinds of
               images (those not already called the class), against equal-area boxes of the same
               images pasted at their own places.
               repeating: `repetition.stamp_scores` on the relying images (those that lose RELY_DROP of
-              their probability without the region) against other classes' images (a frame's stamp must lie
-              mostly in the frame's band: aligned objects, faces, repeat just inside it); `stamp_others` is
+              their probability without the region) against other classes' images; `stamp_others` is
               the larger of the share of other classes' images carrying the stamp and how much one other
               class stamps the region with its own object (`repetition.own_stamps`).
 * outside_box the background around each image's object box (a manifest's `bbox`). Removed: the
@@ -110,10 +109,9 @@ def _region(figures: dict, test, class_images, other_images, predict, removal, f
                 _called(_probs(predict, edits.transplant(recipients, donors, b)), c).mean() for b in elsewhere]))
     if relying.sum() >= MIN_RELYING:
         best = (0.0, 0.0, 0)
-        for box in boxes:        # a frame: its best side, its stamp in the band itself (not the object inside)
-            within = box if len(boxes) > 1 else None
+        for box in boxes:        # a frame: its best side
             best = max(best, rep.repetition(class_images[relying], other_images, other_classes, _around(box, h, w),
-                                            MIN_RELYING, within), key=lambda b: (b[0] - b[1], b[2]))
+                                            MIN_RELYING), key=lambda b: (b[0] - b[1], b[2]))
         figures.update(stamp_repeat=best[0], stamp_others=best[1], stamp_pixels=best[2])
     return drops
 

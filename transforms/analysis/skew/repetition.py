@@ -298,12 +298,11 @@ def own_stamps(others: np.ndarray, classes: list, where: tuple, least: int = 4) 
     return float(sorted(found)[-2]) if len(found) >= 2 else 0.0
 
 
-def repetition(relying: np.ndarray, others: np.ndarray, classes, box: tuple, least: int = 4,
-               within: Optional[tuple] = None) -> tuple:
-    """(repeat, others, pixels): `stamp_scores` in `box` (only stamps mostly `within`, where given), with `others`
-    the larger of the share of other images carrying the stamp and how much the other classes stamp the stamp's
-    own box (`own_stamps`). classes: each other image's class (None: no calibration)."""
-    repeat, carried, pixels, where = stamp_scores(relying, others, box, within=within)
+def repetition(relying: np.ndarray, others: np.ndarray, classes, box: tuple, least: int = 4) -> tuple:
+    """(repeat, others, pixels): `stamp_scores` in `box`, with `others` the larger of the share of other images
+    carrying the stamp and how much the other classes stamp the stamp's own box (`own_stamps`). classes: each
+    other image's class (None: no calibration)."""
+    repeat, carried, pixels, where = stamp_scores(relying, others, box)
     if not pixels or not classes:
         return repeat, carried, pixels
     return repeat, max(carried, own_stamps(others, classes, where, least)), pixels

@@ -169,19 +169,3 @@ def test_anywhere_and_blobs():
     template = np.ones((3, 3, 1), np.float32)
     everything = np.ones((3, 3), bool)
     assert anywhere(images, template, everything, everything).tolist() == [True, False]
-
-
-def test_a_frames_stamp_must_lie_in_its_band_not_just_inside_it():
-    """Aligned objects (faces) repeat just inside the frame; the search around a frame's side reaches them, so only
-    a stamp lying mostly in the band itself says the frame repeats."""
-    rng = np.random.default_rng(3)
-    inside = rng.uniform(size=(12, 32, 32, 1)).astype(np.float32)
-    inside[:, 5:9, 6:26] = np.linspace(0.2, 0.9, 20, dtype=np.float32)[None, None, :, None]   # just below the band
-    banded = rng.uniform(size=(12, 32, 32, 1)).astype(np.float32)
-    banded[:, 0:2, 6:26] = np.linspace(0.2, 0.9, 20, dtype=np.float32)[None, None, :, None]   # in the band
-    others = rng.uniform(size=(20, 32, 32, 1)).astype(np.float32)
-    top, search = (0, 4, 0, 32), (0, 8, 0, 32)
-    assert repetition(inside, others, None, search)[0] == 1.0             # found when anywhere will do
-    assert repetition(inside, others, None, search, within=top)[2] == 0     # not the band's
-    repeat, carried, pixels = repetition(banded, others, None, search, within=top)
-    assert repeat == 1.0 and carried == 0.0 and pixels >= 9
