@@ -164,6 +164,7 @@ def test_engines_and_analysis_do_not_import_beam():
     assert beam_users == []
 
 
+@pytest.mark.slow     # a fresh interpreter
 def test_parsing_a_config_imports_no_tensorflow(tmp_path):
     code = ("import sys, igaudit.pipeline.config as c; c.load_config(None, ['input.pattern=x/*/*.png', 'attribution.method=occlusion', 'attribution.window=4']); "
             "assert 'tensorflow' not in sys.modules, sorted(m for m in sys.modules if 'tensorflow' in m)[:3]")

@@ -20,6 +20,7 @@ def _files(data: Path, broken: bool = False):
     return [image_file_for(str(p), p.parent.name) for p in paths]
 
 
+@pytest.mark.slow     # a whole run
 def test_audit_images_composes_into_a_pipeline_of_ones_own(tiny_assets, tmp_path):
     out = tmp_path / "out"
     cfg = from_dict(tiny_config(tiny_assets, out, model={"class_names": None}))
