@@ -4,7 +4,6 @@ docs/configuration.md loads, names every field of the config schema, and shows e
 from __future__ import annotations
 
 import ast
-import dataclasses
 import re
 import textwrap
 from pathlib import Path
@@ -98,23 +97,9 @@ def documented_config(tmp_path) -> tuple[dict, config.Config]:
     return raw, config.load_config(path)
 
 
-def nested_section(f: dataclasses.Field):
-    """The dataclass of a field that is a section of its own (Config's sections, input.tfrecord,
-    analysis.notify), else None."""
-    factory = f.default_factory
-    return factory if factory is not dataclasses.MISSING and dataclasses.is_dataclass(factory) else None
-
-
-def schema_leaves(cls=config.Config, prefix: str = ""):
-    """(dotted key, path of names) for every field of the schema, nested sections walked."""
-    for f in dataclasses.fields(cls):
-        key = f"{prefix}{f.name}"
-        section = nested_section(f)
-        if section is not None:
-            yield key, True
-            yield from schema_leaves(section, key + ".")
-        else:
-            yield key, False
+def schema_leaves():
+    """(dotted key, is a section) for every field of the schema (config_reference's walk, which writes the docs)."""
+    return ((key, is_section) for key, _, is_section in config_reference.fields())
 
 
 def lookup(obj, dotted: str):

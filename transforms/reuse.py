@@ -12,8 +12,6 @@ attributed like a new one.
 """
 from __future__ import annotations
 
-import os
-import shutil
 import uuid
 
 import apache_beam as beam
@@ -32,13 +30,12 @@ CLUSTER_FIELDS = ("cluster", "outlier_score", "predicted_cluster", "predicted_ou
 
 
 def _copy(src: str, dst: str) -> None:
+    """On an object store the store's own copy; on disk, written whole like every file a run writes."""
     if "://" in dst:
         FileSystems.copy([src], [dst])
         return
-    os.makedirs(os.path.dirname(dst), exist_ok=True)
-    tmp = f"{dst}.tmp-{uuid.uuid4().hex[:8]}"
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    with open(src, "rb") as f:
+        write_file_atomically(dst, f.read())
 
 
 class _SplitFn(beam.DoFn):
