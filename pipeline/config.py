@@ -8,9 +8,8 @@ a second settings type). Allowed values come from the modules that implement the
 (`transforms.attribution.choices`, `transforms.imaging.render` ...), all importable without
 TensorFlow, so parsing a config never imports it.
 
-Why dataclasses and not pydantic: they come with Python, pickle as they are for Beam's
-workers, and a field's check sits beside its default; pydantic would add a dependency with
-its own version constraints next to Beam's and TensorFlow's for no feature used here.
+Why dataclasses and not pydantic: they come with Python, pickle as they are for Beam's workers, and a field's
+check sits beside its default; pydantic would add a dependency (its own version constraints) for no feature used.
 
 YAML is read with a safe loader; every problem a user can cause ends in one `ConfigError` naming the field.
 """
@@ -33,7 +32,7 @@ from igaudit.transforms.imaging.colormaps import CMAP_CHOICES, DIVERGING, resolv
 from igaudit.transforms.imaging.decode import DEFAULT_MAX_PIXELS, RESIZE_MODES
 from igaudit.transforms.imaging.render import OVERLAYS, POLARITIES
 
-INPUT_FORMATS = ("files", "tfrecord")
+INPUT_FORMATS, LAYOUTS = ("files", "tfrecord"), ("files", "shards")     # LAYOUTS: output.layout, transforms/artifacts.py
 
 
 class ConfigError(Exception):
@@ -151,6 +150,7 @@ class OutputConfig(_Section):
     masks: bool = c.field(True, c.boolean)
     overlays: bool = c.field(True, c.boolean)
     raw: bool = c.field(False, c.boolean)
+    layout: str = c.field("files", c.choice(*LAYOUTS))
 
 
 @dataclasses.dataclass(frozen=True)

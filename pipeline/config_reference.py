@@ -78,6 +78,7 @@ HELP = {
     'output.masks': 'write masks/<image_id>.png: the attribution map in grey',
     'output.overlays': 'write overlays/<image_id>.png: the map over the image',
     'output.raw': 'write raw/<image_id>.npy: float32 H x W x C IG w.r.t. pixels in [0, 1]',
+    'output.layout': 'files: one file per mask, overlay, raw array; shards: artifacts/*.parquet, 256 images each',
     'analysis': 'per-class statistics, candidates, intervention tests and findings (verdicts.md)',
     'analysis.grid': 'attribution mass pooled to a G x G grid per image',
     'analysis.border': 'border band (fraction of each side) for border_mass',

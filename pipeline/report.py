@@ -16,6 +16,7 @@ from apache_beam.io.filesystems import FileSystems
 
 from igaudit.pipeline import report_data as data
 from igaudit.pipeline.report_pictures import embed, image_pair
+from igaudit.transforms.artifacts import ShardCache
 from igaudit.transforms.analysis.skew.verdict import DECISIVE
 from igaudit.transforms.imaging.decode import DecodeSpec
 from igaudit.pipeline.report_plots import CELLS_WRITTEN, confidence_plot, gap_histogram, grid_figure, trend_plot
@@ -50,10 +51,11 @@ class _Pictures:
 
     def __init__(self, out_dir: str, cfg, spec):
         self.out_dir, self.cfg, self.spec, self.cache, self.uses = out_dir, cfg, spec, {}, {}
+        self.shards = ShardCache()
 
     def __call__(self, row: dict) -> dict:
         if row["image_id"] not in self.cache:
-            self.cache[row["image_id"]] = image_pair(self.out_dir, row, self.cfg, self.spec)
+            self.cache[row["image_id"]] = image_pair(self.out_dir, row, self.cfg, self.spec, self.shards)
         self.uses[row["image_id"]] = self.uses.get(row["image_id"], 0) + 1
         return self.cache[row["image_id"]]
 

@@ -10,7 +10,7 @@ from typing import Optional
 import numpy as np
 
 COLUMNS = ["image_id", "uri", "label", "predicted_name", "confidence", "correct", "relative_gap", "overlay_path",
-           "mask_path", "cluster", "outlier_score", "predicted_cluster", "predicted_outlier_score"]
+           "mask_path", "artifact_shard", "target", "cluster", "outlier_score", "predicted_cluster", "predicted_outlier_score"]
 PER_KIND = 4            # images per kind (typical, least typical, misclassified, lowest confidence) per class
 PER_CLUSTER = 3         # exemplars per cluster
 MATRIX_CLASSES = 30     # the confusion table is a matrix up to this many classes, a list of confusions beyond

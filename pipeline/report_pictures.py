@@ -3,8 +3,8 @@
 Only a bounded number of images per class is ever read here (pipeline/report_data.py picks them), so
 the report stays a few MB whatever the run's size. The model-input image is decoded again from the
 input (file or TFRecord record) with the run's size and resize mode, which also gives the padded
-area under `resize: pad`; the overlay is the run's own overlays/<id>.png (or the mask's heat map when
-overlays were off). Anything that cannot be read is shown as missing, never fails the report.
+area under `resize: pad`; the overlay is the run's own (overlays/<id>.png, or its shard's row; the mask's heat
+map when overlays were off). Anything that cannot be read is shown as missing, never fails the report.
 """
 from __future__ import annotations
 
@@ -13,9 +13,9 @@ import io
 from typing import Optional
 
 import numpy as np
-from apache_beam.io.filesystems import FileSystems
 from PIL import Image
 
+from igaudit.transforms.artifacts import ShardCache, row_artifacts
 from igaudit.transforms.imaging.colormaps import heatmap
 from igaudit.transforms.imaging.decode import DecodeSpec, box_to_model
 
@@ -55,13 +55,15 @@ def shown_size(width: int, height: int) -> tuple[int, int]:
     return max(1, round(width * scale)), max(1, round(height * scale))
 
 
-def _read_png(out_dir: str, rel: Optional[str]) -> Optional[np.ndarray]:
-    if not rel:
-        return None
+def _read_png(out_dir: str, row: dict, kind: str, shards: Optional[ShardCache] = None) -> Optional[np.ndarray]:
+    """The row's mask or overlay (`kind`) as pixels, from its file or its shard (`transforms/artifacts.py`);
+    None when the run did not write it or it cannot be read."""
     try:
-        with FileSystems.open(FileSystems.join(out_dir, rel)) as f:
-            with Image.open(io.BytesIO(f.read())) as im:
-                return np.asarray(im.convert("RGB") if im.mode != "L" else im)
+        data = row_artifacts(out_dir, row, cache=shards, kinds=(kind,))[kind]
+        if data is None:
+            return None
+        with Image.open(io.BytesIO(data)) as im:
+            return np.asarray(im.convert("RGB") if im.mode != "L" else im)
     except Exception:      # noqa: BLE001 - a missing or foreign file only loses one picture
         return None
 
@@ -98,11 +100,13 @@ def model_input(uri: str, cfg, spec: DecodeSpec) -> tuple[Optional[np.ndarray], 
     return picture, box
 
 
-def image_pair(out_dir: str, row: dict, cfg, spec: Optional[DecodeSpec] = None) -> dict:
+def image_pair(out_dir: str, row: dict, cfg, spec: Optional[DecodeSpec] = None,
+               shards: Optional[ShardCache] = None) -> dict:
     """One image for the template: ids, captions and the two embedded pictures (either may be None). spec: the
-    run's decode spec (run.json's `decode`); a run made before it was recorded: the overlay's size, RGB."""
-    overlay = _read_png(out_dir, row.get("overlay_path"))
-    mask = None if overlay is not None else _read_png(out_dir, row.get("mask_path"))
+    run's decode spec (run.json's `decode`); a run made before it was recorded: the overlay's size, RGB.
+    shards: shards already read (layout shards)."""
+    overlay = _read_png(out_dir, row, "overlay", shards)
+    mask = None if overlay is not None else _read_png(out_dir, row, "mask", shards)
     reference = overlay if overlay is not None else mask
     if spec is None:
         size = tuple(reference.shape[:2]) if reference is not None else tuple(cfg.model.input_size or (0, 0))

@@ -18,12 +18,12 @@ REPORT = "report.html"
 RUN_PREFIX = "run="               # an audit's dated runs: <audit root>/run=<UTC timestamp>/
 MARKER = ".igaudit/marker.json"   # written first: the folder is an igaudit run folder (pipeline/ownership.py)
 # The files and Beam sink shards a run may write, relative to output.dir. Per-image files (masks/,
-# overlays/, raw/) are listed one by one in ledgers (transforms/write.py) instead.
+# overlays/, raw/, or artifacts/ shards) are listed one by one in ledgers (transforms/write.py) instead.
 TABLES = (CLASSES_TABLE, SKEW_TABLE, FINDINGS_TABLE, REJECTED_TABLE, CLUSTERS_TABLE)
 OWNED_FILES = (SUCCESS, RUN_JSON, REPORT) + TABLES
 OWNED_PATTERNS = ("images/part-*.parquet", "beam-temp-*/*", "images/beam-temp-*/*", "masks/.*.tmp-*",
-                  "overlays/.*.tmp-*", "raw/.*.tmp-*", f"{LEDGER_FOLDER}/.*.tmp-*")
-OWNED_FOLDERS = (IMAGES_FOLDER, "masks", "overlays", "raw", LEDGER_FOLDER)   # removed when a rerun leaves them empty
+                  "overlays/.*.tmp-*", "raw/.*.tmp-*", "artifacts/.*.tmp-*", f"{LEDGER_FOLDER}/.*.tmp-*")
+OWNED_FOLDERS = (IMAGES_FOLDER, "masks", "overlays", "raw", "artifacts", LEDGER_FOLDER)   # removed when left empty
 
 
 def read_table(path: str, columns: Optional[list[str]] = None):

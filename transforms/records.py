@@ -193,6 +193,7 @@ def images_schema() -> pa.Schema:
         ("grid", pa.list_(pa.float64())),
         ("mask_path", pa.string()),
         ("overlay_path", pa.string()),
+        ("artifact_shard", pa.string()),         # output.layout shards: the artifacts/*.parquet holding its files
         ("bbox", pa.list_(pa.float64())),        # object box in model-input pixels (x0, y0, x1, y1)
         ("cluster", pa.int64()),                 # strategy cluster within its label's class
         ("outlier_score", pa.float64()),         # Hellinger distance of its grid from that cluster's centre

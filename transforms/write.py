@@ -15,6 +15,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
+from igaudit.transforms.artifacts import SHARD_ROWS, kind_of, new_shard_path, shard_bytes
 from igaudit.transforms.imaging import render
 from igaudit.transforms.imaging.png import png_bytes
 from igaudit.transforms.records import (CLASSES_TABLE, CLUSTERS_TABLE, FINDINGS_TABLE, IMAGES_FOLDER,
@@ -54,8 +55,8 @@ def class_name(index: int, class_names: Sequence[str]) -> Optional[str]:
 
 
 def summary_row(r: AttributionResult, class_names: Sequence[str], grid: int, border: float,
-                mask_path: Optional[str], overlay_path: Optional[str]) -> dict:
-    """The images.parquet row for one attribution."""
+                mask_path: Optional[str], overlay_path: Optional[str], shard: Optional[str] = None) -> dict:
+    """The images.parquet row for one attribution (shard: its artifacts' shard, layout shards)."""
     stats = summarize_attribution(r.attribution, grid=grid, border=border)
     in_box, pointing_hit = box_stats(r.attribution, r.bbox) if r.bbox is not None else (None, None)
     delta = r.score_input - r.score_baseline
@@ -77,7 +78,7 @@ def summary_row(r: AttributionResult, class_names: Sequence[str], grid: int, bor
         "positive_share": stats.positive_share,
         "channel_shares": np.asarray(stats.channel_shares, np.float64).tolist(),   # Python floats
         "grid_size": grid, "grid": np.asarray(stats.grid, np.float64).ravel().tolist(),
-        "mask_path": mask_path, "overlay_path": overlay_path,
+        "mask_path": mask_path, "overlay_path": overlay_path, "artifact_shard": shard,
         "bbox": None if r.bbox is None else [float(v) for v in r.bbox],
         # filled by ClusterStrategies, before images/*.parquet is written
         "cluster": None, "outlier_score": None, "predicted_cluster": None, "predicted_outlier_score": None,
@@ -92,12 +93,17 @@ LEDGER_GROUP = 16          # results per ledger file
 MAX_PENDING_WRITES = 64    # results whose files may wait for the write thread
 
 
+def artifact_kinds(output) -> list[str]:
+    """The artifacts `output` (the config's section) asks for: of 'mask', 'overlay', 'raw', in that order."""
+    return [kind for kind, on in (("mask", output.masks), ("overlay", output.overlays), ("raw", output.raw)) if on]
+
+
 def artifact_paths(image_id: str, target: int, per_target: bool, output) -> list[str]:
-    """The output-relative paths of one row's files as `output` (the config's section) asks for them: masks/,
+    """The output-relative paths of one row's files (layout files) as `output` asks for them: masks/,
     overlays/ (PNG) and raw/ (.npy), named <image_id>, or <image_id>-t<target> with several targets."""
     name = f"{image_id}-t{target}" if per_target else image_id
-    wanted = (("masks", output.masks, "png"), ("overlays", output.overlays, "png"), ("raw", output.raw, "npy"))
-    return [f"{folder}/{name}.{ext}" for folder, on, ext in wanted if on]
+    folders = {"mask": ("masks", "png"), "overlay": ("overlays", "png"), "raw": ("raw", "npy")}
+    return [f"{folders[k][0]}/{name}.{folders[k][1]}" for k in artifact_kinds(output)]
 
 
 def ledger_text(paths: Sequence[str]) -> bytes:
@@ -116,12 +122,13 @@ class _WriteArtifactsFn(beam.DoFn):
     Rendering and PNG encoding (CPU) stay on the calling thread, between IG batches: on a
     background thread they ran while TensorFlow computed the next batch and slowed it by more
     than their own cost (measured: `benchmarks/pipeline_bench.py`). Writing (I/O, which releases
-    the GIL, and slow on a remote bucket) overlaps the next batch. Files go out in groups of
-    LEDGER_GROUP results, each group's ledger file first (the single write thread keeps that
+    the GIL, and slow on a remote bucket) overlaps the next batch. Files go out in groups, of
+    LEDGER_GROUP results (layout files) or one shard of up to SHARD_ROWS (layout shards,
+    `transforms/artifacts.py`), each group's ledger file first (the single write thread keeps that
     order), so a file igaudit wrote is always listed before it exists. At most MAX_PENDING_WRITES
-    results' files wait for the thread, so memory stays bounded when writes are slower than
-    attribution. finish_bundle writes the last group, waits for every pending file and re-raises
-    the first failure, so a bundle only commits once its files are in place."""
+    results' files (two shards' worth with shards) wait for the thread, so memory stays bounded when
+    writes are slower than attribution. finish_bundle writes the last group, waits for every pending
+    file and re-raises the first failure, so a bundle only commits once its files are in place."""
 
     def __init__(self, out_dir: str, class_names: Sequence[str], output, analysis, options,
                  per_target_files: bool):
@@ -130,6 +137,7 @@ class _WriteArtifactsFn(beam.DoFn):
         self.options = options
         self.class_names = list(class_names)
         self.output = output
+        self.shards = getattr(output, "layout", "files") == "shards"
         self.grid, self.border = analysis.grid, analysis.border
         self._pool = None
         self._pending = []
@@ -142,20 +150,19 @@ class _WriteArtifactsFn(beam.DoFn):
         if self._pool is not None:
             self._pool.shutdown(wait=True)
 
-    def encode_files(self, r: AttributionResult, paths: list[str]) -> list[tuple[str, bytes]]:
-        """(path, bytes) of the mask, overlay and raw array asked for (`artifact_paths`)."""
-        files = []
+    def encode(self, r: AttributionResult) -> dict:
+        """{kind: bytes} of the mask, overlay and raw array asked for (`artifact_kinds`)."""
+        kinds = artifact_kinds(self.output)
         # the mask's map, reused by a heat overlay (other overlays do not draw it)
-        shown = render.shown_map(r.attribution, self.options) if self.output.masks else None
-        for rel in paths:
-            if rel.startswith("masks/"):
-                data = png_bytes(render.render_mask(r.attribution, self.options, shown))
-            elif rel.startswith("overlays/"):
-                data = png_bytes(render.render_overlay(r.pixels, r.attribution, self.options, shown))
-            else:
-                data = npy_bytes(r.attribution)
-            files.append((FileSystems.join(self.out_dir, rel), data))
-        return files
+        shown = render.shown_map(r.attribution, self.options) if "mask" in kinds else None
+        out = {}
+        if "mask" in kinds:
+            out["mask"] = png_bytes(render.render_mask(r.attribution, self.options, shown))
+        if "overlay" in kinds:
+            out["overlay"] = png_bytes(render.render_overlay(r.pixels, r.attribution, self.options, shown))
+        if "raw" in kinds:
+            out["raw"] = npy_bytes(r.attribution)
+        return out
 
     @staticmethod
     def _write_files(ledger: str, paths: list[str], files: list[tuple[str, bytes]]) -> None:
@@ -166,28 +173,40 @@ class _WriteArtifactsFn(beam.DoFn):
     def start_bundle(self):
         self._pending = []
         self._group, self._group_results = [], 0
+        self._shard = new_shard_path()
 
     def _flush(self):
         if self._group:
             ledger = FileSystems.join(self.out_dir, LEDGER_FOLDER, f"{uuid.uuid4().hex}.txt")
-            paths = [path[len(self.out_dir.rstrip("/")) + 1:] for path, _ in self._group]
-            self._pending.append((self._pool.submit(self._write_files, ledger, paths, self._group),
-                                  self._group_results))
+            if self.shards:
+                paths = [self._shard]
+                files = [(FileSystems.join(self.out_dir, self._shard), shard_bytes(self._group))]
+                self._shard = new_shard_path()
+            else:
+                paths = [path[len(self.out_dir.rstrip("/")) + 1:] for path, _ in self._group]
+                files = self._group
+            self._pending.append((self._pool.submit(self._write_files, ledger, paths, files), self._group_results))
         self._group, self._group_results = [], 0
-        while sum(n for _, n in self._pending) > MAX_PENDING_WRITES:   # a slow filesystem holds back IG
+        limit = max(MAX_PENDING_WRITES, SHARD_ROWS) if self.shards else MAX_PENDING_WRITES
+        while sum(n for _, n in self._pending) > limit:   # a slow filesystem holds back IG
             self._pending.pop(0)[0].result()
 
     def process(self, r: AttributionResult):
-        paths = artifact_paths(r.image_id, r.target, self.per_target_files, self.output)
-        mask_rel = next((p for p in paths if p.startswith("masks/")), None)
-        overlay_rel = next((p for p in paths if p.startswith("overlays/")), None)
-        files = self.encode_files(r, paths)
-        if files:
-            self._group.extend(files)
+        data = self.encode(r)
+        mask_rel = overlay_rel = shard = None
+        if data and self.shards:
+            self._group.append({"image_id": r.image_id, "target": r.target, **data})
+            shard = self._shard
+        elif data:
+            paths = artifact_paths(r.image_id, r.target, self.per_target_files, self.output)
+            mask_rel = next((p for p in paths if p.startswith("masks/")), None)
+            overlay_rel = next((p for p in paths if p.startswith("overlays/")), None)
+            self._group.extend((FileSystems.join(self.out_dir, rel), data[kind_of(rel)]) for rel in paths)
+        if data:
             self._group_results += 1
-            if self._group_results >= LEDGER_GROUP:
+            if self._group_results >= (SHARD_ROWS if self.shards else LEDGER_GROUP):
                 self._flush()
-        yield summary_row(r, self.class_names, self.grid, self.border, mask_rel, overlay_rel)
+        yield summary_row(r, self.class_names, self.grid, self.border, mask_rel, overlay_rel, shard)
 
     def finish_bundle(self):
         self._flush()

@@ -22,6 +22,7 @@ from igaudit.pipeline.config import from_dict
 from igaudit.pipeline.errors import UserError
 from igaudit.pipeline.job import run_job
 from igaudit.pipeline.run_dir import read_images_table, read_table
+from igaudit.transforms.artifacts import read_artifacts
 from tests.conftest import CLASSES, SIZE, tiny_config
 from tests.e2e.test_runners_agree import free_port, wait_for_port
 
@@ -168,18 +169,30 @@ def test_a_manifest_on_the_bucket_reads_its_relative_uris_there(bucket, uploaded
 ON_GS_ONLY = pytest.mark.parametrize("bucket", ["gs"], indirect=True)
 
 
-def test_an_audit_on_the_bucket_finds_the_earlier_run_and_reuses_its_unchanged_images(bucket, uploaded, tiny_assets):
+def test_an_audit_on_the_bucket_finds_the_earlier_run_and_reuses_its_unchanged_images_into_shards(bucket, uploaded,
+                                                                                                 tiny_assets):
     cfg = tiny_config(tiny_assets, bucket.uri("audits"), output={"masks": False, "overlays": True})
     cfg["input"]["pattern"] = uploaded["data"] + "/*/*"
     cfg["model"]["path"] = uploaded["model"]
     first, ref = audits.audit(from_dict(cfg), bucket.beam_args)
     assert ref is None and first.out_dir.startswith(bucket.uri("audits", "run="))
+    overlays = [m.path for m in FileSystems.match([FileSystems.join(first.out_dir, "overlays", "*.png")])[0]
+                .metadata_list]
+    assert len(overlays) == first.attributed                               # layout files: one object an image
+    cfg["output"]["layout"] = "shards"                                     # not a setting that shapes a row
     second, ref = audits.audit(from_dict(cfg), bucket.beam_args)
     assert ref == first.out_dir and second.out_dir != first.out_dir
     assert second.reused == second.attributed == first.attributed          # audit.reuse: nothing changed
-    overlays = [m.path for m in FileSystems.match([FileSystems.join(second.out_dir, "overlays", "*.png")])[0]
-                .metadata_list]
-    assert len(overlays) == first.attributed                               # copied on the store itself
+    assert not FileSystems.match([FileSystems.join(second.out_dir, "overlays", "*.png")])[0].metadata_list
+    shards = FileSystems.match([FileSystems.join(second.out_dir, "artifacts", "*.parquet")])[0].metadata_list
+    assert len(shards) == 1                                                # rewritten into this run's layout
+    rows = read_images_table(second.out_dir).to_pylist()
+    some = rows[0]["image_id"]
+    with FileSystems.open(FileSystems.join(first.out_dir, "overlays", f"{some}.png")) as f:
+        assert read_artifacts(second.out_dir, some)["overlay"] == f.read()     # the reader, on the bucket
+    with FileSystems.open(FileSystems.join(second.out_dir, "report.html")) as f:
+        html = f.read().decode()
+    assert "no overlay" not in html and "data:image" in html               # the report opens the shards
     assert audits.completed_runs(bucket.uri("audits")) == [first.out_dir, second.out_dir]
     skew = read_table(FileSystems.join(second.out_dir, "skew.parquet")).to_pylist()
     assert any(r["metric"] == "ref_grid_js" for r in skew)

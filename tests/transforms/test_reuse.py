@@ -78,3 +78,34 @@ def test_an_image_whose_files_the_reference_lost_is_read_again_and_attributed(tm
                     label="fresh")
         assert_that(split[REUSED] | "Reused" >> beam.Map(lambda r: r["image_id"]), equal_to(["kept"]), label="reused")
     assert (out / "overlays" / "kept.png").exists()
+
+
+def test_reused_files_change_layout_to_this_runs_and_back(tmp_path):
+    """Files -> shards: the reused images' bytes land in one shard of this run, listed first, its rows naming it;
+    shards -> files: a later files run takes them out of that shard into masks/ and overlays/ again."""
+    from igaudit.transforms.artifacts import row_artifacts
+    ref = reference_run(tmp_path, {"a": (b"AAA", "ant"), "b": (b"BBB", "ant")})
+    now = [ImageBytes("new/a.png", "ant", "a", b"AAA"), ImageBytes("new/b.png", "ant", "b", b"BBB")]
+    sharded = tmp_path / "run=2"
+    with TestPipeline() as p:
+        split = p | beam.Create(now) | ReuseUnchanged(
+            str(ref), str(sharded), OutputConfig(dir=str(sharded), layout="shards"), per_target=False)
+        split[REUSED] | beam.Map(lambda r: r) | beam.io.WriteToParquet(
+            str(sharded / "images" / "part"), images_schema(), file_name_suffix=".parquet")
+    rows = pq.read_table(sharded / "images").to_pylist()
+    shards = list((sharded / "artifacts").iterdir())
+    assert len(shards) == 1 and not (sharded / "masks").exists()
+    assert {r["artifact_shard"] for r in rows} == {f"artifacts/{shards[0].name}"}
+    assert all(r["mask_path"] is None and r["overlay_path"] is None for r in rows)
+    listed = [p for f in (sharded / LEDGER_FOLDER).iterdir() for p in read_ledger(f.read_bytes())]
+    assert listed == [f"artifacts/{shards[0].name}"]
+    row_a = next(r for r in rows if r["image_id"] == "a")
+    assert row_artifacts(str(sharded), row_a, kinds=("mask", "overlay")) == {"mask": b"masks of a",
+                                                                             "overlay": b"overlays of a"}
+    back = tmp_path / "run=3"
+    with TestPipeline() as p:
+        split = p | beam.Create(now) | ReuseUnchanged(str(sharded), str(back), OutputConfig(dir=str(back)),
+                                                      per_target=False)
+        assert_that(split[REUSED] | beam.Map(lambda r: (r["image_id"], r["mask_path"], r["artifact_shard"])),
+                    equal_to([("a", "masks/a.png", None), ("b", "masks/b.png", None)]))
+    assert (back / "overlays" / "b.png").read_bytes() == b"overlays of b"

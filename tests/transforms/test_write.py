@@ -81,3 +81,37 @@ def test_every_written_file_is_listed_in_a_ledger_before_it_is_written(tmp_path,
     for ledger in ledgers:                      # each ledger precedes the files it lists
         at = order.index(str(ledger))
         assert all(order.index(str(out / p)) > at for p in read_ledger(ledger.read_bytes()))
+
+
+def test_layout_shards_writes_the_same_bytes_as_rows_of_a_few_parquet_files_listed_first(tmp_path, monkeypatch):
+    """output.layout shards: one shard per SHARD_ROWS results (and the bundle's rest), listed in a ledger before it is
+    written; each images row names its shard and no file; the shard holds exactly the files layout's bytes."""
+    from igaudit.transforms import artifacts
+    monkeypatch.setattr(write, "SHARD_ROWS", 4)
+    order = []
+    real = write.write_file_atomically
+    monkeypatch.setattr(write, "write_file_atomically", lambda path, data: (order.append(path), real(path, data)))
+    rows = {}
+    for layout in ("files", "shards"):
+        out = tmp_path / layout
+        fn = _WriteArtifactsFn(str(out), ["a"], OutputConfig(masks=True, overlays=True, raw=True, layout=layout),
+                               AnalysisConfig(grid=4, border=0.1), RenderConfig(), per_target_files=False)
+        fn.setup()
+        fn.start_bundle()
+        rows[layout] = [row for i in range(6) for row in fn.process(_result(i))]
+        fn.finish_bundle()
+        fn.teardown()
+    shards = sorted((tmp_path / "shards" / "artifacts").glob("*.parquet"))
+    assert len(shards) == 2 and not (tmp_path / "shards" / "masks").exists()          # 4 + 2 results
+    listed = [p for ledger in (tmp_path / "shards" / LEDGER_FOLDER).glob("*.txt") for p in read_ledger(ledger.read_bytes())]
+    assert sorted(listed) == sorted(str(p.relative_to(tmp_path / "shards")) for p in shards)
+    for ledger in (tmp_path / "shards" / LEDGER_FOLDER).glob("*.txt"):        # each ledger precedes its shard
+        assert all(order.index(str(tmp_path / "shards" / p)) > order.index(str(ledger))
+                   for p in read_ledger(ledger.read_bytes()))
+    cache = artifacts.ShardCache()
+    for files_row, shard_row in zip(rows["files"], rows["shards"]):
+        assert shard_row["mask_path"] is None and shard_row["overlay_path"] is None
+        assert shard_row["artifact_shard"].startswith("artifacts/") and files_row["artifact_shard"] is None
+        got = artifacts.row_artifacts(str(tmp_path / "shards"), shard_row, cache=cache)
+        want = artifacts.row_artifacts(str(tmp_path / "files"), files_row, [f"raw/{files_row['image_id']}.npy"])
+        assert got == want and all(got[k] for k in artifacts.KINDS)
