@@ -69,3 +69,22 @@ def test_every_test_is_rescored_on_its_own_bounded_sample(tiny_assets):
                    | Intervene(handler, tests, sample=3, spec=DecodeSpec((SIZE, SIZE), "pad", 10**7, 3),
                                input_config=InputConfig(pattern=str(tiny_assets["data"] / "*" / "*.png"))))
         assert_that(figures | beam.combiners.ToList(), lambda got: check(got[0]))
+
+
+def test_a_workers_tests_read_each_file_once_and_keep_at_most_the_cache_bound(monkeypatch, tmp_path):
+    """The tests' samples overlap (other classes' images serve every test): a file is read once per worker, and
+    the cache drops the least recently used past CACHE_BYTES."""
+    from igaudit.transforms import intervene
+    reads = []
+    monkeypatch.setattr(intervene, "input_bytes", lambda uri, cfg: (reads.append(uri), uri.encode() * 10)[1])
+    fn = intervene._ReadSampleFn(DecodeSpec((4, 4)), InputConfig(pattern="x/*/*"))
+    fn.setup()
+    for uri in ("a", "b", "a", "c", "b", "a"):
+        assert fn._bytes(uri) == uri.encode() * 10
+    assert reads == ["a", "b", "c"]
+    monkeypatch.setattr(intervene, "CACHE_BYTES", 25)          # room for two files of 10 bytes
+    fn.setup()
+    reads.clear()
+    for uri in ("a", "b", "a", "c", "b"):                       # c pushes out b (a was used last before it)
+        fn._bytes(uri)
+    assert reads == ["a", "b", "c", "b"] and list(fn._cache) == ["c", "b"]
