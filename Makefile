@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(PY) -m benchmarks.run
 	$(PY) -m benchmarks.policy
 	$(PY) -m benchmarks.buckets
+	$(PY) -m benchmarks.dataset_scale
 	$(PY) -m benchmarks.incremental
 	$(PY) -m benchmarks.zoo
 

@@ -1,7 +1,8 @@
 """`python -m benchmarks.buckets [--images 100]`: a whole `igaudit run` with its inputs and outputs on local
 disk, on gs:// (gcp-storage-emulator) and on s3:// (moto's server), side by side in one run, with Beam's
 filesystems as they come (`object_stores.beam_as_is`) and with igaudit's client reuse
-(`transforms/object_stores.py`, the default). Each run is its own process; the demo's images (audit split)
+(`transforms/object_stores.py`, the default), the latter also with `output.layout: shards` (the per-image
+files as a few Parquet shards: `transforms/artifacts.py`). Each run is its own process; the demo's images (audit split)
 and an untrained demo CNN (attribution costs the same), config defaults (masks and overlays on). Writes the
 table to benchmarks/BUCKETS.md and prints it.
 """
@@ -43,8 +44,12 @@ def _wait(port: int) -> None:
     raise RuntimeError(f"no server on port {port}")
 
 
-def child(where: str, reuse: bool, data: str, model: str, port: int) -> dict:
-    """One run in this process: where is local | gs | s3; reuse: igaudit's client reuse, else Beam as it is."""
+VARIANTS = ((False, "files"), (True, "files"), (True, "shards"))     # (client reuse, output.layout)
+
+
+def child(where: str, reuse: bool, layout: str, data: str, model: str, port: int) -> dict:
+    """One run in this process: where is local | gs | s3; reuse: igaudit's client reuse, else Beam as it is;
+    layout: output.layout."""
     from igaudit.transforms import object_stores
     if not reuse:
         object_stores.beam_as_is()
@@ -62,29 +67,31 @@ def child(where: str, reuse: bool, data: str, model: str, port: int) -> dict:
         args = [f"--s3_endpoint_url=http://127.0.0.1:{port}", "--s3_access_key_id=testing",
                 "--s3_secret_access_key=testing", "--s3_region_name=us-east-1"]
         FileSystems.set_options(PipelineOptions(args))
-    prefix = str(Path(data)) if where == "local" else f"{where}://{BUCKET}/{'reuse' if reuse else 'as-is'}"
+    prefix = str(Path(data)) if where == "local" else f"{where}://{BUCKET}/{'reuse' if reuse else 'as-is'}-{layout}"
     if where != "local":
         for f in sorted(Path(data).rglob("*.png")):
             with FileSystems.create(f"{prefix}/data/{f.relative_to(data)}") as out:
                 out.write(f.read_bytes())
     pattern = f"{prefix}/*/*.png" if where == "local" else f"{prefix}/data/*/*.png"
     out_dir = tempfile.mkdtemp(prefix="igaudit-bench-out-") if where == "local" else f"{prefix}/out"
-    cfg = from_dict({"input": {"pattern": pattern}, "model": {"path": model}, "output": {"dir": out_dir},
+    cfg = from_dict({"input": {"pattern": pattern}, "model": {"path": model}, "output": {"dir": out_dir, "layout": layout},
                      "analysis": {"fail_on_suspect": False}})
     started = time.time()
     summary = run_job(cfg, args)
-    return {"where": where, "reuse": reuse, "seconds": time.time() - started, "images": summary.attributed}
+    return {"where": where, "reuse": reuse, "layout": layout, "seconds": time.time() - started,
+            "images": summary.attributed}
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.buckets", description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=100)
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "BUCKETS.md"))
-    parser.add_argument("--child", nargs=5, metavar=("WHERE", "REUSE", "DATA", "MODEL", "PORT"), help=argparse.SUPPRESS)
+    parser.add_argument("--child", nargs=6, metavar=("WHERE", "REUSE", "LAYOUT", "DATA", "MODEL", "PORT"),
+                        help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        where, reuse, data, model, port = args.child
-        print(json.dumps(child(where, reuse == "1", data, model, int(port))))
+        where, reuse, layout, data, model, port = args.child
+        print(json.dumps(child(where, reuse == "1", layout, data, model, int(port))))
         return 0
     from benchmarks.common import quiet_tensorflow
     quiet_tensorflow()
@@ -109,10 +116,11 @@ def main(argv=None) -> int:
         import boto3
         boto3.client("s3", endpoint_url=f"http://127.0.0.1:{s3_port}", aws_access_key_id="testing",
                      aws_secret_access_key="testing", region_name="us-east-1").create_bucket(Bucket=BUCKET)
-        for reuse in (False, True):
+        for reuse, layout in VARIANTS:
             for where, port in (("local", 0), ("gs", gs_port), ("s3", s3_port)):
                 done = subprocess.run([sys.executable, "-m", "benchmarks.buckets", "--child", where, str(int(reuse)),
-                                       str(data), str(model), str(port)], cwd=ROOT, capture_output=True, text=True)
+                                       layout, str(data), str(model), str(port)], cwd=ROOT, capture_output=True,
+                                      text=True)
                 if done.returncode:
                     raise RuntimeError(f"{where} run failed:\n{done.stderr[-3000:]}")
                 rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
@@ -121,15 +129,16 @@ def main(argv=None) -> int:
         for s in servers:
             s.kill()
         shutil.rmtree(work, ignore_errors=True)
-    local = {r["reuse"]: r["seconds"] for r in rows if r["where"] == "local"}
+    local = {(r["reuse"], r["layout"]): r["seconds"] for r in rows if r["where"] == "local"}
     lines = ["# Buckets: a whole run on local disk, gs:// and s3://", "",
              f"`python -m benchmarks.buckets --images {args.images}` on {cpu_info()[0]}: {rows[0]['images']} demo "
              "images, config defaults (masks and overlays written), against gcp-storage-emulator and moto's S3 "
              "server on this machine; each run a process of its own, start-up included.", "",
-             "| where | Beam's filesystems | seconds | x local (same column) |", "| --- | --- | --- | --- |"]
+             "| where | Beam's filesystems | output.layout | seconds | x local (same columns) |",
+             "| --- | --- | --- | --- | --- |"]
     for r in rows:
         lines.append(f"| {r['where']} | {'clients reused (igaudit)' if r['reuse'] else 'as they come'} | "
-                     f"{r['seconds']:.1f} | {r['seconds'] / local[r['reuse']]:.2f} |")
+                     f"{r['layout']} | {r['seconds']:.1f} | {r['seconds'] / local[(r['reuse'], r['layout'])]:.2f} |")
     publish(lines, args.out)
     return 0
 
