@@ -106,7 +106,7 @@ def listing(work: Path, large: int) -> dict:
         bucket = storage.Client().create_bucket(BUCKET)
         png = (make_images(work / "one", 1, 1) / "c0000" / "img0000000.png").read_bytes()
         started = time.perf_counter()
-        with ThreadPoolExecutor(16) as pool:
+        with ThreadPoolExecutor(4) as pool:          # more threads time the emulator out (connect timeouts)
             list(pool.map(lambda i: bucket.blob(f"data/c{i % 4}/img{i:07d}.png").upload_from_string(png),
                           range(large)))
         uploaded = time.perf_counter() - started
@@ -143,8 +143,8 @@ def render(r: dict) -> list[str]:
     rate = {x["n"]: x["images"] / x["seconds"] for x in t}
     phase = {x["n"]: x["timings"].get("attribution_images_per_second") for x in t}
     lines = ["# igaudit at scale", "",
-             f"`python -m benchmarks.dataset_scale --large {r['large']} --classes {r['classes']}` (part of `make bench`), one "
-             f"run on {r['cpu']}, {r['seconds'] / 60:.0f} min{r.get('note', '')}. "
+             f"`python -m benchmarks.dataset_scale --large {r['large']} --classes {r['classes']}` (part of `make bench`), "
+             f"{'runs' if r.get('note') else 'one run'} on {r['cpu']}, {r['seconds'] / 60:.0f} min{r.get('note', '')}. "
              + " ".join(__doc__.split("\n\n", 1)[1].split()), "",
              "## Throughput", "",
              "| images | seconds | images/s (whole run) | images/s (attribution phase) | peak RSS MB | status |",
@@ -157,31 +157,38 @@ def render(r: dict) -> list[str]:
     lines += ["", f"- Images/s at {big['n']:,} over {small['n']:,}: **{ratio:.2f}** (target >= 0.9; attribution "
               f"phase {(phase[big['n']] or 0) / max(phase[small['n']] or 1e-9, 1e-9):.2f}); peak RSS **{rss:.2f}x** "
               f"(target <= 1.2).", ""]
-    li = r["listing"]
-    lines += ["## Listing", "",
-              f"{li['objects']:,} objects on gcp-storage-emulator (uploaded in {li['upload_seconds']:.0f} s), listed as "
-              f"the launcher lists its inputs: **{li['seconds']:.1f} s**, {li['peak_mb']:.0f} MB of Python memory at "
-              f"the peak ({li['peak_mb'] * 2 ** 20 / max(li['objects'], 1):.0f} bytes an object).", ""]
-    c = r["many_classes"]
-    after = c["timings"]["pipeline_seconds"] - c["timings"].get("attribution_seconds", 0)
-    lines += ["## Many classes", "",
-              f"A {c['classes']}-class tiny CNN, {c['images']:,} images: report.html **{c['report_bytes'] / 1e6:.2f} MB** "
-              f"(target <= 5 MB); whole run {c['seconds']:.0f} s, of which {after:.0f} s after the attribution phase "
-              f"(clusters, interventions, finalize and the report); peak RSS {c['peak_rss_mb']:.0f} MB.", ""]
-    per_object = li["peak_mb"] * 2 ** 20 / max(li["objects"], 1)
+    li, c = r.get("listing"), r.get("many_classes")
+    lines += ["## Listing", ""]
+    if li:
+        lines += [f"{li['objects']:,} objects on gcp-storage-emulator (uploaded in {li['upload_seconds']:.0f} s), listed "
+                  f"as the launcher lists its inputs: **{li['seconds']:.1f} s**, {li['peak_mb']:.0f} MB of Python memory "
+                  f"at the peak ({li['peak_mb'] * 2 ** 20 / max(li['objects'], 1):.0f} bytes an object).", ""]
+    else:
+        lines += [r.get("listing_note", "Not measured in this run."), ""]
+    lines += ["## Many classes", ""]
+    if c:
+        after = c["timings"]["pipeline_seconds"] - c["timings"].get("attribution_seconds", 0)
+        lines += [f"A {c['classes']}-class tiny CNN, {c['images']:,} images: report.html **{c['report_bytes'] / 1e6:.2f} "
+                  f"MB** (target <= 5 MB); whole run {c['seconds']:.0f} s, of which {after:.0f} s after the attribution "
+                  f"phase (clusters, interventions, finalize and the report); peak RSS {c['peak_rss_mb']:.0f} MB.", ""]
+    else:
+        lines += ["Not measured in this run.", ""]
+    per_object = f"{li['peak_mb'] * 2 ** 20 / max(li['objects'], 1):.0f} bytes an object measured above" if li else \
+        "not measured here"
     lines += ["## What breaks first at 10M images", "",
               f"- **The launcher's listing.** It holds every input as a Python object before the job starts "
-              f"(`preflight.find_inputs`: the count, labels, class names): {per_object:.0f} bytes an object measured "
-              f"above, so about {per_object * 1e7 / 2 ** 30:.0f} GB at 10M, and one listing call of "
-              f"{li['seconds'] * 1e7 / max(li['objects'], 1) / 60:.0f} min at the emulator's pace. The fix: count and "
-              "label from a streamed listing (or a manifest) without keeping it, and let the job's MatchFiles list.",
+              f"(`preflight.find_inputs`: the count, labels, class names; {per_object}), and lists them in one "
+              "call. The fix: count and label from a streamed listing (or a manifest) without keeping it, and let "
+              "the job's MatchFiles list.",
               "- **Finalize.** One worker reads the images table's identity columns whole and makes a Python dict "
               "per row (`finalize.finish_run`): a few GB at 10M, on one worker. The fix: counts and labels from "
               "arrow columns, as the report already does (`report_data`).",
+              "- **The local runner's memory** (above: peak RSS grows with the dataset, 2.5x from 10k to 100k; not "
+              "profiled yet). On Dataflow or Flink each worker holds only its bundles.",
               "- Then object counts: with `output.layout: files` 20M masks and overlays (and their ledger files) in "
               "one folder of a bucket; `shards` makes that about 80,000 objects.",
               "- Not first: attribution, clusters, interventions and the report are bounded (samples, per-class "
-              "pictures) or streamed, as the throughput and RSS rows above show.", ""]
+              "pictures) or streamed; the attribution phase's rate at 100k is that at 10k.", ""]
     return lines
 
 
@@ -189,6 +196,7 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.dataset_scale", description=__doc__.split("\n\n")[0])
     parser.add_argument("--large", type=int, default=100_000)
     parser.add_argument("--classes", type=int, default=1000)
+    parser.add_argument("--objects", type=int, default=100_000, help="objects listed from the gs emulator")
     parser.add_argument("--parts", default="throughput,listing,many_classes")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "SCALE.md"))
     parser.add_argument("--merge", nargs="+", metavar="JSON",
@@ -211,7 +219,7 @@ def main(argv=None) -> int:
     parts = set(args.parts.split(","))
     try:
         if "listing" in parts:
-            results["listing"] = listing(work, args.large)
+            results["listing"] = listing(work, args.objects)
         if "many_classes" in parts:
             results["many_classes"] = many_classes(work, args.classes)
         if "throughput" in parts:
@@ -221,7 +229,7 @@ def main(argv=None) -> int:
     results["seconds"] = time.perf_counter() - started
     out = Path(args.out)
     out.with_suffix(".json").write_text(json.dumps(results, indent=1) + "\n")
-    if {"throughput", "listing", "many_classes"} <= parts:
+    if "throughput" in parts:
         publish(render(results), args.out)
     return 0
 
