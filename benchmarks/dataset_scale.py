@@ -59,22 +59,18 @@ def tiny_model(path: Path, classes: int) -> Path:
 
 
 def whole_run(data: Path, model: Path, out: Path, classes: int) -> dict:
-    """`igaudit run` in a process of its own: seconds, peak RSS (MB), run.json's counts and timings."""
+    """`igaudit run` in a process of its own (`pipeline_bench.run_igaudit`): seconds, peak RSS (MB), run.json's
+    counts and timings."""
+    from benchmarks.pipeline_bench import run_igaudit
     cfg = {"input": {"pattern": f"{data}/*/*.png"}, "model": {"path": str(model), "output": "logits"},
            "output": {"dir": str(out)}, "analysis": {"fail_on_suspect": False}}
-    config = out.parent / f"{out.name}.json"
+    config = out.parent / f"{out.name}.json"            # JSON is YAML
     config.write_text(json.dumps(cfg))
-    started = time.perf_counter()
-    proc = subprocess.Popen([str(BIN / "igaudit"), "run", "--config", str(config)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE, cwd=ROOT)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - started
-    err = proc.stderr.read().decode(errors="replace")
-    proc.stderr.close()
-    info = json.loads((out / "run.json").read_text()) if (out / "run.json").exists() else {}
-    if not info:
-        raise RuntimeError(f"igaudit run failed (status {status}):\n{err[-3000:]}")
-    return {"images": info["counts"]["attributed"], "seconds": seconds, "peak_rss_mb": usage.ru_maxrss / 1024,
+    run = run_igaudit(config)
+    if "error" in run or not (out / "run.json").exists():
+        raise RuntimeError(f"igaudit run failed (exit {run['exit']}): {run.get('error')}")
+    info = json.loads((out / "run.json").read_text())
+    return {"images": info["counts"]["attributed"], "seconds": run["seconds"], "peak_rss_mb": run["max_rss_mb"],
             "timings": info["timings"], "report_bytes": (out / "report.html").stat().st_size,
             "status": info["status"]}
 

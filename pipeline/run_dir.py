@@ -9,7 +9,7 @@ from typing import Optional
 
 from apache_beam.io.filesystems import FileSystems
 
-from igaudit.transforms.records import (CLASSES_TABLE, CLUSTERS_TABLE, FINDINGS_TABLE, IMAGES_FOLDER,
+from igaudit.transforms.records import (ARTIFACTS_FOLDER, CLASSES_TABLE, CLUSTERS_TABLE, FINDINGS_TABLE, IMAGES_FOLDER,
                                        LEDGER_FOLDER, REJECTED_TABLE, SKEW_TABLE)
 
 SUCCESS = "_SUCCESS"               # written last: a run without it is incomplete
@@ -22,8 +22,8 @@ MARKER = ".igaudit/marker.json"   # written first: the folder is an igaudit run 
 TABLES = (CLASSES_TABLE, SKEW_TABLE, FINDINGS_TABLE, REJECTED_TABLE, CLUSTERS_TABLE)
 OWNED_FILES = (SUCCESS, RUN_JSON, REPORT) + TABLES
 OWNED_PATTERNS = ("images/part-*.parquet", "beam-temp-*/*", "images/beam-temp-*/*", "masks/.*.tmp-*",
-                  "overlays/.*.tmp-*", "raw/.*.tmp-*", "artifacts/.*.tmp-*", f"{LEDGER_FOLDER}/.*.tmp-*")
-OWNED_FOLDERS = (IMAGES_FOLDER, "masks", "overlays", "raw", "artifacts", LEDGER_FOLDER)   # removed when left empty
+                  "overlays/.*.tmp-*", "raw/.*.tmp-*", f"{ARTIFACTS_FOLDER}/.*.tmp-*", f"{LEDGER_FOLDER}/.*.tmp-*")
+OWNED_FOLDERS = (IMAGES_FOLDER, "masks", "overlays", "raw", ARTIFACTS_FOLDER, LEDGER_FOLDER)   # removed when left empty
 
 
 def read_table(path: str, columns: Optional[list[str]] = None):

@@ -23,10 +23,10 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from igaudit.transforms.records import IMAGES_FOLDER
+from igaudit.transforms.records import ARTIFACTS_FOLDER, IMAGES_FOLDER
 
-ARTIFACTS_FOLDER = "artifacts"
 KINDS = ("mask", "overlay", "raw")
+FILES = {"mask": ("masks", "png"), "overlay": ("overlays", "png"), "raw": ("raw", "npy")}   # layout files: folder, suffix
 SHARD_ROWS = 256            # images rows per shard (256 overlays of 224 x 224 px: about 25 MB)
 SHARD_SCHEMA = pa.schema([("image_id", pa.string()), ("target", pa.int64()),
                           ("mask", pa.binary()), ("overlay", pa.binary()), ("raw", pa.binary())])
@@ -47,7 +47,8 @@ def shard_bytes(entries: Sequence[dict]) -> bytes:
 
 def kind_of(rel: str) -> str:
     """'mask', 'overlay' or 'raw' for a files-layout path (masks/..., overlays/..., raw/...)."""
-    return {"masks": "mask", "overlays": "overlay", "raw": "raw"}[rel.split("/", 1)[0]]
+    folder = rel.split("/", 1)[0]
+    return next(kind for kind, (name, _) in FILES.items() if name == folder)
 
 
 def _read(path: str) -> bytes:

@@ -144,6 +144,7 @@ class TestSample:
 CLASSES_TABLE, CLUSTERS_TABLE, SKEW_TABLE = "classes.parquet", "clusters.parquet", "skew.parquet"
 FINDINGS_TABLE, REJECTED_TABLE, IMAGES_FOLDER = "findings.parquet", "rejected.parquet", "images"
 LEDGER_FOLDER = ".igaudit/written"
+ARTIFACTS_FOLDER = "artifacts"      # output.layout shards (transforms/artifacts.py)
 
 
 REJECTED_SCHEMA = pa.schema([

@@ -24,7 +24,8 @@ from apache_beam.utils.windowed_value import WindowedValue
 
 from igaudit.transforms.artifacts import SHARD_ROWS, ShardCache, kind_of, new_shard_path, row_artifacts, shard_bytes
 from igaudit.transforms.records import IMAGES_FOLDER, LEDGER_FOLDER, ImageBytes
-from igaudit.transforms.write import LEDGER_GROUP, artifact_kinds, artifact_paths, ledger_text, write_file_atomically
+from igaudit.transforms.write import (LEDGER_GROUP, artifact_kinds, artifact_paths, ledger_text, path_columns,
+                                     write_file_atomically)
 
 FRESH, REUSED, MISSING = "fresh", "reused", "missing"
 CLUSTER_FIELDS = ("cluster", "outlier_score", "predicted_cluster", "predicted_outlier_score")
@@ -63,7 +64,7 @@ class _CopyReusedFn(beam.DoFn):
 
     def __init__(self, reference: str, out_dir: str, output, per_target: bool):
         self.reference, self.out_dir, self.output, self.per_target = reference, out_dir, output, per_target
-        self.shards = getattr(output, "layout", "files") == "shards"
+        self.shards = output.layout == "shards"
         self._missing = Metrics.counter("igaudit", "reuse_files_missing")
 
     def start_bundle(self):
@@ -129,9 +130,7 @@ class _CopyReusedFn(beam.DoFn):
                     continue
                 paths = self._paths(row)
                 files += [(rel, data[kind_of(rel)]) for rel in paths]
-                out.append(self._reused(row, uri, artifact_shard=None,
-                                        mask_path=next((p for p in paths if p.startswith("masks/")), None),
-                                        overlay_path=next((p for p in paths if p.startswith("overlays/")), None)))
+                out.append(self._reused(row, uri, artifact_shard=None, **path_columns(paths)))
         listed = ([shard] if entries else []) if self.shards else [rel for rel, _ in files]
         if listed:
             write_file_atomically(FileSystems.join(self.out_dir, LEDGER_FOLDER, f"{uuid.uuid4().hex}.txt"),

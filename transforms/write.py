@@ -15,7 +15,7 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from igaudit.transforms.artifacts import SHARD_ROWS, kind_of, new_shard_path, shard_bytes
+from igaudit.transforms.artifacts import FILES, SHARD_ROWS, kind_of, new_shard_path, shard_bytes
 from igaudit.transforms.imaging import render
 from igaudit.transforms.imaging.png import png_bytes
 from igaudit.transforms.records import (CLASSES_TABLE, CLUSTERS_TABLE, FINDINGS_TABLE, IMAGES_FOLDER,
@@ -102,8 +102,13 @@ def artifact_paths(image_id: str, target: int, per_target: bool, output) -> list
     """The output-relative paths of one row's files (layout files) as `output` asks for them: masks/,
     overlays/ (PNG) and raw/ (.npy), named <image_id>, or <image_id>-t<target> with several targets."""
     name = f"{image_id}-t{target}" if per_target else image_id
-    folders = {"mask": ("masks", "png"), "overlay": ("overlays", "png"), "raw": ("raw", "npy")}
-    return [f"{folders[k][0]}/{name}.{folders[k][1]}" for k in artifact_kinds(output)]
+    return [f"{FILES[k][0]}/{name}.{FILES[k][1]}" for k in artifact_kinds(output)]
+
+
+def path_columns(paths: Sequence[str]) -> dict:
+    """The images row's `mask_path` and `overlay_path` among a row's `artifact_paths` (None where not written)."""
+    return {column: next((p for p in paths if p.startswith(f"{FILES[kind][0]}/")), None)
+            for column, kind in (("mask_path", "mask"), ("overlay_path", "overlay"))}
 
 
 def ledger_text(paths: Sequence[str]) -> bytes:
@@ -137,7 +142,7 @@ class _WriteArtifactsFn(beam.DoFn):
         self.options = options
         self.class_names = list(class_names)
         self.output = output
-        self.shards = getattr(output, "layout", "files") == "shards"
+        self.shards = output.layout == "shards"
         self.grid, self.border = analysis.grid, analysis.border
         self._pool = None
         self._pending = []
@@ -193,20 +198,19 @@ class _WriteArtifactsFn(beam.DoFn):
 
     def process(self, r: AttributionResult):
         data = self.encode(r)
-        mask_rel = overlay_rel = shard = None
+        named, shard = path_columns(()), None
         if data and self.shards:
             self._group.append({"image_id": r.image_id, "target": r.target, **data})
             shard = self._shard
         elif data:
             paths = artifact_paths(r.image_id, r.target, self.per_target_files, self.output)
-            mask_rel = next((p for p in paths if p.startswith("masks/")), None)
-            overlay_rel = next((p for p in paths if p.startswith("overlays/")), None)
+            named = path_columns(paths)
             self._group.extend((FileSystems.join(self.out_dir, rel), data[kind_of(rel)]) for rel in paths)
         if data:
             self._group_results += 1
             if self._group_results >= (SHARD_ROWS if self.shards else LEDGER_GROUP):
                 self._flush()
-        yield summary_row(r, self.class_names, self.grid, self.border, mask_rel, overlay_rel, shard)
+        yield summary_row(r, self.class_names, self.grid, self.border, named["mask_path"], named["overlay_path"], shard)
 
     def finish_bundle(self):
         self._flush()
