@@ -31,7 +31,8 @@ from benchmarks.zoo_data import Case, write_case, zoo_cases
 ROOT = Path(__file__).resolve().parent.parent
 EPOCHS = 20
 RELIANCE = 0.5      # accuracy drop on the carriers without their mark, for a case to count
-SEED_ROLES = {0: "thresholds set here", 1: "checked (seen, not tuned, when DECISIVE was set)"}
+SEED_ROLES = {0: "thresholds set here",
+              1: "checked (an earlier run of it seen when DECISIVE and ALONE_FLIP_CONTROL were set)"}
 
 
 def log(message: str) -> None:
@@ -261,7 +262,8 @@ def thresholds() -> list[str]:
     from igaudit.transforms.analysis.skew import evidence, interventions, repetition, verdict
     return [f"verdict: NEEDED_DROP {verdict.NEEDED_DROP}, NEEDED_RATIO {verdict.NEEDED_RATIO}, SUFFICIENT_GAP "
             f"{verdict.SUFFICIENT_GAP}, TRANSPLANT_FLIP {verdict.TRANSPLANT_FLIP}, TRANSPLANT_GAP "
-            f"{verdict.TRANSPLANT_GAP}, DECISIVE {verdict.DECISIVE}, REPEAT {verdict.REPEAT}, REPEAT_GAP "
+            f"{verdict.TRANSPLANT_GAP}, DECISIVE {verdict.DECISIVE}, ALONE_CONTROL {verdict.ALONE_CONTROL}, "
+            f"ALONE_FLIP_CONTROL {verdict.ALONE_FLIP_CONTROL}, ALONE_KEPT {verdict.ALONE_KEPT}, REPEAT {verdict.REPEAT}, REPEAT_GAP "
             f"{verdict.REPEAT_GAP}, COLOUR_VARIETY_MAX {verdict.COLOUR_VARIETY_MAX}",
             f"repetition: TOLERANCE {repetition.TOLERANCE}, AGREEMENT {repetition.AGREEMENT}, DISTINCT "
             f"{repetition.DISTINCT}, MIN_PIXELS {repetition.MIN_PIXELS}, JITTER {repetition.JITTER}, SCALES "

@@ -151,9 +151,10 @@ def control_boxes(box: Box, h: int, w: int, count: int, seed: int = 0) -> list[B
     return [(free[i][0], free[i][0] + bh, free[i][1], free[i][1] + bw) for i in sorted(picks)]
 
 
-def tint(images: np.ndarray, offset: np.ndarray) -> np.ndarray:
-    """The images with a per-channel offset added everywhere (clipped to [0, 1])."""
-    return np.clip(np.asarray(images, np.float32) + np.asarray(offset, np.float32), 0.0, 1.0)
+def scale_channels(images: np.ndarray, gain: np.ndarray) -> np.ndarray:
+    """The images with each channel multiplied by its gain (C,) everywhere (clipped to [0, 1]): a colour cast
+    as a camera makes one, or undone (1 / gain)."""
+    return np.clip(np.asarray(images, np.float32) * np.asarray(gain, np.float32), 0.0, 1.0)
 
 
 def outside_mask(h: int, w: int, box) -> np.ndarray:

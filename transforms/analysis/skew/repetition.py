@@ -373,26 +373,6 @@ def colour_variety(class_images: np.ndarray, other_images: np.ndarray, channel: 
     return float(np.clip(1.0 - np.std(excess(class_images)) / theirs, 0.0, 1.0))
 
 
-def own_colours(others: np.ndarray, classes: list, border: float = 0.1, least: int = 4) -> float:
-    """How strongly another class carries a colour of its own over its frame, in [0, 1]: the largest distance
-    (Cohen's d, over channels and the classes with at least `least` images) between one other class's
-    `frame_excess` and the remaining classes', mapped from d = 1 (sampling noise of a dozen images reaches
-    it) to d = 3 (a class green all over) onto 0 to 1. Where classes are told apart by their colours (each
-    class one photo), a cast cannot be told from a class's colour: this says so."""
-    names = np.asarray(classes, dtype=object)
-    best = 0.0
-    for name in sorted(set(classes)):
-        theirs = names == name
-        if theirs.sum() < least or (~theirs).sum() < 2:
-            continue
-        for channel in range(others.shape[-1]):
-            a, b = (frame_excess(others[m], channel, border) for m in (theirs, ~theirs))
-            spread = np.sqrt((a.var() + b.var()) / 2.0)
-            if spread > 1e-9:
-                best = max(best, float(np.clip((abs(a.mean() - b.mean()) / spread - 1.0) / 2.0, 0.0, 1.0)))
-    return best
-
-
 def frame_excess(images: np.ndarray, channel: int, border: float = 0.1) -> np.ndarray:
     """Per image, how far `channel` stands above the mean of the channels in the border band (the frame,
     where a class's object rarely is): a colour cast covers the frame too, an object's colour does not."""

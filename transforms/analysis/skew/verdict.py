@@ -7,8 +7,8 @@ Four tests, each True or False (False when its figures are missing):
                 cost (for backgrounds and colour: the same edit on other classes' images);
 * sufficient    kept alone, it is still called the class in SUFFICIENT_GAP more of the class's images
                 than of other classes' images kept the same way (the comparison cancels the model's
-                own leaning on near-blank inputs); for colour: the class's tint moves that many more
-                other images to the class than the reversed tint;
+                own leaning on near-blank inputs); for colour: the class's cast (its gain over other
+                classes' colour) moves that many more other images to the class than the cast reversed;
 * transplanted  pasted into other classes' images, it moves at least TRANSPLANT_FLIP of them to the
                 class, and TRANSPLANT_GAP more than equal-area pieces of the same images pasted at
                 their own places (region tests only; a region too large to have equal-area places
@@ -20,20 +20,38 @@ Four tests, each True or False (False when its figures are missing):
 
 The rule (set on the shortcut zoo, `benchmarks/zoo.py`, seed 0; checked on seed 1):
 
-* **shortcut** when it repeats, is needed, and is sufficient or transplanted (the model needs it, and
-  it alone, kept or pasted elsewhere, says the class); or, for a region that does not repeat (a
-  semi-transparent watermark over varied content, a tag drawn over the object), when it is *decisive*:
-  needed, sufficient and transplanted, each by at least DECISIVE (removing it costs the images that
-  much of their probability, kept alone it is called the class in that many more of the class's images
-  than of others', pasted into other classes' images it turns that many of them into the class): the
-  region alone decides the class. An object is recognised from several of its parts, so one part kept
-  alone or pasted elsewhere is weaker (on the zoo's clean models the closest, a cross's arm, reached
-  0.57, 0.48 and 0.55); for backgrounds and colour (no transplant), when all of needed, sufficient and
-  repeating hold;
+* **shortcut**, for a region, when
+  - it repeats, is needed, and is sufficient or transplanted (the model needs it, and it alone, kept or
+    pasted elsewhere, says the class); or
+  - it does not repeat (a semi-transparent watermark over varied content, a tag drawn over the object)
+    but is *decisive*: needed, sufficient and transplanted, each by at least DECISIVE (removing it costs
+    the images that much of their probability, kept alone it is called the class in that many more of
+    the class's images than of others', pasted into other classes' images it turns that many of them
+    into the class): the region alone decides the class; or
+  - it is needed and transplanted and *nothing else* of the image is: removing as much of the image
+    anywhere else costs the images at most ALONE_CONTROL of their probability, pasting equal-area pieces
+    of them at their own places flips at most ALONE_FLIP_CONTROL (none, but sampling noise), and kept
+    alone it is the class in ALONE_KEPT more of the class's images than of others' (a digit's arc that
+    flips transplants but keeps the class alone in only 40% more of its images is one part of the
+    evidence; a cross's centre on a plain background, whose other parts no equal-area removal happened
+    to hit, flips 69% but so do 25% of the control pastes). Where kept
+    alone cannot tell (other classes' images kept the same way are called the class too: the model's
+    leaning on near-blank inputs), this does not hold: in a set of '3's and '7's, a '3''s lower arc is
+    needed, nothing else is, and pasted on a '7' it makes a '3', exactly as a tag does.
+  For a frame (a band along the image's edges) repetition counts only with the transplant: centred
+  objects repeat their surroundings in the band (aligned faces' hair and forehead), context the model
+  may need, while a frame that is a mark turns other classes' images into the class when pasted round
+  them.
+  An object is recognised from several of its parts, so one part kept alone or pasted elsewhere is
+  weaker (on the zoo's clean models the closest, a cross's arm, reached 0.57, 0.48 and 0.55), and
+  removing its other parts costs too.
+  For backgrounds (no transplant): needed, sufficient and repeating. For colour: repeating (the frame
+  carries the channel on content as varied in colour as other classes': nothing but a cast does that)
+  and needed or sufficient (undoing the cast costs the class, or the cast moves other classes' images
+  to it);
 * **review** when it is not a shortcut but the evidence still points at the model's use of the
   region: needed and sufficient, or transplanted; for colour, two of needed, sufficient and a frame
-  that carries the channel (a cast where other classes have colours of their own: it cannot be told
-  from a class's colour by forward passes, and is never cleared);
+  that carries the channel (on content of one colour, a cast cannot be told from the class's colour);
 * **cleared** otherwise: no action.
 
 Object parts pass one or two of these (a triangle's corner is needed; a '1' stroke kept alone is still a
@@ -56,6 +74,9 @@ SUFFICIENT_GAP = 0.3
 TRANSPLANT_FLIP = 0.5
 TRANSPLANT_GAP = 0.4
 DECISIVE = 0.6          # a region decides the class alone: drop, kept-alone gap and transplant flip each this much
+ALONE_CONTROL = 0.05    # ... or nothing else is needed: equal-area removals elsewhere cost at most this,
+ALONE_KEPT = 0.5        # and kept alone it is the class in this many more of the class's images than of others',
+ALONE_FLIP_CONTROL = 0.15   # and equal-area pieces pasted at their own places flip at most this many (none, but noise)
 REPEAT = 0.7
 REPEAT_GAP = 0.6
 # colour: a cast sits on content that varies in colour (nearly) as much as other classes' content; a class
@@ -93,13 +114,29 @@ def decisive(tests: dict, figures: Optional[dict]) -> bool:
             and min(drop, kept - other, flip) >= DECISIVE)
 
 
-def outcome(tests: dict, kind: str = "region", figures: Optional[dict] = None) -> str:
+def alone(tests: dict, figures: Optional[dict]) -> bool:
+    """Whether a region is needed and transplanted while nothing else of the image is needed (equal-area
+    removals elsewhere cost at most ALONE_CONTROL, equal-area pastes flip at most ALONE_FLIP_CONTROL) and kept
+    alone it keeps the class by at least ALONE_KEPT (see the module docstring); False without the figures."""
+    f = figures or {}
+    control, kept, other, flip_control = (f.get(k) for k in ("control_drop", "kept_class", "kept_other",
+                                                             "transplant_control"))
+    return bool(tests["needed"] and tests["transplanted"]
+                and all(ok(v) for v in (control, kept, other, flip_control))
+                and control <= ALONE_CONTROL and kept - other >= ALONE_KEPT and flip_control <= ALONE_FLIP_CONTROL)
+
+
+def outcome(tests: dict, kind: str = "region", figures: Optional[dict] = None, frame: bool = False) -> str:
     """'shortcut', 'review' or 'cleared' (the rule in the module docstring). figures: the test's (a region's
-    margins, `decisive`; for colour, whether the frame carries the channel at all)."""
+    margins, `decisive`; for colour, whether the frame carries the channel at all); frame: the region is a
+    band along the image's edges (its repetition counts only with the transplant)."""
     if kind == "region":
-        if tests["repeating"] and tests["needed"] and (tests["sufficient"] or tests["transplanted"]):
+        if tests["repeating"] and tests["needed"] and (tests["transplanted"] or (tests["sufficient"] and not frame)):
             return "shortcut"
-        if decisive(tests, figures):
+        if decisive(tests, figures) or alone(tests, figures):
+            return "shortcut"
+    elif kind == "channel":
+        if tests["repeating"] and (tests["needed"] or tests["sufficient"]):
             return "shortcut"
     elif tests["needed"] and tests["sufficient"] and tests["repeating"]:
         return "shortcut"
@@ -114,11 +151,14 @@ def outcome(tests: dict, kind: str = "region", figures: Optional[dict] = None) -
 
 def evidence_label(tests: dict, kind: str = "region", figures: Optional[dict] = None) -> str:
     """e.g. 'needed, transplanted, repeating; not sufficient' (the tests that apply to the kind; a decisive
-    region's 'needed, sufficient, transplanted, each decisive; not repeating')."""
+    region's 'needed, sufficient, transplanted, each decisive; not repeating'; a region needed alone:
+    '..., transplanted, nothing else needed; not repeating')."""
     names = [t for t in TESTS if kind == "region" or t != "transplanted"]
     passed = [t for t in names if tests[t]]
     if kind == "region" and not tests["repeating"] and decisive(tests, figures):
         passed[-1] += ", each decisive"
+    elif kind == "region" and not tests["repeating"] and alone(tests, figures):
+        passed[passed.index("transplanted")] += ", nothing else needed"
     failed = [f"not {t}" for t in names if not tests[t]]
     return "; ".join(part for part in (", ".join(passed), ", ".join(failed)) if part)
 
@@ -151,7 +191,7 @@ def apply_verdicts(rows: Sequence[dict], tests: Sequence, figures: dict, class_n
                 test = by_id[tid]
                 verdict = judge(f, test.kind)
                 r.update({k: _clean(v) for k, v in f.items() if k in r}, **verdict)
-                r.update(test_id=tid, outcome=outcome(verdict, test.kind, f),
+                r.update(test_id=tid, outcome=outcome(verdict, test.kind, f, frame=len(test.cells or ()) > 4),
                          evidence=evidence_label(verdict, test.kind, f), detail=f"{r['detail']}; {describe(test, f)}")
                 r["flagged"] = r["outcome"] == "shortcut"
         elif r["candidate"]:

@@ -57,12 +57,12 @@ def describe(test, f: dict) -> str:
                  f"its texture repeats across the images that rely on it (spectrum correlation "
                  f"{num(f['stamp_repeat'])} vs {num(f['stamp_others'])} in other classes)"]
     else:
-        parts = [f"{who}: removing colour drops accuracy {num(f['accuracy'])} → {num(f['accuracy_removed'])} "
-                 f"(probability {change(f['drop'])}); other classes' own: {change(f['control_drop'])}",
-                 f"moving other classes' images to {name}'s mean colour makes {pct(f['kept_class'])} of them "
-                 f"{name} (the reverse move: {pct(f['kept_other'])})",
+        parts = [f"{who}: undoing the class's colour cast drops accuracy {num(f['accuracy'])} → "
+                 f"{num(f['accuracy_removed'])} (probability {change(f['drop'])}); other classes' own: "
+                 f"{change(f['control_drop'])}",
+                 f"giving other classes' images {name}'s cast makes {pct(f['kept_class'])} of them "
+                 f"{name} (the cast reversed: {pct(f['kept_other'])})",
                  f"the cast covers the frame: the images that rely on it carry more of the channel there than "
-                 f"other classes' images {pct(f['stamp_repeat'])} of the time (against it: "
-                 f"{pct(f['stamp_others'])}, the larger of how much less varied in colour their content is and how "
-                 f"well other classes are told apart by colours of their own)"]
+                 f"other classes' images {pct(f['stamp_repeat'])} of the time, on content {pct(f['stamp_others'])} "
+                 f"less varied in colour than other classes'"]
     return "; ".join(parts)

@@ -157,9 +157,9 @@ def test_transplant_takes_recipient_i_from_donor_i_mod_donors():
     assert np.all(recipients == 0)                                      # a copy
 
 
-def test_tint_adds_per_channel_and_clips():
+def test_scale_channels_multiplies_per_channel_and_clips():
     img = np.array([[[[0.9, 0.1, 0.5]]]], np.float32)
-    np.testing.assert_allclose(edits.tint(img, [0.2, -0.3, 0.25]), [[[[1.0, 0.0, 0.75]]]], atol=1e-6)
+    np.testing.assert_allclose(edits.scale_channels(img, [1.25, 0.5, 4.0]), [[[[1.0, 0.05, 1.0]]]], atol=1e-6)
 
 
 # --- controls ----------------------------------------------------------------

@@ -73,8 +73,7 @@ def test_a_background_test_in_words():
 def test_a_colour_test_in_words():
     text = describe(intervention("channel"), dict(FIGURES, drop=-0.02, stamp_repeat=None))
     assert text == (
-        f"{WHO}: removing colour drops accuracy 0.90 → 0.25 (probability +0.02); other classes' own: −0.05; "
-        "moving other classes' images to cat's mean colour makes 80% of them cat (the reverse move: 10%); the cast "
-        "covers the frame: the images that rely on it carry more of the channel there than other classes' images "
-        "– of the time (against it: 5%, the larger of how much less varied in colour their content is and how "
-        "well other classes are told apart by colours of their own)")
+        f"{WHO}: undoing the class's colour cast drops accuracy 0.90 → 0.25 (probability +0.02); other classes' "
+        "own: −0.05; giving other classes' images cat's cast makes 80% of them cat (the cast reversed: 10%); the "
+        "cast covers the frame: the images that rely on it carry more of the channel there than other classes' "
+        "images – of the time, on content 5% less varied in colour than other classes'")
