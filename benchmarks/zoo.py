@@ -264,7 +264,8 @@ def thresholds() -> list[str]:
             f"{verdict.SUFFICIENT_GAP}, TRANSPLANT_FLIP {verdict.TRANSPLANT_FLIP}, TRANSPLANT_GAP "
             f"{verdict.TRANSPLANT_GAP}, DECISIVE {verdict.DECISIVE}, ALONE_CONTROL {verdict.ALONE_CONTROL}, "
             f"ALONE_FLIP_CONTROL {verdict.ALONE_FLIP_CONTROL}, ALONE_KEPT {verdict.ALONE_KEPT}, REPEAT {verdict.REPEAT}, REPEAT_GAP "
-            f"{verdict.REPEAT_GAP}, COLOUR_VARIETY_MAX {verdict.COLOUR_VARIETY_MAX}",
+            f"{verdict.REPEAT_GAP}, COLOUR_VARIETY_MAX {verdict.COLOUR_VARIETY_MAX}, COLOUR_NEEDED_RATIO "
+            f"{verdict.COLOUR_NEEDED_RATIO}",
             f"repetition: TOLERANCE {repetition.TOLERANCE}, AGREEMENT {repetition.AGREEMENT}, DISTINCT "
             f"{repetition.DISTINCT}, MIN_PIXELS {repetition.MIN_PIXELS}, JITTER {repetition.JITTER}, SCALES "
             f"{repetition.SCALES}; textures: BANDS {repetition.BANDS}, ORIENTATIONS {repetition.ORIENTATIONS}",

@@ -35,7 +35,9 @@ passes the model's), and returns the figures `verdict.py` judges. Three kinds of
               probability that a relying image of the class has more of it than an image of another class
               (AUC); `stamp_others`: how much less the class's images vary in that channel than other
               classes' (`repetition.colour_variety`): a cast sits on content as varied as anyone's, a
-              class whose content is of one colour (a photo of coffee) varies 35-95% less.
+              class whose content is of one colour (a photo of coffee) varies 35-95% less. Only for a
+              class by label: the images a model that reads colour *predicts* as a class are that colour's
+              content from every class, which looks like a cast by construction.
 """
 from __future__ import annotations
 
@@ -191,7 +193,7 @@ def measure(test, class_images: np.ndarray, other_images: np.ndarray, predict: C
                 figures["kept_class"] = float(_called(_probs(predict, edits.scale_channels(moved, gain)), c).mean())
                 figures["kept_other"] = float(_called(_probs(predict, edits.scale_channels(moved, 1.0 / gain)),
                                                       c).mean())
-            if relying.sum() >= MIN_RELYING:
+            if relying.sum() >= MIN_RELYING and test.group_by == "label":
                 mine = rep.frame_excess(class_images[relying], test.channel, border)
                 theirs = rep.frame_excess(other_images, test.channel, border)
                 figures["stamp_repeat"] = rep.rank_auc(mine, theirs)

@@ -4,7 +4,8 @@ Four tests, each True or False (False when its figures are missing):
 
 * needed        removing the region costs the images that look at it at least NEEDED_DROP of their
                 mean probability, and at least NEEDED_RATIO times what equal-area removals elsewhere
-                cost (for backgrounds and colour: the same edit on other classes' images);
+                cost (for backgrounds: the same edit on other classes' images; for colour, the cast
+                undone: more than, COLOUR_NEEDED_RATIO times, what the same division costs other classes);
 * sufficient    kept alone, it is still called the class in SUFFICIENT_GAP more of the class's images
                 than of other classes' images kept the same way (the comparison cancels the model's
                 own leaning on near-blank inputs); for colour: the class's cast (its gain over other
@@ -46,9 +47,11 @@ The rule (set on the shortcut zoo, `benchmarks/zoo.py`, seed 0; checked on seed 
   weaker (on the zoo's clean models the closest, a cross's arm, reached 0.57, 0.48 and 0.55), and
   removing its other parts costs too.
   For backgrounds (no transplant): needed, sufficient and repeating. For colour: repeating (the frame
-  carries the channel on content as varied in colour as other classes': nothing but a cast does that)
-  and needed or sufficient (undoing the cast costs the class, or the cast moves other classes' images
-  to it);
+  of a labelled class carries the channel on content as varied in colour as other classes': nothing
+  but a cast does that) and needed (undoing the cast costs the class more than the same division costs
+  other classes; a class's own colour is not undone that way: its content still says the class, while
+  a cast class's content says other classes); sufficiency is not asked, since a model
+  that reads colour turns any image of the class's colour into the class, cast or not;
 * **review** when it is not a shortcut but the evidence still points at the model's use of the
   region: needed and sufficient, or transplanted; for colour, two of needed, sufficient and a frame
   that carries the channel (on content of one colour, a cast cannot be told from the class's colour);
@@ -82,6 +85,9 @@ REPEAT_GAP = 0.6
 # colour: a cast sits on content that varies in colour (nearly) as much as other classes' content; a class
 # whose content is of one colour (coffee, an orange cat) varies 25-70% less.
 COLOUR_VARIETY_MAX = 0.2
+# colour's control is another edit in kind (other classes' images given this class's cast reversed), which costs
+# them their own colours wherever classes differ by colour: undoing a cast must cost the class more than that
+COLOUR_NEEDED_RATIO = 1.0
 TESTS = ("needed", "sufficient", "transplanted", "repeating")
 OUTCOMES = ("shortcut", "review", "cleared")
 
@@ -89,8 +95,9 @@ OUTCOMES = ("shortcut", "review", "cleared")
 def judge(f: dict, kind: str = "region") -> dict:
     """{test: True / False} for TESTS (kind: the test's; see the module docstring)."""
     drop, control = f.get("drop"), f.get("control_drop")
+    ratio = COLOUR_NEEDED_RATIO if kind == "channel" else NEEDED_RATIO
     needed = (ok(drop) and ok(control) and drop >= NEEDED_DROP
-              and drop >= NEEDED_RATIO * max(control, CONTROL_FLOOR))
+              and drop >= ratio * max(control, CONTROL_FLOOR))
     kept, kept_other = f.get("kept_class"), f.get("kept_other")
     sufficient = ok(kept) and ok(kept_other) and kept - kept_other >= SUFFICIENT_GAP
     flip, flip_control = f.get("transplant_flip"), f.get("transplant_control")
@@ -136,7 +143,7 @@ def outcome(tests: dict, kind: str = "region", figures: Optional[dict] = None, f
         if decisive(tests, figures) or alone(tests, figures):
             return "shortcut"
     elif kind == "channel":
-        if tests["repeating"] and (tests["needed"] or tests["sufficient"]):
+        if tests["repeating"] and tests["needed"]:
             return "shortcut"
     elif tests["needed"] and tests["sufficient"] and tests["repeating"]:
         return "shortcut"

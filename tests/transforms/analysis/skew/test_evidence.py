@@ -286,14 +286,39 @@ def test_a_cast_on_classes_that_each_have_a_colour_of_their_own():
     assert colour_variety(cast, others, 0) < 0.2
 
 
-def test_a_colour_that_repeats_and_is_used_is_a_shortcut_with_one_causal_test():
-    """Colour: repeating (a cast on varied content) and either needed or sufficient is a shortcut; a frame that
-    carries the channel on content of one colour (not repeating) is a review at best."""
-    f = {"drop": 0.6, "control_drop": 0.5, "kept_class": 0.8, "kept_other": 0.0, "stamp_repeat": 0.95,
+def test_a_colour_that_repeats_is_a_shortcut_only_when_needed():
+    """Colour: repeating (a cast on varied content) and needed is a shortcut; sufficient alone is not (a model
+    that reads colour turns anything of the class's colour into the class: the zoo's flower photos, 'sufficient,
+    repeating; not needed' on samples whose variety came out under 0.2); a frame that carries the channel on
+    content of one colour (not repeating) is a review at best."""
+    f = {"drop": 0.6, "control_drop": 0.25, "kept_class": 0.8, "kept_other": 0.0, "stamp_repeat": 0.95,
          "stamp_others": 0.05}
     verdict = judge(f, "channel")
-    assert verdict["sufficient"] and not verdict["needed"] and verdict["repeating"]
+    assert verdict["needed"] and verdict["sufficient"] and verdict["repeating"]
     assert outcome(verdict, "channel", f) == "shortcut"
+    flower = dict(f, drop=0.07, control_drop=0.5)
+    assert not judge(flower, "channel")["needed"] and outcome(judge(flower, "channel"), "channel", flower) == "review"
     one_colour = dict(f, stamp_others=0.6)
     assert outcome(judge(one_colour, "channel"), "channel", one_colour) == "review"
-    assert outcome(judge(one_colour, "channel"), "channel", dict(one_colour, stamp_repeat=0.5)) == "cleared"
+    assert outcome(judge(one_colour, "channel"), "channel", dict(one_colour, stamp_repeat=0.5)) == "review"
+    neither = dict(one_colour, kept_class=0.1)
+    assert outcome(judge(neither, "channel"), "channel", dict(neither, stamp_repeat=0.5)) == "cleared"
+
+
+def test_colour_repetition_is_asked_of_a_labelled_class_only():
+    """The images predicted as a class by a model that reads colour are that colour's content from every class:
+    varied content under one colour, a cast by construction. The frame test runs for a label grouping only."""
+    rng = np.random.default_rng(7)
+    others = noise(rng, 40)
+    cast = np.clip(noise(rng, 30) * np.float32([1.3, 0.8, 0.8]) + np.float32([0.3, 0, 0]), 0, 1)
+
+    def red_model(images):
+        return softmax2(25 * (images[..., 0].mean((1, 2)) - images[..., 1:].mean((1, 2, 3)) - 0.25))
+
+    by_label = measure(InterventionTest("c", "label", "cast", 1, "channel", "red", channel=0), cast, others, red_model)
+    predicted = measure(InterventionTest("c", "predicted", "cast", 1, "channel", "red", channel=0), cast, others,
+                        red_model)
+    assert by_label["stamp_repeat"] > 0.9 and np.isnan(predicted["stamp_repeat"])
+    assert by_label["drop"] == predicted["drop"]
+    assert outcome(judge(by_label, "channel"), "channel", by_label) == "shortcut"
+    assert outcome(judge(predicted, "channel"), "channel", predicted) == "review"

@@ -42,6 +42,15 @@ def test_each_test_at_and_around_its_thresholds(figures, test, passes):
     assert V.judge(figures) == {t: passes and t == test for t in V.TESTS}
 
 
+def test_colour_is_needed_when_undoing_the_cast_costs_the_class_more_than_other_classes():
+    """The zoo's cast on all of a photo class (seed 1): undoing it costs 0.71, the same division costs other
+    classes 0.43 of their own (each class a colour of its own): needed for colour, not by the region ratio."""
+    f = {"drop": 0.71, "control_drop": 0.43}
+    assert V.judge(f, "channel")["needed"] and not V.judge(f, "region")["needed"]
+    assert not V.judge({"drop": 0.43, "control_drop": 0.4301}, "channel")["needed"]
+    assert not V.judge({"drop": 0.1999, "control_drop": 0.0}, "channel")["needed"]
+
+
 def test_a_control_drop_near_zero_counts_as_the_floor(monkeypatch):
     """A ratio to ~0 means nothing: with a lower NEEDED_DROP, a drop must still be twice CONTROL_FLOOR."""
     monkeypatch.setattr(V, "NEEDED_DROP", 0.01)
@@ -65,7 +74,7 @@ def docstring_rule(t, kind, decisive=False, frame=False, nothing_else=False):
         return "shortcut"
     if kind == "outside_box" and need and suff and rep:
         return "shortcut"
-    if kind == "channel" and rep and (need or suff):
+    if kind == "channel" and rep and need:
         return "shortcut"
     if (need and suff) or trans:
         return "review"
