@@ -297,7 +297,8 @@ def test_ctrl_c_on_a_terminal_with_worker_processes_is_one_line_and_nothing_draw
     assert sum("interrupted" in line for line in lines) == 1
     for noise in ("Traceback", "Worker subprocess", "oneDNN", "cuda", "RpcError", "ERROR"):
         assert noise not in terminal, noise
-    assert lines[0].startswith("igaudit: ") and all(l.startswith(("igaudit: ", "attributing")) for l in lines), lines
+    stray = [line for line in lines if not line.startswith(("igaudit: ", "attributing"))]
+    assert lines[0].startswith("igaudit: ") and not stray, stray or lines[:3]
 
 
 # -- Beam flags --------------------------------------------------------------------------------------------
