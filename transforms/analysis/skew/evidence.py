@@ -68,14 +68,14 @@ def _called(probs: np.ndarray, c: int) -> np.ndarray:
     return probs.argmax(1) == c
 
 
-def _own_class_drop(predict, images: np.ndarray, edited: np.ndarray) -> float:
+def _own_class_drop(predict, before: np.ndarray, edited: np.ndarray) -> float:
     """Mean drop of each image's own predicted-class probability under an edit (the control for
-    tests that cannot be moved elsewhere)."""
-    if not len(images):
+    tests that cannot be moved elsewhere); before: the unedited images' probabilities."""
+    if not len(before):
         return math.nan
-    before, after = _probs(predict, images), _probs(predict, edited)
+    after = _probs(predict, edited)
     own = before.argmax(1)
-    rows = np.arange(len(images))
+    rows = np.arange(len(before))
     return float(np.mean(before[rows, own] - after[rows, own]))
 
 
@@ -169,7 +169,7 @@ def measure(test, class_images: np.ndarray, other_images: np.ndarray, predict: C
         relying = drops >= RELY_DROP
         figures["relying"] = int(relying.sum())
         if len(other_images):
-            figures["control_drop"] = _own_class_drop(predict, other_images,
+            figures["control_drop"] = _own_class_drop(predict, _probs(predict, other_images),
                                                       edits.fill_mask(other_images, other_masks, plain))
             kept = _probs(predict, edits.fill_mask(other_images, ~other_masks, fill))
             figures["kept_other"] = float(_called(kept, c).mean())
@@ -184,11 +184,12 @@ def measure(test, class_images: np.ndarray, other_images: np.ndarray, predict: C
         relying = drops >= RELY_DROP
         figures["relying"] = int(relying.sum())
         if len(other_images):
-            figures["control_drop"] = _own_class_drop(predict, other_images,
+            other_probs = _probs(predict, other_images)
+            figures["control_drop"] = _own_class_drop(predict, other_probs,
                                                       edits.scale_channels(other_images, 1.0 / gain))
             # the cast transplanted: other classes' images (not already the class) multiplied by the gain,
             # against the same images divided by it
-            moved = other_images[_probs(predict, other_images).argmax(1) != c]
+            moved = other_images[other_probs.argmax(1) != c]
             if len(moved):
                 figures["kept_class"] = float(_called(_probs(predict, edits.scale_channels(moved, gain)), c).mean())
                 figures["kept_other"] = float(_called(_probs(predict, edits.scale_channels(moved, 1.0 / gain)),
