@@ -9,7 +9,7 @@ from typing import Optional
 
 from apache_beam.io.filesystems import FileSystems
 
-from igaudit.transforms.records import (ARTIFACTS_FOLDER, CLASSES_TABLE, CLUSTERS_TABLE, FINDINGS_TABLE, IMAGES_FOLDER,
+from igaudit.transforms.records import (ARTIFACT_FILES, ARTIFACTS_FOLDER, CLASSES_TABLE, CLUSTERS_TABLE, FINDINGS_TABLE, IMAGES_FOLDER,
                                        LEDGER_FOLDER, REJECTED_TABLE, SKEW_TABLE)
 
 SUCCESS = "_SUCCESS"               # written last: a run without it is incomplete
@@ -21,9 +21,10 @@ MARKER = ".igaudit/marker.json"   # written first: the folder is an igaudit run 
 # overlays/, raw/, or artifacts/ shards) are listed one by one in ledgers (transforms/write.py) instead.
 TABLES = (CLASSES_TABLE, SKEW_TABLE, FINDINGS_TABLE, REJECTED_TABLE, CLUSTERS_TABLE)
 OWNED_FILES = (SUCCESS, RUN_JSON, REPORT) + TABLES
-OWNED_PATTERNS = ("images/part-*.parquet", "beam-temp-*/*", "images/beam-temp-*/*", "masks/.*.tmp-*",
-                  "overlays/.*.tmp-*", "raw/.*.tmp-*", f"{ARTIFACTS_FOLDER}/.*.tmp-*", f"{LEDGER_FOLDER}/.*.tmp-*")
-OWNED_FOLDERS = (IMAGES_FOLDER, "masks", "overlays", "raw", ARTIFACTS_FOLDER, LEDGER_FOLDER)   # removed when left empty
+FILE_FOLDERS = tuple(folder for folder, _ in ARTIFACT_FILES.values())      # masks, overlays, raw
+OWNED_PATTERNS = (("images/part-*.parquet", "beam-temp-*/*", "images/beam-temp-*/*")
+                  + tuple(f"{folder}/.*.tmp-*" for folder in FILE_FOLDERS + (ARTIFACTS_FOLDER, LEDGER_FOLDER)))
+OWNED_FOLDERS = (IMAGES_FOLDER,) + FILE_FOLDERS + (ARTIFACTS_FOLDER, LEDGER_FOLDER)   # removed when left empty
 
 
 def read_table(path: str, columns: Optional[list[str]] = None):

@@ -23,10 +23,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from apache_beam.io.filesystems import FileSystems
 
-from igaudit.transforms.records import ARTIFACTS_FOLDER, IMAGES_FOLDER
+from igaudit.transforms.records import ARTIFACT_FILES, ARTIFACTS_FOLDER, IMAGES_FOLDER
 
 KINDS = ("mask", "overlay", "raw")
-FILES = {"mask": ("masks", "png"), "overlay": ("overlays", "png"), "raw": ("raw", "npy")}   # layout files: folder, suffix
 SHARD_ROWS = 256            # images rows per shard (256 overlays of 224 x 224 px: about 25 MB)
 SHARD_SCHEMA = pa.schema([("image_id", pa.string()), ("target", pa.int64()),
                           ("mask", pa.binary()), ("overlay", pa.binary()), ("raw", pa.binary())])
@@ -48,7 +47,7 @@ def shard_bytes(entries: Sequence[dict]) -> bytes:
 def kind_of(rel: str) -> str:
     """'mask', 'overlay' or 'raw' for a files-layout path (masks/..., overlays/..., raw/...)."""
     folder = rel.split("/", 1)[0]
-    return next(kind for kind, (name, _) in FILES.items() if name == folder)
+    return next(kind for kind, (name, _) in ARTIFACT_FILES.items() if name == folder)
 
 
 def _read(path: str) -> bytes:
@@ -90,7 +89,7 @@ def row_artifacts(run_dir: str, row: dict, raw_paths: Sequence[str] = (), cache:
         found = (cache or ShardCache(1)).entry(FileSystems.join(run_dir, shard), row["image_id"], row["target"])
         return {k: found[k] for k in kinds}
     paths = {"mask": row.get("mask_path"), "overlay": row.get("overlay_path"),
-             "raw": next((p for p in raw_paths if p.startswith("raw/")), None)}
+             "raw": next((p for p in raw_paths if p.startswith(f"{ARTIFACT_FILES['raw'][0]}/")), None)}
     return {k: _read(FileSystems.join(run_dir, paths[k])) if paths[k] else None for k in kinds}
 
 
@@ -108,8 +107,9 @@ def read_artifacts(run_dir: str, image_id: str, target: Optional[int] = None) ->
     if not rows:
         raise KeyError(f"{run_dir} has no image {image_id!r}" + ("" if target is None else f" with target {target}"))
     row = rows[0]
-    raw = [p for p in (f"raw/{image_id}-t{row['target']}.npy", f"raw/{image_id}.npy")
-           if not row.get("artifact_shard") and FileSystems.exists(FileSystems.join(run_dir, p))]
+    folder, suffix = ARTIFACT_FILES["raw"]       # named as write.artifact_paths names it, with several targets or one
+    raw = [f"{folder}/{name}.{suffix}" for name in (f"{image_id}-t{row['target']}", image_id)]
+    raw = [p for p in raw if not row.get("artifact_shard") and FileSystems.exists(FileSystems.join(run_dir, p))]
     found = row_artifacts(run_dir, row, raw[:1])
     return {"mask": found["mask"], "overlay": found["overlay"], "raw": _load_npy(found["raw"])}
 

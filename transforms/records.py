@@ -145,6 +145,8 @@ CLASSES_TABLE, CLUSTERS_TABLE, SKEW_TABLE = "classes.parquet", "clusters.parquet
 FINDINGS_TABLE, REJECTED_TABLE, IMAGES_FOLDER = "findings.parquet", "rejected.parquet", "images"
 LEDGER_FOLDER = ".igaudit/written"
 ARTIFACTS_FOLDER = "artifacts"      # output.layout shards (transforms/artifacts.py)
+# output.layout files: each artifact kind's folder and suffix (transforms/artifacts.py, write.py, run_dir's owned paths)
+ARTIFACT_FILES = {"mask": ("masks", "png"), "overlay": ("overlays", "png"), "raw": ("raw", "npy")}
 
 
 REJECTED_SCHEMA = pa.schema([

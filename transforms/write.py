@@ -15,10 +15,10 @@ import apache_beam as beam
 import numpy as np
 from apache_beam.io.filesystems import FileSystems
 
-from igaudit.transforms.artifacts import FILES, SHARD_ROWS, kind_of, new_shard_path, shard_bytes
+from igaudit.transforms.artifacts import SHARD_ROWS, kind_of, new_shard_path, shard_bytes
 from igaudit.transforms.imaging import render
 from igaudit.transforms.imaging.png import png_bytes
-from igaudit.transforms.records import (CLASSES_TABLE, CLUSTERS_TABLE, FINDINGS_TABLE, IMAGES_FOLDER,
+from igaudit.transforms.records import (ARTIFACT_FILES, CLASSES_TABLE, CLUSTERS_TABLE, FINDINGS_TABLE, IMAGES_FOLDER,
                                        LEDGER_FOLDER, REJECTED_SCHEMA, REJECTED_TABLE, SKEW_TABLE, AttributionResult,
                                        classes_schema, clusters_schema, findings_schema, images_schema, skew_schema)
 from igaudit.transforms.analysis.summarize import box_stats, summarize_attribution
@@ -102,12 +102,12 @@ def artifact_paths(image_id: str, target: int, per_target: bool, output) -> list
     """The output-relative paths of one row's files (layout files) as `output` asks for them: masks/,
     overlays/ (PNG) and raw/ (.npy), named <image_id>, or <image_id>-t<target> with several targets."""
     name = f"{image_id}-t{target}" if per_target else image_id
-    return [f"{FILES[k][0]}/{name}.{FILES[k][1]}" for k in artifact_kinds(output)]
+    return [f"{ARTIFACT_FILES[k][0]}/{name}.{ARTIFACT_FILES[k][1]}" for k in artifact_kinds(output)]
 
 
 def path_columns(paths: Sequence[str]) -> dict:
     """The images row's `mask_path` and `overlay_path` among a row's `artifact_paths` (None where not written)."""
-    return {column: next((p for p in paths if p.startswith(f"{FILES[kind][0]}/")), None)
+    return {column: next((p for p in paths if p.startswith(f"{ARTIFACT_FILES[kind][0]}/")), None)
             for column, kind in (("mask_path", "mask"), ("overlay_path", "overlay"))}
 
 
