@@ -174,13 +174,18 @@ def _excess(class_grid, dataset_grid):
     return (diff, peak) if peak > 1e-12 else (None, 0.0)
 
 
+def is_frame(cells) -> bool:
+    """Whether a region's cells name a frame (r0, r1, c0, c1, depth) rather than a block (r0, r1, c0, c1)."""
+    return len(cells) > 4
+
+
 def cells_mask(cells, rows: int, cols: int) -> np.ndarray:
     """The grid cells a region covers: a block (r0, r1, c0, c1), ends exclusive, or a frame (r0, r1, c0, c1,
     depth): the band `depth` cells deep inside the block's edges."""
     r0, r1, c0, c1 = (int(v) for v in cells[:4])
     m = np.zeros((rows, cols), bool)
     m[r0:r1, c0:c1] = True
-    if len(cells) > 4:
+    if is_frame(cells):
         d = int(cells[4])
         m[r0 + d:r1 - d, c0 + d:c1 - d] = False
     return m
@@ -188,7 +193,7 @@ def cells_mask(cells, rows: int, cols: int) -> np.ndarray:
 
 def cells_name(cells, rows: int, cols: int) -> str:
     """A human name for a region (`cells_mask`): `region_name` of a block, or "the frame, 2 cells deep"."""
-    if len(cells) > 4:
+    if is_frame(cells):
         return f"the frame, {plural(int(cells[4]), 'cell')} deep"
     return region_name(*(int(v) for v in cells[:4]), rows, cols)
 

@@ -52,3 +52,9 @@ def test_describe_region_no_excess():
     wobble = u.copy()
     wobble[0, 0] += 0.1                     # 0.1 / 64.1: far below one point of excess
     assert "no region" in describe_region(wobble, u)
+
+
+def test_a_frame_is_a_block_with_a_depth():
+    from igaudit.transforms.analysis.regions import cells_mask, is_frame
+    assert is_frame((0, 8, 0, 8, 1)) and not is_frame((0, 8, 0, 8)) and not is_frame(())
+    assert cells_mask((0, 4, 0, 4, 1), 4, 4).sum() == 12 and cells_mask((0, 4, 0, 4), 4, 4).sum() == 16

@@ -10,6 +10,8 @@ from typing import Optional
 
 import numpy as np
 
+from igaudit.transforms.analysis.regions import is_frame
+
 Box = tuple  # (y0, y1, x0, x1)
 
 
@@ -29,7 +31,7 @@ def cells_to_box(cells, grid: int, h: int, w: int) -> Box:
 def cells_to_boxes(cells, grid: int, h: int, w: int) -> list:
     """The pixel boxes of a region of grid cells: a block (r0, r1, c0, c1) is one box; a frame (r0, r1, c0, c1,
     depth) is its four sides (top and bottom across the block, left and right between them)."""
-    if len(cells) <= 4:
+    if not is_frame(cells):
         return [cells_to_box(cells, grid, h, w)]
     r0, r1, c0, c1, d = (int(v) for v in cells)
     return [cells_to_box(b, grid, h, w) for b in ((r0, r0 + d, c0, c1), (r1 - d, r1, c0, c1),

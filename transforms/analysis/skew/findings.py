@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Optional, Sequence
 
+from igaudit.transforms.analysis.regions import is_frame
 from igaudit.transforms.analysis.skew.interventions import REGION_OVERLAP, overlap, rescale_cells
 from igaudit.transforms.analysis.skew.rows import CHANNEL_NAMES, REFERENCE_METRICS, TESTED
 from igaudit.transforms.analysis.skew.verdict import OUTCOMES, TESTS
@@ -29,7 +30,7 @@ DRIFT = "drift"
 
 def finding_id(class_name, kind: str, cells=None, channel=None) -> str:
     where = {"region": lambda: ("r{}-{}c{}-{}".format(cells[0] + 1, cells[1], cells[2] + 1, cells[3])
-                                + (f"f{cells[4]}" if len(cells) > 4 else "")) if cells else "",
+                                + (f"f{cells[4]}" if is_frame(cells) else "")) if cells else "",
              "channel": lambda: CHANNEL_NAMES[channel] if channel is not None and channel < 3 else str(channel)
              }.get(kind, lambda: "")()
     return "/".join(str(p) for p in (class_name, kind, where) if p != "")

@@ -66,6 +66,7 @@ from __future__ import annotations
 import math
 from typing import Optional, Sequence
 
+from igaudit.transforms.analysis.regions import is_frame
 from igaudit.transforms.analysis.skew.interventions import plan_tests, why_untestable
 from igaudit.transforms.analysis.skew.rows import TESTED
 from igaudit.transforms.analysis.skew.wording import describe, ok
@@ -199,7 +200,7 @@ def apply_verdicts(rows: Sequence[dict], tests: Sequence, figures: dict, class_n
                 test = by_id[tid]
                 verdict = judge(f, test.kind)
                 r.update({k: _clean(v) for k, v in f.items() if k in r}, **verdict)
-                r.update(test_id=tid, outcome=outcome(verdict, test.kind, f, frame=len(test.cells or ()) > 4),
+                r.update(test_id=tid, outcome=outcome(verdict, test.kind, f, frame=is_frame(test.cells or ())),
                          evidence=evidence_label(verdict, test.kind, f), detail=f"{r['detail']}; {describe(test, f)}")
                 r["flagged"] = r["outcome"] == "shortcut"
         elif r["candidate"]:
