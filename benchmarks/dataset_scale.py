@@ -192,7 +192,8 @@ def render(r: dict) -> list[str]:
               "per row (`finalize.finish_run`): a few GB at 10M, on one worker. The fix: counts and labels from "
               "arrow columns, as the report already does (`report_data`).",
               "- **The local runner's memory** (above: peak RSS grows with the dataset, 2.5x from 10k to 100k). "
-              "Sampled by hand, not by this bench, each second (VmRSS) over 2,000 and 8,000 images of its CNN (AMD EPYC, 2 cores): "
+              "Sampled by hand, not by this bench, each second (VmRSS) over 2,000 and 8,000 images of its CNN "
+              "(AMD EPYC, 2 cores): "
               "the attribution phase holds 830-860 and 840-930 MB, the stages after it peak at 960 and 1,030 MB: "
               "about 17 KB an image in all, the in-process runner keeping each image's row (its 16 x 16 grid as "
               "Python floats) in memory for the stages that group them (strategy clusters, class aggregates, "

@@ -263,7 +263,8 @@ def thresholds() -> list[str]:
     return [f"verdict: NEEDED_DROP {verdict.NEEDED_DROP}, NEEDED_RATIO {verdict.NEEDED_RATIO}, SUFFICIENT_GAP "
             f"{verdict.SUFFICIENT_GAP}, TRANSPLANT_FLIP {verdict.TRANSPLANT_FLIP}, TRANSPLANT_GAP "
             f"{verdict.TRANSPLANT_GAP}, DECISIVE {verdict.DECISIVE}, ALONE_CONTROL {verdict.ALONE_CONTROL}, "
-            f"ALONE_FLIP_CONTROL {verdict.ALONE_FLIP_CONTROL}, ALONE_KEPT {verdict.ALONE_KEPT}, REPEAT {verdict.REPEAT}, REPEAT_GAP "
+            f"ALONE_FLIP_CONTROL {verdict.ALONE_FLIP_CONTROL}, ALONE_KEPT {verdict.ALONE_KEPT}, REPEAT "
+            f"{verdict.REPEAT}, REPEAT_GAP "
             f"{verdict.REPEAT_GAP}, COLOUR_VARIETY_MAX {verdict.COLOUR_VARIETY_MAX}, COLOUR_NEEDED_RATIO "
             f"{verdict.COLOUR_NEEDED_RATIO}",
             f"repetition: TOLERANCE {repetition.TOLERANCE}, AGREEMENT {repetition.AGREEMENT}, DISTINCT "

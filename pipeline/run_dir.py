@@ -9,8 +9,8 @@ from typing import Optional
 
 from apache_beam.io.filesystems import FileSystems
 
-from igaudit.transforms.records import (ARTIFACT_FILES, ARTIFACTS_FOLDER, CLASSES_TABLE, CLUSTERS_TABLE, FINDINGS_TABLE, IMAGES_FOLDER,
-                                       LEDGER_FOLDER, REJECTED_TABLE, SKEW_TABLE)
+from igaudit.transforms.records import (ARTIFACT_FILES, ARTIFACTS_FOLDER, CLASSES_TABLE, CLUSTERS_TABLE,
+                                       FINDINGS_TABLE, IMAGES_FOLDER, LEDGER_FOLDER, REJECTED_TABLE, SKEW_TABLE)
 
 SUCCESS = "_SUCCESS"               # written last: a run without it is incomplete
 RUN_JSON = "run.json"

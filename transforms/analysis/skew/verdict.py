@@ -35,10 +35,11 @@ The rule (set on the shortcut zoo, `benchmarks/zoo.py`, seed 0; checked on seed 
     alone it is the class in ALONE_KEPT more of the class's images than of others' (a digit's arc that
     flips transplants but keeps the class alone in only 40% more of its images is one part of the
     evidence; a cross's centre on a plain background, whose other parts no equal-area removal happened
-    to hit, flips 69% but so do 25% of the control pastes). Where kept
-    alone cannot tell (other classes' images kept the same way are called the class too: the model's
-    leaning on near-blank inputs), this does not hold: in a set of '3's and '7's, a '3''s lower arc is
-    needed, nothing else is, and pasted on a '7' it makes a '3', exactly as a tag does.
+    to hit, flipped 69% while 25% of the control pastes flipped too, in one run; in another, 12%: the
+    zoo's one clean-model false flag). Where kept alone cannot tell (other classes' images kept the same
+    way are called the class too: the model's leaning on near-blank inputs), this does not hold: in a
+    set of '3's and '7's, a '3''s lower arc is needed, nothing else is, and pasted on a '7' it makes a
+    '3', exactly as a tag does.
   For a frame (a band along the image's edges) repetition counts only with the transplant: centred
   objects repeat their surroundings in the band (aligned faces' hair and forehead), context the model
   may need, while a frame that is a mark turns other classes' images into the class when pasted round
@@ -49,9 +50,9 @@ The rule (set on the shortcut zoo, `benchmarks/zoo.py`, seed 0; checked on seed 
   For backgrounds (no transplant): needed, sufficient and repeating. For colour: repeating (the frame
   of a labelled class carries the channel on content as varied in colour as other classes': nothing
   but a cast does that) and needed (undoing the cast costs the class COLOUR_NEEDED_RATIO times what the
-  same division costs other classes; a class's own colour is not undone that way: its content still says the class, while
-  a cast class's content says other classes); sufficiency is not asked, since a model
-  that reads colour turns any image of the class's colour into the class, cast or not;
+  same division costs other classes; a class's own colour is not undone that way: its content still
+  says the class, while a cast class's content says other classes); sufficiency is not asked, since a
+  model that reads colour turns any image of the class's colour into the class, cast or not;
 * **review** when it is not a shortcut but the evidence still points at the model's use of the
   region: needed and sufficient, or transplanted; for colour, two of needed, sufficient and a frame
   that carries the channel (on content of one colour, a cast cannot be told from the class's colour);
@@ -84,7 +85,7 @@ ALONE_FLIP_CONTROL = 0.15   # and equal-area pieces pasted at their own places f
 REPEAT = 0.7
 REPEAT_GAP = 0.6
 # colour: a cast sits on content that varies in colour (nearly) as much as other classes' content; a class
-# whose content is of one colour (coffee, an orange cat) varies 25-70% less.
+# whose content is of one colour (coffee, an orange cat) varies less (the zoo's photos, all images: 35-95%).
 COLOUR_VARIETY_MAX = 0.2
 # colour's control is another edit in kind (other classes' images given this class's cast reversed), which costs
 # them their own colours wherever classes differ by colour: undoing a cast must cost the class half as much again
@@ -132,7 +133,8 @@ def alone(tests: dict, figures: Optional[dict]) -> bool:
                                                              "transplant_control"))
     return bool(tests["needed"] and tests["transplanted"]
                 and all(ok(v) for v in (control, kept, other, flip_control))
-                and control <= ALONE_CONTROL and kept - other >= ALONE_KEPT and flip_control <= ALONE_FLIP_CONTROL)
+                and control <= ALONE_CONTROL and kept - other >= ALONE_KEPT
+                and flip_control <= ALONE_FLIP_CONTROL)
 
 
 def outcome(tests: dict, kind: str = "region", figures: Optional[dict] = None, frame: bool = False) -> str:

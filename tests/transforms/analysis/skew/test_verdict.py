@@ -96,7 +96,8 @@ ALONE_FIGURES = {"drop": 0.3, "control_drop": 0.05, "kept_class": 0.6, "kept_oth
 
 @pytest.mark.parametrize("kind, figures, decisive, frame, nothing_else", [
     ("region", None, False, False, False), ("region", DECISIVE_FIGURES, True, False, False),
-    ("region", ALONE_FIGURES, False, False, True), ("region", dict(ALONE_FIGURES, control_drop=0.0501), False, False, False),
+    ("region", ALONE_FIGURES, False, False, True),
+    ("region", dict(ALONE_FIGURES, control_drop=0.0501), False, False, False),
     ("region", dict(ALONE_FIGURES, control_drop=NAN), False, False, False),
     ("region", dict(ALONE_FIGURES, kept_other=0.1001), False, False, False),
     ("region", dict(ALONE_FIGURES, transplant_control=0.1), False, False, True),
