@@ -16,7 +16,8 @@ passes the model's), and returns the figures `verdict.py` judges. Three kinds of
               repeating: `repetition.stamp_scores` on the relying images (those that lose RELY_DROP of
               their probability without the region) against other classes' images; `stamp_others` is
               the larger of the share of other classes' images carrying the stamp and how much one other
-              class stamps the region with its own object (`repetition.own_stamps`).
+              class stamps the region with its own object (`repetition.own_stamps`); asked within
+              TOLERANCE and again within IDENTICAL for printed copies (`repetition.repetition`).
 * outside_box the background around each image's object box (a manifest's `bbox`). Removed: the
               background set to other classes' mean background colour (a texture, a colour, a brightness
               gone). Control: the same removal on other classes' images, measured on their own predicted

@@ -15,9 +15,10 @@ Four tests, each True or False (False when its figures are missing):
                 their own places (region tests only; a region too large to have equal-area places
                 elsewhere has no control, and pasting most of an image proves nothing);
 * repeating     the images that rely on it carry one pattern (at least REPEAT of them) that other
-                classes' images lack (a share at least REPEAT_GAP lower): `repetition.stamp_scores`
-                for regions, spectra for backgrounds, the frame's channel excess for colour (a cast
-                also needs content about as varied in colour as other classes': COLOUR_VARIETY_MAX).
+                classes' images lack (a share at least REPEAT_GAP lower): `repetition.repetition`
+                for regions (a stamp, or a printed copy), spectra for backgrounds, the frame's channel
+                excess for colour (a cast also needs content about as varied in colour as other
+                classes': COLOUR_VARIETY_MAX).
 
 The rule (set on the shortcut zoo, `benchmarks/zoo.py`, seed 0; checked on seed 1):
 

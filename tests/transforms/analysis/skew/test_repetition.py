@@ -1,5 +1,6 @@
 """analysis/skew/repetition.py: the stamp test on real handwriting (scikit-learn's digits, one channel) and on real
-photo crops: solid, checker and jittered stamps repeat; clean digits' stroke parts do not (no Beam, no TensorFlow)."""
+photo crops: solid, checker and jittered stamps repeat, and a copied tag over aligned strokes; clean digits' stroke
+parts do not (no Beam, no TensorFlow)."""
 import numpy as np
 import pytest
 from PIL import Image
@@ -169,3 +170,44 @@ def test_anywhere_and_blobs():
     template = np.ones((3, 3, 1), np.float32)
     everything = np.ones((3, 3), bool)
     assert anywhere(images, template, everything, everything).tolist() == [True, False]
+
+
+def tm_tag() -> np.ndarray:
+    """(h, w, 1): 'TM' black on a white label, Pillow's default font at 9 px (the zoo's text tag)."""
+    from PIL import ImageDraw, ImageFont
+    font = ImageFont.load_default(size=9)
+    x0, y0, x1, y1 = ImageDraw.Draw(Image.new("L", (1, 1))).textbbox((0, 0), "TM", font=font)
+    label = Image.new("L", (x1 - x0 + 2, y1 - y0 + 2), 255)
+    ImageDraw.Draw(label).text((1 - x0, 1 - y0), "TM", fill=0, font=font)
+    return np.asarray(label, np.float32)[..., None] / 255
+
+
+@pytest.mark.slow
+def test_a_copied_tag_is_stamped_where_other_classes_strokes_repeat(digits):
+    """A tag printed over the bottom of normalised digits, where other classes' strokes repeat pixel for pixel
+    (a '2''s bar): within TOLERANCE the data's own patterns there hide it (`own_stamps`); the tag is a copy,
+    and within IDENTICAL it repeats while no class's strokes do (the zoo's text-on-digits misses)."""
+    tag = tm_tag()
+    h, w = tag.shape[:2]
+    relying = digits[3].copy()
+    relying[:, SIZE - h - 2:SIZE - 2, 2:2 + w] = tag
+    others = others_of(digits, 3)
+    classes = [str(j) for j in range(10) if j != 3 for _ in range(10)]
+    box = (SIZE - h - 6, SIZE, 0, w + 6)
+    repeat, carried, pixels, where = stamp_scores(relying, others, box)
+    assert not is_repeating(repeat, max(carried, own_stamps(others, classes, where))), "TOLERANCE alone catches it"
+    assert verdict_repeats(relying, others, classes, box)[0]
+
+
+def test_the_identical_pass_asks_for_a_printed_edge(photo_crops):
+    """`edge`: a soft blob copied pixel for pixel (no two neighbours 0.5 apart) is no stamp when a sharp edge is
+    asked for; the same blob with a hard edge is."""
+    yy, xx = np.mgrid[0:8, 0:8]
+    soft = np.repeat((1 - np.hypot(yy - 3.5, xx - 3.5) / 6)[..., None], 3, axis=2).clip(0, 1).astype(np.float32)
+    hard = soft.copy()
+    hard[2:6, 2:6] = 0.0
+    for patch, kept in ((soft, False), (hard, True)):
+        carriers = stamped(photo_crops[:30], patch)
+        _, _, pixels, _ = stamp_scores(carriers, photo_crops[30:], CORNER, tol=0.03, edge=0.5)
+        assert (pixels > 0) is kept
+        assert stamp_scores(carriers, photo_crops[30:], CORNER, tol=0.03)[2] > 0
