@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parent.parent
 EPOCHS = 20
 RELIANCE = 0.5      # accuracy drop on the carriers without their mark, for a case to count
 SEED_ROLES = {0: "thresholds set here",
-              1: "checked (an earlier run of it seen when DECISIVE and ALONE_FLIP_CONTROL were set)"}
+              1: "checked (an earlier run of it seen when DECISIVE, ALONE_FLIP_CONTROL, IDENTICAL and SHARP were set)"}
 
 
 def log(message: str) -> None:
@@ -267,7 +267,8 @@ def thresholds() -> list[str]:
             f"{verdict.REPEAT}, REPEAT_GAP "
             f"{verdict.REPEAT_GAP}, COLOUR_VARIETY_MAX {verdict.COLOUR_VARIETY_MAX}, COLOUR_NEEDED_RATIO "
             f"{verdict.COLOUR_NEEDED_RATIO}",
-            f"repetition: TOLERANCE {repetition.TOLERANCE}, AGREEMENT {repetition.AGREEMENT}, DISTINCT "
+            f"repetition: TOLERANCE {repetition.TOLERANCE}, IDENTICAL {repetition.IDENTICAL}, SHARP "
+            f"{repetition.SHARP}, AGREEMENT {repetition.AGREEMENT}, DISTINCT "
             f"{repetition.DISTINCT}, MIN_PIXELS {repetition.MIN_PIXELS}, JITTER {repetition.JITTER}, SCALES "
             f"{repetition.SCALES}; textures: BANDS {repetition.BANDS}, ORIENTATIONS {repetition.ORIENTATIONS}",
             f"evidence: RELY_DROP {evidence.RELY_DROP}, MIN_RELYING {evidence.MIN_RELYING}; interventions: "
