@@ -24,7 +24,9 @@ The rule (set on the shortcut zoo, `benchmarks/zoo.py`, seed 0; checked on seed 
 
 * **shortcut**, for a region, when
   - it repeats, is needed, and is sufficient or transplanted (the model needs it, and it alone, kept or
-    pasted elsewhere, says the class); or
+    pasted elsewhere, says the class); a copied pattern the model needs counts with a weaker transplant
+    too: pasted, it moves STAMP_TRANSPLANT_GAP more of other classes' images than equal-area pastes (a
+    tag that jitters is cut by the region's fixed box, and pasted whole in only some of them); or
   - it does not repeat (a semi-transparent watermark over varied content, a tag drawn over the object)
     but is *decisive*: needed, sufficient and transplanted, each by at least DECISIVE (removing it costs
     the images that much of their probability, kept alone it is called the class in that many more of
@@ -83,6 +85,9 @@ DECISIVE = 0.6          # a region decides the class alone: drop, kept-alone gap
 ALONE_CONTROL = 0.05    # ... or nothing else is needed: equal-area removals elsewhere cost at most this,
 ALONE_KEPT = 0.5        # and kept alone it is the class in this many more of the class's images than of others',
 ALONE_FLIP_CONTROL = 0.15   # and equal-area pieces pasted at their own places flip at most this many (none, but noise)
+# a stamp that repeats and is needed counts with a weaker transplant: pasted, it moves this many more of other classes'
+# images than equal-area pastes (a jittered tag cut by the region's fixed box: 35% against 2%)
+STAMP_TRANSPLANT_GAP = 0.3
 REPEAT = 0.7
 REPEAT_GAP = 0.6
 # colour: a cast sits on content that varies in colour (nearly) as much as other classes' content; a class
@@ -138,12 +143,21 @@ def alone(tests: dict, figures: Optional[dict]) -> bool:
                 and flip_control <= ALONE_FLIP_CONTROL)
 
 
+def moves(figures: Optional[dict]) -> bool:
+    """Whether pasting a region into other classes' images moves at least STAMP_TRANSPLANT_GAP more of them to the
+    class than equal-area pastes (a repeating stamp's weaker transplant); False without the figures."""
+    f = figures or {}
+    flip, control = f.get("transplant_flip"), f.get("transplant_control")
+    return bool(ok(flip) and ok(control) and flip - control >= STAMP_TRANSPLANT_GAP)
+
+
 def outcome(tests: dict, kind: str = "region", figures: Optional[dict] = None, frame: bool = False) -> str:
     """'shortcut', 'review' or 'cleared' (the rule in the module docstring). figures: the test's (a region's
     margins, `decisive`; for colour, whether the frame carries the channel at all); frame: the region is a
     band along the image's edges (its repetition counts only with the transplant)."""
     if kind == "region":
-        if tests["repeating"] and tests["needed"] and (tests["transplanted"] or (tests["sufficient"] and not frame)):
+        if tests["repeating"] and tests["needed"] and (
+                tests["transplanted"] or (not frame and (tests["sufficient"] or moves(figures)))):
             return "shortcut"
         if decisive(tests, figures) or alone(tests, figures):
             return "shortcut"
@@ -164,13 +178,17 @@ def outcome(tests: dict, kind: str = "region", figures: Optional[dict] = None, f
 def evidence_label(tests: dict, kind: str = "region", figures: Optional[dict] = None) -> str:
     """e.g. 'needed, transplanted, repeating; not sufficient' (the tests that apply to the kind; a decisive
     region's 'needed, sufficient, transplanted, each decisive; not repeating'; a region needed alone:
-    '..., transplanted, nothing else needed; not repeating')."""
+    '..., transplanted, nothing else needed; not repeating'; a needed stamp that `moves` transplants:
+    'needed, repeating, moves transplants; not sufficient, not transplanted')."""
     names = [t for t in TESTS if kind == "region" or t != "transplanted"]
     passed = [t for t in names if tests[t]]
     if kind == "region" and not tests["repeating"] and decisive(tests, figures):
         passed[-1] += ", each decisive"
     elif kind == "region" and not tests["repeating"] and alone(tests, figures):
         passed[passed.index("transplanted")] += ", nothing else needed"
+    elif (kind == "region" and tests["repeating"] and tests["needed"] and not tests["transplanted"]
+          and not tests["sufficient"] and moves(figures)):
+        passed[-1] += ", moves transplants"
     failed = [f"not {t}" for t in names if not tests[t]]
     return "; ".join(part for part in (", ".join(passed), ", ".join(failed)) if part)
 

@@ -68,10 +68,11 @@ def test_colour_repeats_only_on_content_as_varied_as_the_rest():
     assert V.judge(over, "outside_box")["repeating"]
 
 
-def docstring_rule(t, kind, decisive=False, frame=False, nothing_else=False):
-    """The rule as the module docstring states it, written out on its own."""
+def docstring_rule(t, kind, decisive=False, frame=False, nothing_else=False, moves=False):
+    """The rule as the module docstring states it, written out on its own (moves: pasted, the region moves
+    STAMP_TRANSPLANT_GAP more of other classes' images than equal-area pastes)."""
     need, suff, trans, rep = (t[k] for k in V.TESTS)
-    if kind == "region" and ((rep and need and (suff or trans)) or (decisive and need and suff and trans)
+    if kind == "region" and ((rep and need and (suff or trans or moves)) or (decisive and need and suff and trans)
                              or (nothing_else and need and trans)):
         return "shortcut"
     if kind == "outside_box" and need and suff and rep:
@@ -94,21 +95,31 @@ ALONE_FIGURES = {"drop": 0.3, "control_drop": 0.05, "kept_class": 0.6, "kept_oth
                  "transplant_control": 0.0}
 
 
-@pytest.mark.parametrize("kind, figures, decisive, frame, nothing_else", [
-    ("region", None, False, False, False), ("region", DECISIVE_FIGURES, True, False, False),
-    ("region", ALONE_FIGURES, False, False, True),
-    ("region", dict(ALONE_FIGURES, control_drop=0.0501), False, False, False),
-    ("region", dict(ALONE_FIGURES, control_drop=NAN), False, False, False),
-    ("region", dict(ALONE_FIGURES, kept_other=0.1001), False, False, False),
-    ("region", dict(ALONE_FIGURES, transplant_control=0.1), False, False, True),
-    ("outside_box", DECISIVE_FIGURES, False, False, False), ("outside_box", ALONE_FIGURES, False, False, False),
-    ("channel", None, False, False, False),
-    ("channel", {"stamp_repeat": 0.7}, False, True, False), ("channel", {"stamp_repeat": 0.6999}, False, False, False),
-    ("channel", {"stamp_repeat": NAN}, False, False, False)])
-def test_the_outcome_rule_on_every_combination_of_tests(kind, figures, decisive, frame, nothing_else):
+# pasted, a jittered tag moved 35% of other images against 2% for equal-area pastes (the zoo, seed 1)
+MOVES_FIGURES = {"transplant_flip": 0.35, "transplant_control": 0.05}
+
+
+@pytest.mark.parametrize("kind, figures, decisive, frame, nothing_else, moves", [
+    ("region", None, False, False, False, False), ("region", DECISIVE_FIGURES, True, False, False, True),
+    ("region", ALONE_FIGURES, False, False, True, True),
+    ("region", dict(ALONE_FIGURES, control_drop=0.0501), False, False, False, True),
+    ("region", dict(ALONE_FIGURES, control_drop=NAN), False, False, False, True),
+    ("region", dict(ALONE_FIGURES, kept_other=0.1001), False, False, False, True),
+    ("region", dict(ALONE_FIGURES, transplant_control=0.1), False, False, True, True),
+    ("region", MOVES_FIGURES, False, False, False, True),
+    ("region", dict(MOVES_FIGURES, transplant_control=0.0501), False, False, False, False),
+    ("region", dict(MOVES_FIGURES, transplant_control=NAN), False, False, False, False),
+    ("outside_box", DECISIVE_FIGURES, False, False, False, False),
+    ("outside_box", ALONE_FIGURES, False, False, False, False),
+    ("channel", None, False, False, False, False), ("channel", MOVES_FIGURES, False, False, False, False),
+    ("channel", {"stamp_repeat": 0.7}, False, True, False, False),
+    ("channel", {"stamp_repeat": 0.6999}, False, False, False, False),
+    ("channel", {"stamp_repeat": NAN}, False, False, False, False)])
+def test_the_outcome_rule_on_every_combination_of_tests(kind, figures, decisive, frame, nothing_else, moves):
     for passed in itertools.product((False, True), repeat=4):
         t = dict(zip(V.TESTS, passed))
-        assert V.outcome(t, kind, figures) == docstring_rule(t, kind, decisive, frame, nothing_else), (t, kind, figures)
+        assert V.outcome(t, kind, figures) == docstring_rule(t, kind, decisive, frame, nothing_else, moves), \
+            (t, kind, figures)
 
 
 def test_a_frame_repeating_counts_only_with_the_transplant():
@@ -118,6 +129,9 @@ def test_a_frame_repeating_counts_only_with_the_transplant():
     t = {"needed": True, "sufficient": True, "transplanted": False, "repeating": True}
     assert V.outcome(t, "region", frame=True) == "review"
     assert V.outcome(t, "region", frame=False) == "shortcut"
+    weaker = dict(t, sufficient=False)      # a repeating frame whose pastes move others, but short of transplanted
+    assert V.outcome(weaker, "region", MOVES_FIGURES, frame=True) != "shortcut"
+    assert V.outcome(weaker, "region", MOVES_FIGURES, frame=False) == "shortcut"
     assert V.outcome(dict(t, transplanted=True), "region", frame=True) == "shortcut"
     assert V.outcome(dict(t, sufficient=False, transplanted=True), "region", frame=True) == "shortcut"
 
@@ -218,3 +232,19 @@ def test_apply_verdicts_says_why_a_candidate_went_untested():
     assert cat["evidence"] == "untested: no region with excess attribution to test" and not cat["flagged"]
     assert horse["outcome"] is None and cat["outcome"] is None
     assert drift["flagged"] and drift["evidence"] == "drift: a change since the reference run (no intervention)"
+
+
+def test_a_needed_stamp_that_moves_transplants_is_a_shortcut():
+    """The zoo's jittered text on photos (seed 1): needed (0.38), repeating (0.92 vs 0.03), kept alone 0.10 vs 0.0,
+    pasted at the region's fixed box 35% vs 2% (a tag that jitters is cut by the box): short of transplanted, a
+    copied pattern the model needs that moves other images when pasted: a shortcut. Without repeating, the same
+    figures are not one."""
+    f = {"drop": 0.38, "control_drop": -0.0, "kept_class": 0.1, "kept_other": 0.0, "transplant_flip": 0.35,
+         "transplant_control": 0.02, "stamp_repeat": 0.92, "stamp_others": 0.03}
+    tests = V.judge(f)
+    assert tests == {"needed": True, "sufficient": False, "transplanted": False, "repeating": True}
+    assert V.moves(f) and V.outcome(tests, "region", f) == "shortcut"
+    assert V.evidence_label(tests, "region", f) == \
+        "needed, repeating, moves transplants; not sufficient, not transplanted"
+    assert V.outcome(dict(tests, repeating=False), "region", f) == "cleared"
+    assert V.outcome(tests, "region", dict(f, transplant_flip=0.31)) != "shortcut"
