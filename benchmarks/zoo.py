@@ -32,7 +32,8 @@ ROOT = Path(__file__).resolve().parent.parent
 EPOCHS = 20
 RELIANCE = 0.5      # accuracy drop on the carriers without their mark, for a case to count
 SEED_ROLES = {0: "thresholds set here",
-              1: "checked (an earlier run of it seen when DECISIVE, ALONE_FLIP_CONTROL, IDENTICAL and SHARP were set)"}
+              1: "checked (seen when DECISIVE, ALONE_FLIP_CONTROL, IDENTICAL and SHARP were set; "
+                 "STAMP_TRANSPLANT_GAP was set from its one miss)"}
 
 
 def log(message: str) -> None:
@@ -263,7 +264,8 @@ def thresholds() -> list[str]:
     return [f"verdict: NEEDED_DROP {verdict.NEEDED_DROP}, NEEDED_RATIO {verdict.NEEDED_RATIO}, SUFFICIENT_GAP "
             f"{verdict.SUFFICIENT_GAP}, TRANSPLANT_FLIP {verdict.TRANSPLANT_FLIP}, TRANSPLANT_GAP "
             f"{verdict.TRANSPLANT_GAP}, DECISIVE {verdict.DECISIVE}, ALONE_CONTROL {verdict.ALONE_CONTROL}, "
-            f"ALONE_FLIP_CONTROL {verdict.ALONE_FLIP_CONTROL}, ALONE_KEPT {verdict.ALONE_KEPT}, REPEAT "
+            f"ALONE_FLIP_CONTROL {verdict.ALONE_FLIP_CONTROL}, ALONE_KEPT {verdict.ALONE_KEPT}, STAMP_TRANSPLANT_GAP "
+            f"{verdict.STAMP_TRANSPLANT_GAP}, REPEAT "
             f"{verdict.REPEAT}, REPEAT_GAP "
             f"{verdict.REPEAT_GAP}, COLOUR_VARIETY_MAX {verdict.COLOUR_VARIETY_MAX}, COLOUR_NEEDED_RATIO "
             f"{verdict.COLOUR_NEEDED_RATIO}",
