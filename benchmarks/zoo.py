@@ -265,13 +265,12 @@ def thresholds() -> list[str]:
             f"{verdict.SUFFICIENT_GAP}, TRANSPLANT_FLIP {verdict.TRANSPLANT_FLIP}, TRANSPLANT_GAP "
             f"{verdict.TRANSPLANT_GAP}, DECISIVE {verdict.DECISIVE}, ALONE_CONTROL {verdict.ALONE_CONTROL}, "
             f"ALONE_FLIP_CONTROL {verdict.ALONE_FLIP_CONTROL}, ALONE_KEPT {verdict.ALONE_KEPT}, STAMP_TRANSPLANT_GAP "
-            f"{verdict.STAMP_TRANSPLANT_GAP}, REPEAT "
-            f"{verdict.REPEAT}, REPEAT_GAP "
-            f"{verdict.REPEAT_GAP}, COLOUR_VARIETY_MAX {verdict.COLOUR_VARIETY_MAX}, COLOUR_NEEDED_RATIO "
+            f"{verdict.STAMP_TRANSPLANT_GAP}, REPEAT {verdict.REPEAT}, REPEAT_GAP {verdict.REPEAT_GAP}, "
+            f"COLOUR_VARIETY_MAX {verdict.COLOUR_VARIETY_MAX}, COLOUR_NEEDED_RATIO "
             f"{verdict.COLOUR_NEEDED_RATIO}",
             f"repetition: TOLERANCE {repetition.TOLERANCE}, IDENTICAL {repetition.IDENTICAL}, SHARP "
-            f"{repetition.SHARP}, AGREEMENT {repetition.AGREEMENT}, DISTINCT "
-            f"{repetition.DISTINCT}, MIN_PIXELS {repetition.MIN_PIXELS}, JITTER {repetition.JITTER}, SCALES "
+            f"{repetition.SHARP}, AGREEMENT {repetition.AGREEMENT}, DISTINCT {repetition.DISTINCT}, MIN_PIXELS "
+            f"{repetition.MIN_PIXELS}, JITTER {repetition.JITTER}, SCALES "
             f"{repetition.SCALES}; textures: BANDS {repetition.BANDS}, ORIENTATIONS {repetition.ORIENTATIONS}",
             f"evidence: RELY_DROP {evidence.RELY_DROP}, MIN_RELYING {evidence.MIN_RELYING}; interventions: "
             f"ATTEND_EXCESS {interventions.ATTEND_EXCESS}, REGION_OVERLAP {interventions.REGION_OVERLAP}"]

@@ -271,13 +271,9 @@ def _inside(piece: np.ndarray, box: tuple, within: tuple, f: int) -> float:
 def _sharpest(template: np.ndarray, where: np.ndarray) -> float:
     """The largest step between two neighbouring pixels (a row or a column apart, both in `where`) of the template
     (bh, bw, C), in any channel."""
-    steps = [0.0]
-    for axis in (0, 1):
-        both = np.logical_and(*(np.take(where, idx, axis) for idx in (range(1, where.shape[axis]),
-                                                                       range(where.shape[axis] - 1))))
-        if both.any():
-            steps.append(float(np.abs(np.diff(template, axis=axis)).max(-1)[both].max()))
-    return max(steps)
+    down = np.abs(np.diff(template, axis=0)).max(-1)[where[1:] & where[:-1]]
+    across = np.abs(np.diff(template, axis=1)).max(-1)[where[:, 1:] & where[:, :-1]]
+    return float(max((s.max() for s in (down, across) if s.size), default=0.0))
 
 
 def _near(piece: np.ndarray) -> np.ndarray:
@@ -332,6 +328,8 @@ def repetition(relying: np.ndarray, others: np.ndarray, classes, box: tuple, lea
     best = (0.0, 0.0, 0)
     for tol, edge in ((TOLERANCE, 0.0), (IDENTICAL, SHARP)):
         repeat, carried, pixels, where = stamp_scores(relying, others, box, tol=tol, edge=edge)
+        if repeat - carried < best[0] - best[1]:
+            continue        # own_stamps can only raise `carried`: this pass cannot win
         if pixels and classes:
             carried = max(carried, own_stamps(others, classes, where, least, tol))
         best = max(best, (repeat, carried, pixels), key=lambda b: (b[0] - b[1], b[2]))
